@@ -1,0 +1,146 @@
+"""The `avae` command: train, demo, sample, bandwidth, models."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import AvaeError
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except AvaeError as e:
+        print(f"avae: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("avae: interrupted; a run continues with `avae train --resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avae", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model (the AVAE or a baseline) into a run directory")
+    t.add_argument("--config", help="YAML file or preset name (e.g. demo)")
+    t.add_argument("--dataset", help="dataset name (its preset supplies the paper's settings)")
+    t.add_argument("--model", help="model name, see `avae models`")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--data-root", help="folder holding the dataset's files (else $AVAE_DATA_ROOT)")
+    t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
+    t.add_argument("--out", help="run directory (default runs/<dataset>-<model>-<time>)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    t.set_defaults(run=_train)
+
+    d = sub.add_parser("demo", help="the default job: AVAE on procedural dSprites, no download")
+    d.add_argument("--out", help="run directory (default runs/demo-<time>)")
+    d.set_defaults(run=_demo)
+
+    s = sub.add_parser("sample", help="generate images from a trained run")
+    s.add_argument("run_dir")
+    s.add_argument("-n", type=int, default=64, help="number of images")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    s.add_argument("--out", help="output path prefix (default RUN_DIR/samples)")
+    s.set_defaults(run=_sample)
+
+    b = sub.add_parser("bandwidth", help="the bias-corrected KDE bandwidth for latent size l and KDE size m")
+    b.add_argument("-l", "--latent-dim", type=int, required=True)
+    b.add_argument("-m", "--kde-size", type=int, required=True)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--no-cache", action="store_true")
+    b.add_argument("--json", action="store_true", help="print JSON")
+    b.set_defaults(run=_bandwidth)
+
+    m = sub.add_parser("models", help="list the models")
+    m.set_defaults(run=_models)
+    return p
+
+
+def _train(args) -> int:
+    from . import config, train
+
+    if args.resume:
+        if args.config or args.dataset or args.model or args.set or args.out:
+            raise AvaeError("--resume continues a run with its own config; give no other settings")
+        run_dir = train.resume(Path(args.resume))
+        return _finished(run_dir)
+    overrides = list(args.set)
+    for key, value in (("data.name", args.dataset), ("model.name", args.model), ("train.epochs", args.epochs),
+                       ("train.seed", args.seed), ("data.root", args.data_root)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    cfg = config.resolve(args.config, overrides)
+    out = args.out or f"runs/{cfg['data']['name']}-{cfg['model']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return _finished(train.start(cfg, Path(out)))
+
+
+def _demo(args) -> int:
+    from . import config, train
+
+    out = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    print(f"avae demo: training the AVAE on procedural dSprites into {out}", file=sys.stderr)
+    return _finished(train.start(config.resolve("demo"), out))
+
+
+def _finished(run_dir: Path) -> int:
+    figures = sorted((run_dir / "figures").glob("epoch_*"))
+    print(f"run finished: {run_dir}")
+    if figures:
+        print(f"pictures: {figures[-1]}/ (samples.png, reconstructions.png, latents.png, norms.png)")
+    print(f"metrics: {run_dir / 'metrics.jsonl'}")
+    return 0
+
+
+def _sample(args) -> int:
+    import numpy as np
+    import torch
+
+    from . import report, train
+
+    if args.n < 1:
+        raise AvaeError(f"-n must be a positive number of images, got {args.n}")
+    run_dir = Path(args.run_dir)
+    cfg, spec = train.read_run(run_dir)
+    model = train.build(cfg, spec)
+    train.load_weights(model, run_dir, args.checkpoint)
+    model.eval()
+    images = []
+    gen = torch.Generator().manual_seed(args.seed)
+    for start in range(0, args.n, 1000):
+        images.append(report.to_uint8(model.sample(min(1000, args.n - start), gen), spec.value_range))
+    images = np.concatenate(images)
+    prefix = Path(args.out) if args.out else run_dir / "samples"
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    np.save(prefix.with_suffix(".npy"), images)
+    report.save_grid(prefix.with_suffix(".png"), images[:256])
+    print(f"{len(images)} samples ({model.sampler}): {prefix.with_suffix('.npy')} and {prefix.with_suffix('.png')}")
+    return 0
+
+
+def _bandwidth(args) -> int:
+    from . import bandwidth
+
+    start = time.perf_counter()
+    bw = bandwidth.bandwidth(args.latent_dim, args.kde_size, seed=args.seed, cache=not args.no_cache)
+    seconds = time.perf_counter() - start
+    if args.json:
+        print(json.dumps({**bandwidth.as_dict(bw), "seconds": seconds}))
+    else:
+        print(f"l={bw.latent_dim} m={bw.kde_size}: h_opt={bw.h_opt:.4f}  h={bw.h:.4f}  sampling std={bw.sampling_std:.4f}")
+    return 0
+
+
+def _models(args) -> int:
+    from .models import MODELS
+
+    width = max(map(len, MODELS))
+    for name, cls in sorted(MODELS.items()):
+        print(f"{name:<{width}}  {cls.description}  [samples: {cls.sampler}]")
+    return 0

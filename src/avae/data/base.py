@@ -1,0 +1,107 @@
+"""What every dataset provides: uint8 images fetched by index, split into train/val/test."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import AvaeError
+
+
+class ImageSet:
+    """A sequence of uint8 NCHW images addressed by integer indices.
+
+    Subclasses implement `__len__` and `images`; nothing is ever materialised as a float copy.
+    """
+
+    shape: tuple[int, int, int]  # (C, H, W)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def images(self, idx: np.ndarray) -> torch.Tensor:
+        """uint8 tensor of shape (len(idx), C, H, W)."""
+        raise NotImplementedError
+
+    def subset(self, idx: np.ndarray) -> "Subset":
+        return Subset(self, np.asarray(idx, dtype=np.int64))
+
+
+class ArrayImages(ImageSet):
+    """Images held in one uint8 array (N, C, H, W)."""
+
+    def __init__(self, array: np.ndarray, labels: np.ndarray | None = None):
+        if array.dtype != np.uint8 or array.ndim != 4:
+            raise ValueError("ArrayImages needs a uint8 array of shape (N, C, H, W)")
+        self.array = array
+        self.labels = labels
+        self.shape = tuple(array.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def images(self, idx: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.array[np.asarray(idx)])
+
+
+class Subset(ImageSet):
+    """A view of another ImageSet through an index array."""
+
+    def __init__(self, base: ImageSet, indices: np.ndarray):
+        self.base = base
+        self.indices = indices
+        self.shape = base.shape
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def images(self, idx: np.ndarray) -> torch.Tensor:
+        return self.base.images(self.indices[np.asarray(idx)])
+
+
+@dataclass
+class Dataset:
+    """A dataset ready for training: its splits and how its pixels are to be modelled."""
+
+    name: str
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet | None = None
+    likelihood: str = "gaussian"  # "gaussian" (SSE on [0,1] pixels) or "bernoulli" (logits)
+    value_range: tuple[float, float] = (0.0, 1.0)  # range of the model's float input
+    info: dict = field(default_factory=dict)  # provenance: files, split rule, sizes
+    factors: ImageSet | None = None  # the whole set with ground-truth factors (FactorImages), if any
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.train.shape
+
+
+def to_float(images: torch.Tensor, value_range: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+    """uint8 images → float32 in `value_range` (the model's input convention)."""
+    x = images.float().div_(255.0)
+    lo, hi = value_range
+    if (lo, hi) != (0.0, 1.0):
+        x = x.mul_(hi - lo).add_(lo)
+    return x
+
+
+DATASETS: dict[str, Callable[..., Dataset]] = {}
+
+
+def register_dataset(name: str):
+    """Decorator: make a loader `fn(root, seed, **options) -> Dataset` available by name."""
+
+    def wrap(fn):
+        DATASETS[name] = fn
+        return fn
+
+    return wrap
+
+
+def load_dataset(name: str, root: str | None = None, seed: int = 0, **options) -> Dataset:
+    if name not in DATASETS:
+        raise AvaeError(f"unknown dataset '{name}'; choose one of: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name](root=root, seed=seed, **options)

@@ -1,0 +1,65 @@
+"""The plain deterministic autoencoder: the AVAE's network with the reconstruction loss alone.
+
+It is the floor the AVAE's training cost is compared with, and it samples from a Gaussian fitted
+to its training codes (as RAE does), refitted after every epoch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .base import Model, register_model
+
+FIT_CODES = 10000  # training codes used to fit the sampling Gaussian
+
+
+class FittedGaussianSampler:
+    """Mixin: draw codes from N(mean, cov) fitted to training codes after each epoch."""
+
+    sampler = "Gaussian fitted to training codes (mean and full covariance)"
+
+    def fit_sampler(self, trainer):
+        n = min(FIT_CODES, len(trainer.data.train))
+        idx = np.random.default_rng([trainer.seed, trainer.epoch, 1]).choice(len(trainer.data.train), n, replace=False)
+        z = trainer.encode(trainer.data.train, np.sort(idx)).double()
+        self.code_mean.copy_(z.mean(0))
+        self.code_cov.copy_(torch.cov(z.T).reshape(self.latent_dim, self.latent_dim))
+
+    def sample_latent(self, n, generator):
+        eps = torch.randn(n, self.latent_dim, generator=generator, dtype=torch.float64)
+        # small jitter keeps the factorisation defined when a code axis has collapsed
+        chol = torch.linalg.cholesky(self.code_cov.cpu() + 1e-9 * torch.eye(self.latent_dim, dtype=torch.float64))
+        return (self.code_mean.cpu() + eps @ chol.T).float()
+
+    @property
+    def latent_variance(self):
+        return float(torch.diagonal(self.code_cov).mean())
+
+
+@register_model
+class Autoencoder(FittedGaussianSampler, Model):
+    name = "ae"
+    description = "plain deterministic autoencoder (reconstruction only), sampled from a fitted Gaussian"
+
+    @dataclass
+    class Params:
+        pass
+
+    def __init__(self, spec, latent_dim, arch, width, params):
+        super().__init__(spec, latent_dim, arch, width, params)
+        self.register_buffer("code_mean", torch.zeros(latent_dim, dtype=torch.float64))
+        self.register_buffer("code_cov", torch.eye(latent_dim, dtype=torch.float64))
+
+    def training_loss(self, x):
+        recon = self.likelihood.per_image(self.decoder(self.encoder(x)), x).mean()
+        return {"loss": recon, "recon": recon}
+
+    def validation_loss(self, x):
+        z = self.encoder(x)
+        recon = self.likelihood.per_image(self.decoder(z), x).mean()
+        return {"loss": recon, "objective": recon, "recon": recon, "z": z}
+
+    def on_validation_end(self, trainer, val):
+        self.fit_sampler(trainer)

@@ -1,0 +1,351 @@
+"""The one training loop. Models plug in through the hooks of `models.base.Model`.
+
+Run directory:
+  config.yaml        the resolved configuration
+  run.json           status (running/finished), data spec, versions
+  metrics.jsonl      one line per epoch
+  checkpoints/       last.pt and best.pt, each written atomically
+  figures/epoch_NNN/ samples, reconstructions, latent scatter matrix, ‖z‖² histogram
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__, config as config_mod, report
+from .config import TrainConfig
+from .data import Dataset, load_dataset, to_float
+from .errors import AvaeError
+from .models import DataSpec, Model, build_model
+
+
+# --- building a run -------------------------------------------------------------------------
+def prepare_data(cfg: dict) -> Dataset:
+    """The dataset of a config, with the training and validation sets cut to size if asked."""
+    dc = cfg["data"]
+    options = dc.get("options") or {}
+    data = load_dataset(dc["name"], root=dc.get("root"), seed=cfg["train"].get("seed", 0), **options)
+    train_size, val_size = dc.get("train_size"), dc.get("val_size")
+    if train_size is not None:
+        if not isinstance(train_size, int) or not 1 <= train_size <= len(data.train):
+            raise AvaeError(f"data.train_size must be between 1 and {len(data.train)}, got {train_size!r}")
+        pick = np.random.default_rng([cfg["train"].get("seed", 0), 2]).choice(len(data.train), train_size, replace=False)
+        data.train = data.train.subset(np.sort(pick))
+    if val_size is not None:
+        if not isinstance(val_size, int) or not 1 <= val_size <= len(data.val):
+            raise AvaeError(f"data.val_size must be between 1 and {len(data.val)}, got {val_size!r}")
+        data.val = data.val.subset(np.arange(val_size))
+    return data
+
+
+def data_spec(data: Dataset) -> DataSpec:
+    return DataSpec(
+        shape=tuple(data.shape),
+        likelihood=data.likelihood,
+        value_range=tuple(data.value_range),
+        train_size=len(data.train),
+        has_factors=data.factors is not None,
+    )
+
+
+def build(cfg: dict, spec: DataSpec) -> Model:
+    torch.manual_seed(cfg["train"].get("seed", 0))  # the initial weights depend on the seed alone
+    return build_model(cfg["model"], spec)
+
+
+def read_run(run_dir: Path) -> tuple[dict, DataSpec]:
+    """The config and data spec of an existing run directory."""
+    cfg_path, info_path = run_dir / "config.yaml", run_dir / "run.json"
+    if not cfg_path.is_file() or not info_path.is_file():
+        raise AvaeError(f"{run_dir} is not a run directory (no config.yaml/run.json); give a folder made by `avae train`")
+    try:
+        cfg = config_mod.load_yaml(cfg_path.read_text())
+        spec = json.loads(info_path.read_text())["data_spec"]
+    except (ValueError, KeyError, config_mod.yaml.YAMLError):
+        raise AvaeError(f"{run_dir} has a corrupt config.yaml or run.json; start a new run") from None
+    spec["shape"], spec["value_range"] = tuple(spec["shape"]), tuple(spec["value_range"])
+    return cfg, DataSpec(**spec)
+
+
+def load_weights(model: Model, run_dir: Path, which: str = "last") -> dict:
+    state = load_checkpoint(run_dir / "checkpoints" / f"{which}.pt")
+    model.load_state_dict(state["model"])
+    model.load_extra_state(state["model_extra"])
+    return state
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise AvaeError(f"checkpoint {path} does not exist; train the run first")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a damaged file
+        raise AvaeError(f"checkpoint {path} cannot be read ({type(e).__name__}); it is corrupt, resume from another run") from None
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+# --- the loop -----------------------------------------------------------------------------------
+class Trainer:
+    def __init__(self, cfg: dict, run_dir: Path, data: Dataset, model: Model):
+        self.cfg, self.run_dir, self.data, self.model = cfg, Path(run_dir), data, model
+        self.tc = TrainConfig.from_dict(cfg["train"])
+        self.seed = self.tc.seed
+        self.device = _device(self.tc.device)
+        self.memory_format = torch.channels_last if self.tc.channels_last else torch.contiguous_format
+        self.model.to(self.device, memory_format=self.memory_format)
+        params = list(model.encoder.parameters()) + list(model.decoder.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=self.tc.lr, eps=1e-7)  # Keras' epsilon, as the paper
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, factor=self.tc.lr_factor, patience=self.tc.lr_patience, threshold=self.tc.lr_threshold
+        )
+        self.epoch, self.step, self.best = 0, 0, math.inf
+        self.sums: dict[str, float] = {}  # running sums of the epoch's training losses
+        self.train_seconds = 0.0
+
+    # helpers the models use
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images → the model's float input on the device."""
+        x = to_float(images.to(self.device), self.data.value_range)
+        return x.contiguous(memory_format=self.memory_format)
+
+    @torch.no_grad()
+    def encode(self, images, indices, batch: int = 1000) -> torch.Tensor:
+        """Codes of images[indices] in inference mode (CPU float32)."""
+        was_training = self.model.training
+        self.model.eval()
+        codes = [
+            self.model.encode(self.prepare(images.images(indices[i : i + batch]))).float().cpu()
+            for i in range(0, len(indices), batch)
+        ]
+        self.model.train(was_training)
+        return torch.cat(codes)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.tc.precision == "bfloat16")
+
+    # the run
+    def fit(self) -> None:
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        while self.epoch < self.tc.epochs:
+            self._train_epoch()
+            self._end_epoch()
+        info = json.loads((self.run_dir / "run.json").read_text())
+        write_json(self.run_dir / "run.json", {**info, "status": "finished", "epochs_done": self.epoch})
+
+    def _train_epoch(self) -> None:
+        model, tc = self.model, self.tc
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.data.train))
+        sgd = model.on_epoch_start(self, order)
+        batches = [sgd[i : i + tc.batch_size] for i in range(0, len(sgd), tc.batch_size)]
+        batches = [b for b in batches if len(b) > 1]  # BatchNorm needs two images
+        model.train()
+        last_save, start = time.monotonic(), time.perf_counter() - self.train_seconds
+        bar = tqdm(range(self.step, len(batches)), desc=f"epoch {self.epoch + 1}/{tc.epochs}",
+                   disable=not tc.progress, leave=False, dynamic_ncols=True)
+        for step in bar:
+            due = time.monotonic() - last_save > 60 * tc.checkpoint_minutes
+            if due and step > self.step and step % model.checkpoint_alignment == 0:
+                self.step, self.train_seconds = step, time.perf_counter() - start
+                self._save("last")
+                last_save = time.monotonic()
+            model.on_step_start(self, step)
+            x = self.prepare(self.data.train.images(batches[step]))
+            with self.autocast():
+                losses = model.training_loss(x)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            self.optimizer.step()
+            model.after_step(self, x)
+            for key, value in losses.items():
+                self.sums[key] = self.sums.get(key, 0.0) + float(value.detach())
+            self.sums["steps"] = self.sums.get("steps", 0) + 1
+            self.sums["images"] = self.sums.get("images", 0) + len(x)
+            if step % 10 == 0:
+                bar.set_postfix({k: f"{float(v.detach()):.4g}" for k, v in losses.items()})
+        bar.close()
+        self.train_seconds = time.perf_counter() - start
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        model, tc = self.model, self.tc
+        model.eval()
+        totals, codes, n = {}, [], 0
+        for i in range(0, len(self.data.val), tc.val_batch_size):
+            idx = np.arange(i, min(i + tc.val_batch_size, len(self.data.val)))
+            with self.autocast():
+                out = model.validation_loss(self.prepare(self.data.val.images(idx)))
+            z = out.pop("z")
+            if n < tc.figure_points:
+                codes.append(z.float().cpu())
+            for key, value in out.items():
+                totals[key] = totals.get(key, 0.0) + float(value) * len(idx)
+            n += len(idx)
+        model.train()
+        val = {key: value / n for key, value in totals.items()}
+        val["codes"] = torch.cat(codes)[: tc.figure_points]
+        return val
+
+    def _end_epoch(self) -> None:
+        start = time.perf_counter()
+        val = self.validate()
+        self.model.on_validation_end(self, val)
+        self.scheduler.step(val["objective"])
+        val_seconds = time.perf_counter() - start
+        steps = max(self.sums.get("steps", 1), 1)
+        record = {
+            "epoch": self.epoch + 1,
+            **{f"train_{k}": v / steps for k, v in self.sums.items() if k not in ("steps", "images")},
+            **{f"val_{k}": v for k, v in val.items() if k != "codes"},
+            "lr": self.optimizer.param_groups[0]["lr"],
+            **self.model.epoch_summary(),
+            "train_s": self.train_seconds,
+            "val_s": val_seconds,
+            "epoch_s": self.train_seconds + val_seconds,
+            "steps": int(self.sums.get("steps", 0)),
+            "images_per_s": self.sums.get("images", 0) / max(self.train_seconds, 1e-9),
+        }
+        every = self.tc.figures_every
+        if every and ((self.epoch + 1) % every == 0 or self.epoch + 1 == self.tc.epochs):
+            self.figures(self.run_dir / "figures" / f"epoch_{self.epoch + 1:03d}", val["codes"])
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        improved = val["loss"] < self.best
+        self.best = min(self.best, val["loss"])
+        self.epoch, self.step, self.sums, self.train_seconds = self.epoch + 1, 0, {}, 0.0
+        self._save("last")
+        if improved:
+            self._save("best")
+        if self.tc.progress:
+            tqdm.write(_summary_line(record))
+
+    def figures(self, folder: Path, codes: torch.Tensor) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        model, vr = self.model, self.data.value_range
+        model.eval()
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(self.seed)  # the same codes every epoch
+            report.save_grid(folder / "samples.png", report.to_uint8(model.sample(64, gen).float().cpu(), vr), 8)
+            originals = self.data.val.images(np.arange(min(32, len(self.data.val))))
+            recon = model.decode(model.encode(self.prepare(originals))).float().cpu()
+            report.save_reconstructions(folder / "reconstructions.png", originals.numpy(), report.to_uint8(recon, vr))
+        model.train()
+        z = codes.numpy()
+        var = model.latent_variance
+        report.save_latent_scatter(folder / "latents.png", z, math.sqrt(var))
+        report.save_norm_histogram(folder / "norms.png", z, var, f"{var:.3f}·χ²_{z.shape[1]} (sampling distribution)")
+
+    # --- checkpoints ------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def _save(self, which: str) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "model_extra": self.model.extra_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "sums": dict(self.sums),
+            "train_seconds": self.train_seconds,
+            "best": self.best,
+        }
+        atomic_save(state, self.checkpoint_dir / f"{which}.pt")
+
+    def resume(self) -> None:
+        """Continue from checkpoints/last.pt (a fresh start if the run died before saving)."""
+        path = self.checkpoint_dir / "last.pt"
+        if not path.is_file():
+            return
+        state = load_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        self.model.load_extra_state(state["model_extra"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
+        self.sums, self.train_seconds = dict(state["sums"]), state["train_seconds"]
+        _truncate_metrics(self.run_dir / "metrics.jsonl", self.epoch)
+
+
+def _truncate_metrics(path: Path, epochs_done: int) -> None:
+    """Drop lines of epochs the checkpoint does not hold (a kill between log and save)."""
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= epochs_done]
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def _summary_line(r: dict) -> str:
+    parts = [f"epoch {r['epoch']}", f"train loss {r.get('train_loss', float('nan')):.4g}",
+             f"val recon {r.get('val_recon', float('nan')):.4g}"]
+    if "sigma" in r:
+        parts.append(f"σ {r['sigma']:.4g}")
+    parts.append(f"{r['epoch_s']:.1f} s")
+    return " | ".join(parts)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise AvaeError(f"train.device '{name}' is not a device; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AvaeError("train.device asks for cuda but no GPU is available; use train.device=cpu")
+    return device
+
+
+# --- entry points -------------------------------------------------------------------------------
+def start(cfg: dict, run_dir: Path) -> Path:
+    """Validate everything, then create the run directory and train."""
+    data = prepare_data(cfg)
+    spec = data_spec(data)
+    model = build(cfg, spec)
+    run_dir = Path(run_dir)
+    if (run_dir / "run.json").exists():
+        raise AvaeError(f"{run_dir} already holds a run; resume it with `avae train --resume {run_dir}` or pick --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config_mod.dump(cfg))
+    write_json(run_dir / "run.json", {
+        "status": "running", "data_spec": asdict(spec), "avae": __version__, "torch": torch.__version__,
+        "python": platform.python_version(), "dataset_info": data.info,
+    })
+    trainer = Trainer(cfg, run_dir, data, model)
+    trainer.fit()
+    return run_dir
+
+
+def resume(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    cfg, _ = read_run(run_dir)
+    data = prepare_data(cfg)
+    model = build(cfg, data_spec(data))
+    trainer = Trainer(cfg, run_dir, data, model)
+    trainer.resume()
+    trainer.fit()
+    return run_dir

@@ -1,0 +1,106 @@
+"""Bad input: one line naming the problem, exit code 2, no traceback, no run directory."""
+import gzip
+import subprocess
+import sys
+
+import pytest
+
+from avae.cli import main
+from fixtures import write_mnist
+
+
+@pytest.fixture()
+def mnist_root(tmp_path):
+    root = tmp_path / "data"
+    write_mnist(root, n_train=600, n_test=60)
+    return root
+
+
+def fails(capsys, *argv, says):
+    assert main(list(argv)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("avae: error:") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert says in err, err
+    return err
+
+
+SMALL = ["--set", "model.width=0.125", "--set", "model.kde_size=100", "--set", "train.progress=false"]
+
+
+@pytest.mark.parametrize(
+    "extra,says",
+    [
+        (["--dataset", "nope"], "unknown dataset 'nope'"),
+        (["--model", "nope"], "unknown model 'nope'"),
+        (["--set", "model.kde_size=500"], "smaller than the training set"),
+        (["--set", "model.kde_size=5000"], "smaller than the training set"),
+        (["--set", "model.latent_dim=0"], "latent_dim"),
+        (["--set", "model.latent_dim=-2"], "latent_dim"),
+        (["--set", "model.latent_dim=abc"], "latent_dim"),
+        (["--set", "model.nonsense=1"], "no setting nonsense"),
+        (["--set", "train.nonsense=1"], "unknown train setting nonsense"),
+        (["--set", "train.lr=fast"], "train.lr must be a number"),
+        (["--set", "oops"], "must look like section.key=value"),
+        (["--set", "extra.key=1"], "unknown config section 'extra'"),
+    ],
+)
+def test_bad_settings(capsys, tmp_path, mnist_root, extra, says):
+    out = tmp_path / "run"
+    fails(capsys, "train", "--dataset", "mnist", "--data-root", str(mnist_root), *SMALL, *extra, "--out", str(out), says=says)
+    assert not out.exists()
+
+
+def test_missing_data_file_names_it_and_how_to_get_it(capsys, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    err = fails(capsys, "train", "--dataset", "mnist", "--data-root", str(empty), "--out", str(tmp_path / "r"),
+                says="train-images-idx3-ubyte")
+    assert str(empty) in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("damage,says", [("magic", "magic"), ("truncate", "truncated")])
+def test_corrupt_data_file(capsys, tmp_path, mnist_root, damage, says):
+    path = mnist_root / "train-images-idx3-ubyte.gz"
+    raw = gzip.decompress(path.read_bytes())
+    raw = b"\x00\x00\x09\x99" + raw[4:] if damage == "magic" else raw[: len(raw) // 2]
+    path.write_bytes(gzip.compress(raw))
+    fails(capsys, "train", "--dataset", "mnist", "--data-root", str(mnist_root), *SMALL, "--out", str(tmp_path / "r"),
+          says=says)
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_of_a_folder_that_is_not_a_run(capsys, tmp_path):
+    fails(capsys, "train", "--resume", str(tmp_path), says="not a run directory")
+    fails(capsys, "train", "--resume", str(tmp_path / "missing"), says="not a run directory")
+
+
+def test_resume_with_a_corrupt_checkpoint_keeps_the_files(capsys, tmp_path, mnist_root):
+    run_dir = tmp_path / "r"
+    assert main(["train", "--dataset", "mnist", "--data-root", str(mnist_root), *SMALL, "--epochs", "1",
+                 "--set", "train.figures_every=0", "--out", str(run_dir)]) == 0
+    capsys.readouterr()
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    checkpoint.write_bytes(b"garbage")
+    fails(capsys, "train", "--resume", str(run_dir), says="corrupt")
+    assert checkpoint.read_bytes() == b"garbage"  # nothing overwritten
+    fails(capsys, "train", "--dataset", "mnist", "--data-root", str(mnist_root), *SMALL, "--out", str(run_dir),
+          says="already holds a run")
+
+
+def test_sample_needs_a_run(capsys, tmp_path):
+    fails(capsys, "sample", str(tmp_path), says="not a run directory")
+
+
+def test_models_lists_every_registered_model(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ae ") and "\navae " in out and "N(0, (1−h²)I)" in out
+
+
+def test_module_entry_point_and_argparse_errors():
+    ok = subprocess.run([sys.executable, "-m", "avae", "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "bandwidth" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "avae", "train", "--epochs", "x"], capture_output=True, text=True)
+    assert bad.returncode == 2

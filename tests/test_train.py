@@ -1,0 +1,144 @@
+"""Training end to end on a tiny MNIST-format fixture: loss, σ, run directory, resume, sampling."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from avae import config, train
+from avae.cli import main
+from fixtures import write_mnist
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist")
+    write_mnist(root, n_train=600, n_test=60)  # 500 train, 100 validation
+    return root
+
+
+def tiny(root, *extra, model="avae"):
+    avae = ["model.kde_size=100", "model.kde_refresh_every=3"] if model == "avae" else []
+    return ["data.name=mnist", f"data.root={root}", f"model.name={model}", "model.latent_dim=4", "model.width=0.125",
+            *avae, "train.batch_size=50", "train.progress=false", *extra]
+
+
+def run(root, out, *extra, model="avae"):
+    return train.start(config.resolve(None, tiny(root, *extra, model=model)), out)
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_training_lowers_the_loss_and_sets_sigma_from_validation(mnist_root, tmp_path):
+    run_dir = run(mnist_root, tmp_path / "r", "train.epochs=4", "train.lr=2e-3")
+    m = metrics(run_dir)
+    assert [r["epoch"] for r in m] == [1, 2, 3, 4]
+    assert m[-1]["val_recon"] < 0.9 * m[0]["val_recon"]
+    assert m[-1]["train_loss"] < m[0]["train_loss"]
+    for r in m:  # σ after each epoch is √(mean per-image validation SSE)
+        assert r["sigma"] == pytest.approx(math.sqrt(r["val_recon"]), rel=1e-6)
+    assert m[0]["sigma"] != pytest.approx(math.sqrt(200.0))
+    assert m[0]["steps"] == 8  # (500 − m=100) / 50
+    for key in ("lr", "h", "epoch_s", "kde_refresh_s", "train_kl", "val_kl"):
+        assert key in m[0]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"last.pt", "best.pt"}
+    figs = run_dir / "figures" / "epoch_004"
+    assert {p.name for p in figs.iterdir()} == {"samples.png", "reconstructions.png", "latents.png", "norms.png"}
+    cfg = config.load_yaml((run_dir / "config.yaml").read_text())
+    assert cfg["model"]["kde_size"] == 100 and cfg["model"]["name"] == "avae"
+
+
+def test_kde_set_is_drawn_fresh_each_epoch_and_disjoint_from_sgd(mnist_root, tmp_path):
+    cfg = config.resolve(None, tiny(mnist_root, "train.epochs=1"))
+    data = train.prepare_data(cfg)
+    model = train.build(cfg, train.data_spec(data))
+    trainer = train.Trainer(cfg, tmp_path, data, model)
+    seen = []
+    for epoch in range(2):
+        order = np.random.default_rng([0, epoch]).permutation(len(data.train))
+        sgd = model.on_epoch_start(trainer, order)
+        kde = set(order[:100].tolist())
+        assert len(sgd) == 400 and not kde & set(sgd.tolist())
+        seen.append(kde)
+    assert seen[0] != seen[1]
+    model.on_step_start(trainer, 0)
+    assert model.kde_codes.shape == (100, 4) and not model.kde_codes.requires_grad
+
+
+def test_avae_samples_from_the_shrunken_prior(mnist_root):
+    cfg = config.resolve(None, tiny(mnist_root))
+    model = train.build(cfg, train.data_spec(train.prepare_data(cfg)))
+    z = model.sample_latent(20000, torch.Generator().manual_seed(0))
+    assert z.var(0).mean().item() == pytest.approx(1 - model.h**2, rel=0.03)
+    assert model.latent_variance == pytest.approx(1 - model.h**2)
+
+
+def final_weights(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(mnist_root, tmp_path):
+    settings = ["train.epochs=3", "train.checkpoint_minutes=0"]
+    whole = run(mnist_root, tmp_path / "whole", *settings)
+    # The same run in a child process, killed with SIGKILL during its second epoch.
+    killed = tmp_path / "killed"
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from avae import config, train
+        from avae.models.avae import AVAE
+        calls = 0
+        def after_step(self, trainer, x):
+            global calls
+            calls += 1
+            if calls == 8 + 5:  # step 5 of epoch 2
+                os.kill(os.getpid(), signal.SIGKILL)
+        AVAE.after_step = after_step
+        cfg = config.resolve(None, {tiny(mnist_root, *settings)!r})
+        train.start(cfg, Path({str(killed)!r}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], env={**os.environ}, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    state = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 3)  # mid-epoch checkpoint, aligned to the KDE refresh
+    assert json.loads((killed / "run.json").read_text())["status"] == "running"
+
+    assert main(["train", "--resume", str(killed)]) == 0
+    a, b = final_weights(whole), final_weights(killed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    assert [r["epoch"] for r in metrics(killed)] == [1, 2, 3]
+    assert metrics(killed)[-1]["val_recon"] == pytest.approx(metrics(whole)[-1]["val_recon"], rel=1e-5)
+
+
+def test_sample_command_writes_png_and_npy(mnist_root, tmp_path, capsys):
+    run_dir = run(mnist_root, tmp_path / "r", "train.epochs=1", "train.figures_every=0")
+    assert main(["sample", str(run_dir), "-n", "10", "--seed", "3"]) == 0
+    images = np.load(run_dir / "samples.npy")
+    assert images.shape == (10, 1, 32, 32) and images.dtype == np.uint8
+    assert (run_dir / "samples.png").is_file()
+    assert main(["sample", str(run_dir), "-n", "10", "--seed", "3", "--out", str(tmp_path / "again")]) == 0
+    assert np.array_equal(np.load(tmp_path / "again.npy"), images)  # same seed, same images
+
+
+def test_plain_autoencoder_trains_and_samples_from_a_fitted_gaussian(mnist_root, tmp_path):
+    run_dir = run(mnist_root, tmp_path / "ae", "train.epochs=2", "train.figures_every=0", model="ae")
+    m = metrics(run_dir)
+    assert m[1]["val_recon"] < m[0]["val_recon"] and "sigma" not in m[0]
+    assert main(["sample", str(run_dir), "-n", "4"]) == 0
+
+
+def test_bfloat16_precision_runs(mnist_root, tmp_path):
+    run_dir = run(mnist_root, tmp_path / "bf", "train.epochs=1", "train.figures_every=0", "train.precision=bfloat16")
+    assert math.isfinite(metrics(run_dir)[0]["val_loss"])
