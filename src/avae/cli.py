@@ -1,4 +1,4 @@
-"""The `avae` command: train, demo, sample, bandwidth, models."""
+"""The `avae` command: train, demo, evaluate, sample, bandwidth, models."""
 from __future__ import annotations
 
 import argparse
@@ -49,6 +49,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", choices=["last", "best"], default="last")
     s.add_argument("--out", help="output path prefix (default RUN_DIR/samples)")
     s.set_defaults(run=_sample)
+
+    e = sub.add_parser("evaluate", help="score a trained run: sample quality, latent quality, disentanglement")
+    e.add_argument("run_dir")
+    e.add_argument("-n", type=int, default=10000, help="held-out images, samples and interpolations (each)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--features", choices=["classifier", "inception"], default="classifier",
+                   help="feature space for FD and precision/recall (inception needs avae[fid])")
+    e.add_argument("--inception-weights", help="path of the Inception-v3 2015-12-05 weights (offline)")
+    e.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    e.add_argument("--split", choices=["test", "val"], help="held-out split (default: test where it exists)")
+    e.add_argument("--disentanglement", choices=["default", "fast", "none"], default="default",
+                   help="metric preset for datasets with ground-truth factors")
+    e.set_defaults(run=_evaluate)
 
     b = sub.add_parser("bandwidth", help="the bias-corrected KDE bandwidth for latent size l and KDE size m")
     b.add_argument("-l", "--latent-dim", type=int, required=True)
@@ -121,6 +134,23 @@ def _sample(args) -> int:
     np.save(prefix.with_suffix(".npy"), images)
     report.save_grid(prefix.with_suffix(".png"), images[:256])
     print(f"{len(images)} samples ({model.sampler}): {prefix.with_suffix('.npy')} and {prefix.with_suffix('.png')}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    if args.n < 10:
+        raise AvaeError(f"-n must be at least 10 images, got {args.n}")
+    result = evaluate(args.run_dir, n=args.n, seed=args.seed, features=args.features,
+                      inception_weights=args.inception_weights, checkpoint=args.checkpoint, split=args.split,
+                      disentanglement=args.disentanglement)
+    for name, q in result["sample_quality"].items():
+        print(f"{name:>3}: FD {q['frechet_distance']:.3f}  PRD P/R {q['prd']['precision']:.3f}/{q['prd']['recall']:.3f}")
+    lq = result["latent_quality"]
+    print(f"entropy {lq['entropy']['entropy']:.3f} (reference {lq['entropy']['reference']})  "
+          f"MSE/pixel {lq['reconstruction']['mse_per_pixel']:.5f}  collapsed axes {lq['collapsed_axes']['count']}")
+    print(f"written: {Path(args.run_dir) / 'evaluate.json'} and {Path(args.run_dir) / 'evaluate.html'}")
     return 0
 
 

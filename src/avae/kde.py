@@ -74,19 +74,20 @@ def kl_to_standard_normal(
     return (log_q - log_p).mean() / math.log(log_base)
 
 
+def loo_log_density(z: torch.Tensor, h: float, *, chunk: int = DEFAULT_CHUNK, normalised: bool = True) -> torch.Tensor:
+    """log q_{−i}(z_i) for every code: the KDE over all codes but z_i (n − 1 centres)."""
+    n, l = z.shape
+    lse = torch.cat([
+        _chunked_logsumexp(z[start : start + chunk], z, h, chunk, self_offset=start)
+        for start in range(0, n, chunk)
+    ])
+    log_q = lse - math.log(n - 1) - l * math.log(h)
+    return log_q - 0.5 * l * math.log(2 * math.pi) if normalised else log_q
+
+
 def loo_entropy(z: torch.Tensor, h: float, *, chunk: int = DEFAULT_CHUNK, normalised: bool = True) -> float:
     """Leave-one-out KDE entropy estimate  −mean_i log q_{−i}(z_i), in nats.
 
-    q_{−i} is the KDE over all codes but z_i (m − 1 centres). Set normalised=False to drop the
-    (2π)^{l/2} constant as the paper's entropy script does.
+    Set normalised=False to drop the (2π)^{l/2} constant as the paper's entropy script does.
     """
-    n, l = z.shape
-    log_q = [
-        _chunked_logsumexp(z[start : start + chunk], z, h, chunk, self_offset=start)
-        for start in range(0, n, chunk)
-    ]
-    log_q = torch.cat(log_q) - math.log(n - 1) - l * math.log(h)
-    if normalised:
-        log_q = log_q - 0.5 * l * math.log(2 * math.pi)
-    return float(-log_q.mean())
-
+    return float(-loo_log_density(z, h, chunk=chunk, normalised=normalised).mean())

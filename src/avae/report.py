@@ -1,7 +1,10 @@
 """Figures of a run: sample grids, reconstructions, latent scatter matrix, ‖z‖² histogram."""
 from __future__ import annotations
 
+import base64
+import html
 import math
+import os
 from pathlib import Path
 
 import matplotlib
@@ -86,3 +89,54 @@ def save_norm_histogram(path: Path, z: np.ndarray, variance: float, label: str) 
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+# --- HTML ------------------------------------------------------------------------------------
+def _img_tag(path: Path) -> str:
+    """An inline PNG, so the page opens anywhere without a server or its folder."""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{data}" style="image-rendering:pixelated;max-width:100%">'
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def _rows(tree: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """Flatten nested results into (dotted name, value) rows, skipping long lists."""
+    rows = []
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows += _rows(value, name + ".")
+        elif not isinstance(value, list) or len(value) <= 8:
+            rows.append((name, value))
+    return rows
+
+
+def table_html(tree: dict) -> str:
+    body = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in _rows(tree))
+    return f"<table>{body}</table>"
+
+
+PAGE_STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1100px}"
+              "table{border-collapse:collapse;margin:1em 0}td{border:1px solid #ccc;padding:2px 8px;font-size:13px}"
+              "h2{margin-top:1.5em}")
+
+
+def write_evaluation_html(path: Path, result: dict, figures: dict) -> None:
+    sections = [f"<h1>{html.escape(result['model'])} on {html.escape(result['dataset'])}</h1>",
+                f"<p>run {html.escape(result['run'])}, {result['n']} {result['split']} images, seed {result['seed']}; "
+                f"feature space: {html.escape(result['feature_space']['name'])}</p>"]
+    for key in ("sample_quality", "latent_quality", "disentanglement", "feature_space", "timings_s"):
+        if key in result:
+            sections.append(f"<h2>{key.replace('_', ' ')}</h2>{table_html(result[key])}")
+    for title, fig in figures.items():
+        sections.append(f"<h2>{html.escape(title)}</h2>{_img_tag(fig)}")
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>avae evaluation</title>" \
+           f"<style>{PAGE_STYLE}</style></head><body>{''.join(sections)}</body></html>"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page)
+    os.replace(tmp, path)

@@ -1,0 +1,189 @@
+"""`avae evaluate`: score a trained run and write evaluate.json, figures and evaluate.html."""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__, report, train
+from .bandwidth import bandwidth
+from .data import load_dataset
+from .errors import AvaeError
+from .metrics import generative, latent
+from .metrics.features import InceptionFeatures, classifier_features
+
+
+def slerp_midpoints(z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Spherical midpoints of random pairs of codes (the paper's INT set)."""
+    a, b = z[rng.integers(0, len(z), len(z))], z[rng.integers(0, len(z), len(z))]
+    return slerp(a, b, 0.5)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    na, nb = np.linalg.norm(a, axis=1, keepdims=True), np.linalg.norm(b, axis=1, keepdims=True)
+    cos = np.clip((a * b).sum(1, keepdims=True) / np.maximum(na * nb, 1e-12), -1, 1)
+    omega = np.arccos(cos)
+    so = np.sin(omega)
+    linear = so < 1e-6  # (anti)parallel codes: fall back to linear interpolation
+    wa = np.where(linear, 1 - t, np.sin((1 - t) * omega) / np.where(linear, 1, so))
+    wb = np.where(linear, t, np.sin(t * omega) / np.where(linear, 1, so))
+    return wa * a + wb * b
+
+
+class Evaluation:
+    """Everything needed to score one run: model, data, held-out images, feature space."""
+
+    def __init__(self, run_dir: Path, n: int, seed: int, checkpoint: str, split: str | None):
+        self.run_dir, self.n, self.seed = Path(run_dir), n, seed
+        self.cfg, self.spec = train.read_run(self.run_dir)
+        dc = self.cfg["data"]
+        self.data = load_dataset(dc["name"], root=dc.get("root"), seed=self.cfg["train"].get("seed", 0),
+                                 **(dc.get("options") or {}))
+        self.model = train.build(self.cfg, self.spec)
+        train.load_weights(self.model, self.run_dir, checkpoint)
+        self.model.eval()
+        self.split = split or ("test" if self.data.test is not None else "val")
+        held_out = getattr(self.data, self.split, None)
+        if held_out is None:
+            raise AvaeError(f"dataset '{self.data.name}' has no {self.split} split; use --split val")
+        self.n = min(n, len(held_out))
+        self.images = held_out.images(np.arange(self.n)).numpy()
+        self.vr = self.spec.value_range
+
+    @torch.no_grad()
+    def encode(self, images_uint8: np.ndarray) -> np.ndarray:
+        from .data import to_float
+
+        return np.concatenate([
+            self.model.encode(to_float(torch.as_tensor(images_uint8[i : i + 500]), self.vr)).double().numpy()
+            for i in range(0, len(images_uint8), 500)
+        ])
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Float images in the data's value range."""
+        return np.concatenate([
+            self.model.decode(torch.as_tensor(z[i : i + 500], dtype=torch.float32)).double().numpy()
+            for i in range(0, len(z), 500)
+        ])
+
+    @torch.no_grad()
+    def samples(self) -> np.ndarray:
+        gen = torch.Generator().manual_seed(self.seed)
+        return self.decode(self.model.sample_latent(self.n, gen).double().numpy())
+
+
+def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "classifier", inception_weights=None,
+             checkpoint: str = "last", split: str | None = None, disentanglement: str = "default",
+             entropy_kde_size: int = 10000, progress: bool = True) -> dict:
+    """Score a run; writes RUN_DIR/evaluate.json, RUN_DIR/evaluation/*.png and evaluate.html."""
+    ev = Evaluation(run_dir, n, seed, checkpoint, split)
+    timings: dict[str, float] = {}
+
+    def timed(name, fn, *args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        timings[name] = time.perf_counter() - start
+        return out
+
+    rng = np.random.default_rng(seed)
+    codes = timed("encode", ev.encode, ev.images)
+    x = ev.images.astype(np.float64) / 255 * (ev.vr[1] - ev.vr[0]) + ev.vr[0]
+    sets = {
+        "REC": timed("decode_rec", ev.decode, codes),
+        "INT": timed("decode_int", ev.decode, slerp_midpoints(codes, rng)),
+        "N": timed("sample", ev.samples),
+    }
+    sets_u8 = {name: report.to_uint8(images, ev.vr) for name, images in sets.items()}
+
+    extractor = (InceptionFeatures(inception_weights) if features == "inception"
+                 else timed("feature_classifier", classifier_features, ev.data, seed=seed, progress=progress))
+    real_f = timed("features_real", extractor, ev.images)
+    sample_quality = {}
+    for name, images in sets_u8.items():
+        f = timed(f"features_{name}", extractor, images)
+        sample_quality[name] = {
+            "frechet_distance": timed(f"fd_{name}", generative.frechet_distance, f, real_f),
+            "prd": _without_curves(timed(f"prd_{name}", generative.prd, f, real_f, seed=seed)),
+            "knn_precision_recall": timed(f"knn_{name}", generative.knn_precision_recall, real_f, f, k=3),
+            "density_coverage": timed(f"prdc_{name}", generative.density_coverage, real_f, f, k=5),
+        }
+
+    var = ev.model.latent_variance
+    h_entropy = bandwidth(ev.model.latent_dim, entropy_kde_size).h
+    latent_quality = {
+        "entropy": timed("entropy", latent.whitened_entropy, codes, h_entropy) | {"kde_size_for_h": entropy_kde_size},
+        "gaussian_kl_to_prior": timed("gaussian_kl", latent.gaussian_kl, codes, 1.0),
+        "gaussian_kl_to_sampling_distribution": latent.gaussian_kl(codes, var),
+        "sampling_variance": var,
+        "norm_chi2_test": timed("chi2", latent.norm_chi2_test, codes, var),
+        "collapsed_axes": latent.collapsed_axes(codes),
+        "reconstruction": latent.reconstruction_errors(x, sets["REC"]),
+    }
+
+    result = {
+        "run": str(ev.run_dir), "model": ev.model.name, "dataset": ev.data.name, "checkpoint": checkpoint,
+        "split": ev.split, "n": ev.n, "seed": seed, "feature_space": extractor.describe(),
+        "sampler": ev.model.sampler, "sample_quality": sample_quality, "latent_quality": latent_quality,
+        "avae": __version__, "torch": torch.__version__,
+    }
+    directions = None
+    if ev.data.factors is not None and disentanglement != "none":
+        result["disentanglement"], directions = timed("disentanglement", _disentanglement, ev, disentanglement)
+    result["timings_s"] = timings
+    folder = ev.run_dir / "evaluation"
+    folder.mkdir(exist_ok=True)
+    figures = _figures(ev, codes, sets_u8, folder, directions)
+    train.write_json(ev.run_dir / "evaluate.json", result)
+    report.write_evaluation_html(ev.run_dir / "evaluate.html", result, figures)
+    return result
+
+
+def _without_curves(prd_result: dict) -> dict:
+    return {k: v for k, v in prd_result.items() if not k.startswith("curve_")}
+
+
+def _disentanglement(ev: Evaluation, preset: str):
+    from .metrics import disentangle
+
+    def represent(images_uint8):
+        return ev.encode(np.asarray(images_uint8))
+
+    return disentangle.evaluate_all(ev.data.factors, represent, seed=ev.seed, preset=preset)
+
+
+def _figures(ev: Evaluation, codes, sets_u8, folder: Path, directions) -> dict:
+    """Sample, reconstruction, interpolation and traversal pictures; returns {title: path}."""
+    figs = {}
+    path = folder / "samples.png"
+    report.save_grid(path, sets_u8["N"][:64], 8)
+    figs["Samples"] = path
+    path = folder / "reconstructions.png"
+    report.save_reconstructions(path, ev.images[:32], sets_u8["REC"][:32])
+    figs["Reconstructions (rows: held-out, reconstructed)"] = path
+    rng = np.random.default_rng(ev.seed + 1)
+    a, b = codes[rng.integers(0, len(codes), 8)], codes[rng.integers(0, len(codes), 8)]
+    ts = np.linspace(0, 1, 10)
+    path_codes = np.concatenate([slerp(a[i : i + 1], b[i : i + 1], t) for i in range(8) for t in ts])
+    path = folder / "interpolations.png"
+    report.save_grid(path, report.to_uint8(ev.decode(path_codes), ev.vr), 10)
+    figs["Spherical interpolations between held-out codes"] = path
+    std = math.sqrt(ev.model.latent_variance)
+    axes = np.eye(codes.shape[1])
+    path = folder / "traversal_axes.png"
+    report.save_grid(path, report.to_uint8(ev.decode(_traverse(axes, std)), ev.vr), 9)
+    figs["Traversals along the latent axes (±2 sampling std)"] = path
+    if directions is not None:
+        path = folder / "traversal_directions.png"
+        report.save_grid(path, report.to_uint8(ev.decode(_traverse(np.asarray(directions), std)), ev.vr), 9)
+        figs["Traversals along the PCA-found factor directions"] = path
+    return figs
+
+
+def _traverse(directions: np.ndarray, std: float, steps: int = 9) -> np.ndarray:
+    """Codes from −2σ to 2σ along each direction (one row per direction), through the origin."""
+    t = np.linspace(-2 * std, 2 * std, steps)
+    return np.concatenate([t[:, None] * d[None, :] for d in directions])

@@ -1,0 +1,175 @@
+"""Feature spaces for the Fréchet distance and precision/recall.
+
+- `classifier`: a small CNN that avae trains on the dataset's labels (or on every ground-truth
+  factor), cached per dataset; its penultimate layer (128-d) is the feature. This is what runs
+  offline; numbers in it are comparable only with numbers in the same feature space.
+- `inception`: Inception-v3 pool3 (2048-d), the standard FID space, through the optional
+  `torch-fidelity` package and its 2015-12-05 weights (a file path, or its own download when
+  online).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..bandwidth import cache_path
+from ..data import Dataset, Subset, to_float
+from ..errors import AvaeError
+
+CLASSIFIER_VERSION = 1
+FEATURE_DIM = 128
+
+
+def targets_of(images, data: Dataset) -> np.ndarray:
+    """Class targets (n, k) of an image set: its labels, or the factor classes of its images."""
+    if getattr(images, "labels", None) is not None:
+        return np.asarray(images.labels, np.int64).reshape(-1, 1)
+    if isinstance(images, Subset):
+        if data.factors is not None:
+            indices = images.indices
+            base = images.base
+            while isinstance(base, Subset):  # a subset of a subset: compose the indices
+                indices, base = base.indices[indices], base.base
+            return data.factors.factors(indices)
+        base_targets = targets_of(images.base, data)
+        return base_targets[images.indices]
+    raise AvaeError(f"dataset '{data.name}' has neither labels nor factors to train a feature classifier on")
+
+
+class FeatureNet(nn.Module):
+    """Conv 32-64-128 (stride 2) → dense 128 → one linear head per target column."""
+
+    def __init__(self, channels: int, size: int, classes: list[int]):
+        super().__init__()
+        layers, c = [], channels
+        for out in (32, 64, 128):
+            layers += [nn.Conv2d(c, out, 3, 2, 1), nn.BatchNorm2d(out), nn.ReLU()]
+            c = out
+        self.body = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * (size // 8) ** 2, FEATURE_DIM), nn.ReLU())
+        self.heads = nn.ModuleList(nn.Linear(FEATURE_DIM, k) for k in classes)
+
+    def forward(self, x):
+        f = self.body(x)
+        return f, [head(f) for head in self.heads]
+
+
+class ClassifierFeatures:
+    name = "classifier"
+
+    def __init__(self, net: FeatureNet, value_range, accuracy: list[float], path: Path):
+        self.net, self.value_range, self.accuracy, self.path = net.eval(), value_range, accuracy, path
+
+    @torch.no_grad()
+    def __call__(self, images_uint8: np.ndarray, batch: int = 1000) -> np.ndarray:
+        out = []
+        for i in range(0, len(images_uint8), batch):
+            x = to_float(torch.as_tensor(images_uint8[i : i + batch]), self.value_range)
+            out.append(self.net(x)[0].numpy())
+        return np.concatenate(out).astype(np.float64)
+
+    def describe(self) -> dict:
+        return {"name": "classifier", "dim": FEATURE_DIM, "test_accuracy": self.accuracy, "weights": str(self.path),
+                "note": "avae's own classifier on the dataset's labels/factors; not comparable with Inception FID"}
+
+
+def classifier_features(data: Dataset, seed: int = 0, epochs: int = 3, max_train: int = 50000,
+                        progress: bool = True) -> ClassifierFeatures:
+    """The cached feature classifier of a dataset, trained on first use."""
+    key = hashlib.sha256(json.dumps(
+        [CLASSIFIER_VERSION, data.name, data.info, len(data.train), seed, epochs, max_train], sort_keys=True, default=str
+    ).encode()).hexdigest()[:16]
+    path = cache_path().parent / "classifiers" / f"{data.name}-{key}.pt"
+    c, size = data.shape[0], data.shape[1]
+    train_targets = targets_of(data.train, data)
+    classes = [int(train_targets[:, k].max()) + 1 for k in range(train_targets.shape[1])]
+    net = FeatureNet(c, size, classes)
+    if path.is_file():
+        state = torch.load(path, weights_only=True)
+        net.load_state_dict(state["weights"])
+        return ClassifierFeatures(net, data.value_range, state["accuracy"], path)
+    torch.manual_seed(seed)
+    _fit(net, data, train_targets, seed, epochs, max_train, progress)
+    held_out = data.test if data.test is not None else data.val
+    accuracy = _accuracy(net, data, held_out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"weights": net.state_dict(), "accuracy": accuracy}, tmp)
+    os.replace(tmp, path)
+    return ClassifierFeatures(net, data.value_range, accuracy, path)
+
+
+def _fit(net, data, targets, seed, epochs, max_train, progress):
+    from tqdm import tqdm
+
+    rng = np.random.default_rng([seed, 7])
+    pool = rng.choice(len(data.train), min(max_train, len(data.train)), replace=False)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    net.train()
+    for epoch in range(epochs):
+        order = rng.permutation(pool)
+        for i in tqdm(range(0, len(order), 100), desc=f"feature classifier {epoch + 1}/{epochs}", disable=not progress,
+                      leave=False):
+            idx = np.sort(order[i : i + 100])
+            x = to_float(data.train.images(idx), data.value_range)
+            y = torch.as_tensor(targets[idx])
+            _, logits = net(x)
+            loss = sum(loss_fn(out, y[:, k]) for k, out in enumerate(logits))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+
+
+@torch.no_grad()
+def _accuracy(net, data, images, n: int = 10000) -> list[float]:
+    idx = np.arange(min(n, len(images)))
+    targets = targets_of(images, data)[idx]
+    correct = np.zeros(targets.shape[1])
+    for i in range(0, len(idx), 1000):
+        _, logits = net(to_float(images.images(idx[i : i + 1000]), data.value_range))
+        for k, out in enumerate(logits):
+            correct[k] += (out.argmax(1).numpy() == targets[i : i + 1000, k]).sum()
+    return (correct / len(idx)).tolist()
+
+
+class InceptionFeatures:
+    """Inception-v3 pool3 through torch-fidelity (optional dependency)."""
+
+    name = "inception"
+
+    def __init__(self, weights_path: str | None = None):
+        try:
+            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        except ImportError:
+            raise AvaeError("the Inception feature space needs torch-fidelity: pip install 'avae[fid]'") from None
+        if weights_path is not None and not Path(weights_path).is_file():
+            raise AvaeError(f"Inception weights {weights_path} do not exist; give the path of "
+                            "weights-inception-2015-12-05-6726825d.pth")
+        try:
+            self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                                   feature_extractor_weights_path=weights_path)
+        except Exception as e:  # no network and no weights file
+            raise AvaeError(f"could not load Inception weights ({type(e).__name__}); pass --inception-weights PATH") from None
+        self.net.eval()
+        self.weights_path = weights_path
+
+    @torch.no_grad()
+    def __call__(self, images_uint8: np.ndarray, batch: int = 100) -> np.ndarray:
+        out = []
+        for i in range(0, len(images_uint8), batch):
+            x = torch.as_tensor(images_uint8[i : i + batch])
+            if x.shape[1] == 1:
+                x = x.repeat(1, 3, 1, 1)  # grayscale is replicated to RGB, as the FID references do
+            out.append(self.net(x)[0].double().numpy())
+        return np.concatenate(out)
+
+    def describe(self) -> dict:
+        return {"name": "inception", "dim": 2048, "weights": self.weights_path or "torch-fidelity download",
+                "implementation": "torch-fidelity inception-v3-compat, feature 2048 (pool3)"}

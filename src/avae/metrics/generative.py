@@ -1,0 +1,133 @@
+"""Sample-quality metrics on feature vectors: Fréchet distance, PRD, k-NN precision/recall,
+density and coverage. Pure functions of arrays (and a seed where the method is random)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import AvaeError
+
+
+def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance (ddof = 1), float64."""
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or len(f) < 2:
+        raise AvaeError(f"features must be an (n ≥ 2, d) array, got shape {f.shape}")
+    return f.mean(0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
+
+
+def frechet_distance_from_stats(mu1, cov1, mu2, cov2) -> float:
+    """‖μ₁−μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^{1/2}).
+
+    Tr (Σ₁Σ₂)^{1/2} is the sum of square roots of the eigenvalues of Σ₁Σ₂ (real and ≥ 0 for
+    covariance matrices up to rounding), which avoids an explicit matrix square root.
+    """
+    eig = np.linalg.eigvals(np.asarray(cov1, np.float64) @ np.asarray(cov2, np.float64))
+    tr_sqrt = np.sqrt(np.clip(eig.real, 0, None)).sum()
+    diff = np.asarray(mu1, np.float64) - np.asarray(mu2, np.float64)
+    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2 * tr_sqrt)
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    return frechet_distance_from_stats(*gaussian_stats(features_a), *gaussian_stats(features_b))
+
+
+# --- PRD (Sajjadi et al. 2018) -------------------------------------------------------------
+def prd(eval_features, ref_features, *, seed: int, num_clusters: int = 20, num_angles: int = 1001,
+        num_runs: int = 10, beta: float = 8.0) -> dict:
+    """PRD curves averaged over `num_runs` k-means clusterings of the union of both sets.
+
+    Returns the paper's summary: precision = max F_{1/β}, recall = max F_β (β = 8), and the
+    averaged curves. The sets must have equal sizes (the reference protocol enforces balance).
+    """
+    from sklearn.cluster import MiniBatchKMeans
+
+    a, b = np.asarray(eval_features, np.float64), np.asarray(ref_features, np.float64)
+    if len(a) != len(b):
+        raise AvaeError(f"PRD needs equal set sizes, got {len(a)} and {len(b)}")
+    data = np.vstack([a, b])
+    precisions, recalls = [], []
+    for run in range(num_runs):
+        labels = MiniBatchKMeans(n_clusters=num_clusters, n_init=10, random_state=seed + run).fit(data).labels_
+        p_eval = np.bincount(labels[: len(a)], minlength=num_clusters) / len(a)
+        p_ref = np.bincount(labels[len(a) :], minlength=num_clusters) / len(b)
+        precision, recall = prd_curve(p_eval, p_ref, num_angles)
+        precisions.append(precision)
+        recalls.append(recall)
+    precision, recall = np.mean(precisions, 0), np.mean(recalls, 0)
+    return {
+        "precision": max_f_beta(precision, recall, 1 / beta),
+        "recall": max_f_beta(precision, recall, beta),
+        "curve_precision": precision.tolist(),
+        "curve_recall": recall.tolist(),
+        "params": {"num_clusters": num_clusters, "num_angles": num_angles, "num_runs": num_runs, "beta": beta,
+                   "seed": seed, "clustering": "MiniBatchKMeans(n_init=10) on the union"},
+    }
+
+
+def prd_curve(p_eval: np.ndarray, p_ref: np.ndarray, num_angles: int = 1001, epsilon: float = 1e-10):
+    """precision(λ) = Σ min(λ p_ref, p_eval), recall(λ) = precision(λ)/λ, λ = tan θ on (0, π/2)."""
+    slopes = np.tan(np.linspace(epsilon, np.pi / 2 - epsilon, num_angles))
+    precision = np.minimum(p_ref[None, :] * slopes[:, None], p_eval[None, :]).sum(1)
+    recall = precision / slopes
+    return np.clip(precision, 0, 1), np.clip(recall, 0, 1)
+
+
+def max_f_beta(precision, recall, beta: float) -> float:
+    f = (1 + beta**2) * precision * recall / (beta**2 * precision + recall + 1e-10)
+    return float(f.max())
+
+
+# --- k-NN manifolds (Kynkäänniemi et al. 2019; Naeem et al. 2020) --------------------------------
+CHUNK = 2048  # rows of a distance matrix held at once
+
+
+def _chunks(a: torch.Tensor, b: torch.Tensor):
+    """(start, Euclidean distances of a[start:start+CHUNK] to all of b), float64."""
+    for start in range(0, len(a), CHUNK):
+        yield start, torch.cdist(a[start : start + CHUNK], b)
+
+
+def _radii(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance of each point to its k-th nearest neighbour in its own set (itself excluded)."""
+    # the (k+1)-th smallest distance in a row that includes the point's zero distance to itself
+    return torch.cat([d.kthvalue(k + 1, dim=1).values for _, d in _chunks(x, x)])
+
+
+def _manifolds(real, fake, k: int, strict: bool) -> dict:
+    """Coverage counts of each set by the other's k-NN balls, streamed over chunks of real rows."""
+    real, fake = torch.as_tensor(np.asarray(real), dtype=torch.float64), torch.as_tensor(np.asarray(fake), dtype=torch.float64)
+    r_real, r_fake = _radii(real, k), _radii(fake, k)
+    inside = torch.lt if strict else torch.le
+    fake_in_real = torch.zeros(len(fake), dtype=torch.bool)
+    real_in_fake = torch.zeros(len(real), dtype=torch.bool)
+    nearest_fake = torch.empty(len(real), dtype=torch.float64)
+    density = 0
+    for start, d in _chunks(real, fake):
+        rows = slice(start, start + len(d))
+        in_real_ball = inside(d, r_real[rows, None])
+        fake_in_real |= in_real_ball.any(0)
+        density += int(in_real_ball.sum())
+        real_in_fake[rows] = inside(d, r_fake[None, :]).any(1)
+        nearest_fake[rows] = d.min(1).values
+    return {"fake_in_real": fake_in_real, "real_in_fake": real_in_fake, "density": density,
+            "nearest_fake": nearest_fake, "r_real": r_real, "n_fake": len(fake)}
+
+
+def knn_precision_recall(real, fake, k: int = 3) -> dict:
+    """Improved precision/recall: a point is covered when within (≤) a k-NN ball of the other set."""
+    m = _manifolds(real, fake, k, strict=False)
+    return {"precision": float(m["fake_in_real"].double().mean()), "recall": float(m["real_in_fake"].double().mean()),
+            "params": {"k": k}}
+
+
+def density_coverage(real, fake, k: int = 5) -> dict:
+    """prdc's precision, recall, density and coverage (strict <, real-set radii for density/coverage)."""
+    m = _manifolds(real, fake, k, strict=True)
+    return {
+        "precision": float(m["fake_in_real"].double().mean()),
+        "recall": float(m["real_in_fake"].double().mean()),
+        "density": m["density"] / (k * m["n_fake"]),
+        "coverage": float((m["nearest_fake"] < m["r_real"]).double().mean()),
+        "params": {"k": k},
+    }

@@ -1,0 +1,65 @@
+"""`avae evaluate` end to end on a tiny run, and the interpolation helper."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from avae import config, train
+from avae.cli import main
+from avae.evaluate import slerp
+from fixtures import write_mnist
+
+
+def test_slerp_stays_on_the_sphere_between_its_endpoints():
+    a, b = np.array([[2.0, 0.0]]), np.array([[0.0, 2.0]])
+    np.testing.assert_allclose(slerp(a, b, 0.0), a)
+    np.testing.assert_allclose(slerp(a, b, 1.0), b, atol=1e-12)
+    mid = slerp(a, b, 0.5)[0]
+    assert math.atan2(mid[1], mid[0]) == pytest.approx(math.pi / 4)
+    assert np.linalg.norm(mid) == pytest.approx(2.0)  # a linear midpoint would have norm √2
+    np.testing.assert_allclose(slerp(a, a, 0.5), a)  # parallel codes fall back to linear
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_mnist(root, n_train=600, n_test=60)
+    cfg = config.resolve(None, ["data.name=mnist", f"data.root={root}", "model.latent_dim=4", "model.width=0.125",
+                                "model.kde_size=100", "train.batch_size=50", "train.epochs=1", "train.progress=false",
+                                "train.figures_every=0"])
+    return train.start(cfg, tmp_path_factory.mktemp("runs") / "r")
+
+
+def test_evaluate_writes_json_figures_and_html(trained_run, capsys):
+    assert main(["evaluate", str(trained_run), "-n", "60", "--seed", "1"]) == 0
+    assert "FD" in capsys.readouterr().out
+    result = json.loads((trained_run / "evaluate.json").read_text())
+    assert result["split"] == "test" and result["n"] == 60 and result["seed"] == 1
+    assert set(result["sample_quality"]) == {"REC", "INT", "N"}
+    for q in result["sample_quality"].values():
+        assert q["frechet_distance"] > 0
+        assert 0 <= q["prd"]["precision"] <= 1 and q["prd"]["params"]["num_runs"] == 10
+        assert set(q["density_coverage"]) >= {"density", "coverage"}
+    fs = result["feature_space"]
+    assert fs["name"] == "classifier" and 0 <= fs["test_accuracy"][0] <= 1
+    lq = result["latent_quality"]
+    assert lq["entropy"]["reference"] == 2.0
+    assert lq["sampling_variance"] < 1  # the AVAE samples from N(0, (1−h²)I)
+    assert lq["reconstruction"]["sse_per_image"] == pytest.approx(lq["reconstruction"]["mse_per_pixel"] * 1024)
+    assert "fd_N" in result["timings_s"]
+    page = (trained_run / "evaluate.html").read_text()
+    assert page.count("<img") == 4 and "sample quality" in page
+    first = result["sample_quality"]
+
+    assert main(["evaluate", str(trained_run), "-n", "60", "--seed", "1"]) == 0  # same seed, same numbers
+    assert json.loads((trained_run / "evaluate.json").read_text())["sample_quality"] == first
+
+
+def test_evaluate_bad_input(trained_run, tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert main(["evaluate", str(trained_run), "-n", "3"]) == 2
+    assert main(["evaluate", str(trained_run), "--features", "inception", "--inception-weights",
+                 str(tmp_path / "none.pth")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("avae: error:") == 3 and "Traceback" not in err

@@ -1,0 +1,129 @@
+"""Known answers for the sample-quality and latent metrics."""
+import math
+
+import numpy as np
+import pytest
+
+from avae.bandwidth import bandwidth
+from avae.metrics import generative as gen
+from avae.metrics import latent
+
+
+def test_frechet_distance_of_a_set_with_itself_is_zero():
+    x = np.random.default_rng(0).normal(size=(500, 8))
+    assert gen.frechet_distance(x, x) == pytest.approx(0, abs=1e-8)
+
+
+def test_frechet_distance_closed_form_for_isotropic_gaussians():
+    d, m, s = 6, np.full(6, 0.5), 2.0
+    fd = gen.frechet_distance_from_stats(np.zeros(d), np.eye(d), m, s * s * np.eye(d))
+    assert fd == pytest.approx(m @ m + d * (1 - s) ** 2)
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(20000, d)), m + s * rng.normal(size=(20000, d))
+    assert gen.frechet_distance(a, b) == pytest.approx(m @ m + d * (1 - s) ** 2, rel=0.05)
+
+
+def test_frechet_distance_general_covariances_match_scipy_sqrtm():
+    from scipy.linalg import sqrtm
+
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
+    c1, c2, mu = a @ a.T, b @ b.T, rng.normal(size=5)
+    expected = mu @ mu + np.trace(c1 + c2 - 2 * sqrtm(c1 @ c2).real)
+    assert gen.frechet_distance_from_stats(mu, c1, np.zeros(5), c2) == pytest.approx(expected, rel=1e-8)
+
+
+def test_prd_identical_sets_score_one_and_disjoint_sets_zero():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 4))
+    same = gen.prd(x, x, seed=0, num_runs=2)
+    assert same["precision"] == pytest.approx(1, abs=1e-3) and same["recall"] == pytest.approx(1, abs=1e-3)
+    far = gen.prd(x, x + 1000, seed=0, num_runs=2)
+    assert far["precision"] < 0.01 and far["recall"] < 0.01
+    with pytest.raises(Exception, match="equal set sizes"):
+        gen.prd(x, x[:10], seed=0)
+
+
+def test_prd_is_deterministic_for_a_seed():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(300, 3)), rng.normal(0.5, 1, size=(300, 3))
+    assert gen.prd(a, b, seed=5, num_runs=3) == gen.prd(a, b, seed=5, num_runs=3)
+
+
+def test_prd_curve_known_answer():
+    p, r = gen.prd_curve(np.array([0.5, 0.5, 0.0]), np.array([0.5, 0.0, 0.5]), num_angles=1001)
+    # half of each distribution's mass is shared: precision and recall both top out at 0.5
+    assert p.max() == pytest.approx(0.5, abs=1e-6) and r.max() == pytest.approx(0.5, abs=1e-6)
+
+
+def brute_prdc(real, fake, k):
+    def radii(x):
+        d = np.linalg.norm(x[:, None] - x[None], axis=2)
+        return np.sort(d, 1)[:, k]
+
+    rr, rf = radii(real), radii(fake)
+    d = np.linalg.norm(real[:, None] - fake[None], axis=2)
+    precision = np.mean([any(d[i, j] < rr[i] for i in range(len(real))) for j in range(len(fake))])
+    recall = np.mean([any(d[i, j] < rf[j] for j in range(len(fake))) for i in range(len(real))])
+    density = sum((d[i, j] < rr[i]) for i in range(len(real)) for j in range(len(fake))) / (k * len(fake))
+    coverage = np.mean([d[i].min() < rr[i] for i in range(len(real))])
+    return precision, recall, density, coverage
+
+
+def test_density_coverage_match_the_definitions():
+    rng = np.random.default_rng(4)
+    real, fake = rng.normal(size=(60, 3)), rng.normal(0.7, 1.3, size=(50, 3))
+    got = gen.density_coverage(real, fake, k=5)
+    expected = brute_prdc(real, fake, 5)
+    assert [got[k] for k in ("precision", "recall", "density", "coverage")] == pytest.approx(expected)
+
+
+def test_knn_precision_recall_identical_and_disjoint():
+    x = np.random.default_rng(5).normal(size=(200, 5))
+    assert gen.knn_precision_recall(x, x)["precision"] == 1.0
+    far = gen.knn_precision_recall(x, x + 100)
+    assert far["precision"] == 0.0 and far["recall"] == 0.0
+    half = gen.knn_precision_recall(x, np.vstack([x[:100], x[:100] + 100]))
+    assert half["precision"] == pytest.approx(0.5)
+
+
+def test_entropy_of_standard_normal_codes_is_close_to_l_over_2():
+    l, n = 6, 5000
+    z = np.random.default_rng(0).normal(size=(n, l))
+    h = bandwidth(l, n).h
+    result = latent.whitened_entropy(z, h)
+    assert result["reference"] == 3.0
+    assert result["entropy"] == pytest.approx(l / 2, abs=0.25)
+    clustered = np.vstack([z[: n // 2] * 0.1 - 3, z[n // 2 :] * 0.1 + 3])  # holes lower the entropy
+    assert latent.whitened_entropy(clustered, h)["entropy"] < result["entropy"] - 0.5
+
+
+def test_whitening_is_uncentred():
+    z = np.random.default_rng(1).normal(loc=2.0, size=(1000, 3))
+    zw = latent.whiten(z)
+    np.testing.assert_allclose(zw.T @ zw / (len(z) - 1), np.eye(3), atol=1e-3)
+    assert abs(zw.mean()) > 0.1  # the mean is not removed
+
+
+def test_gaussian_kl_closed_form():
+    rng = np.random.default_rng(2)
+    assert latent.gaussian_kl(rng.normal(size=(50000, 4))) == pytest.approx(0, abs=0.01)
+    z = rng.normal(size=(50000, 4)) * 0.8
+    assert latent.gaussian_kl(z, variance=0.64) == pytest.approx(0, abs=0.01)
+    expected = 0.5 * (4 * 0.64 - 4 - 4 * math.log(0.64))
+    assert latent.gaussian_kl(z) == pytest.approx(expected, abs=0.01)
+
+
+def test_norm_chi2_test_accepts_the_right_scale_only():
+    z = np.random.default_rng(3).normal(size=(3000, 8)) * 0.8
+    assert latent.norm_chi2_test(z, 0.64)["p_value"] > 0.01
+    assert latent.norm_chi2_test(z, 1.0)["p_value"] < 1e-6
+
+
+def test_collapsed_axes_and_reconstruction_errors():
+    z = np.random.default_rng(4).normal(size=(500, 5))
+    z[:, 2] *= 0.01
+    assert latent.collapsed_axes(z)["count"] == 1
+    x = np.zeros((2, 1, 2, 2))
+    x_hat = np.full((2, 1, 2, 2), 0.5)
+    assert latent.reconstruction_errors(x, x_hat) == {"mse_per_pixel": 0.25, "sse_per_image": 1.0}
