@@ -19,11 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from . import __version__, config as config_mod, report
 from .config import TrainConfig
 from .data import Dataset, load_dataset, to_float
+from .distributed import Dist, from_environment
 from .errors import AvaeError
 from .models import DataSpec, Model, build_model
 
@@ -107,21 +110,38 @@ def write_json(path: Path, obj) -> None:
 
 # --- the loop -----------------------------------------------------------------------------------
 class Trainer:
-    def __init__(self, cfg: dict, run_dir: Path, data: Dataset, model: Model):
+    """Trains a model; under torchrun each rank takes its share of every global batch."""
+
+    def __init__(self, cfg: dict, run_dir: Path, data: Dataset, model: Model, dist: Dist | None = None):
         self.cfg, self.run_dir, self.data, self.model = cfg, Path(run_dir), data, model
+        self.dist = dist or Dist()
         self.tc = TrainConfig.from_dict(cfg["train"])
         self.seed = self.tc.seed
-        self.device = _device(self.tc.device)
+        self.device = _device(self.tc.device, self.dist)
+        if self.dist.enabled and self.tc.batch_size < 2 * self.dist.world:
+            raise AvaeError(f"train.batch_size {self.tc.batch_size} is too small for {self.dist.world} ranks")
         self.memory_format = torch.channels_last if self.tc.channels_last else torch.contiguous_format
+        if self.dist.enabled and self.device.type == "cuda":  # global batch statistics, as in one process
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)  # (CPU ranks keep per-rank BatchNorm statistics)
         self.model.to(self.device, memory_format=self.memory_format)
         params = list(model.encoder.parameters()) + list(model.decoder.parameters())
         self.optimizer = torch.optim.Adam(params, lr=self.tc.lr, eps=1e-7)  # Keras' epsilon, as the paper
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, factor=self.tc.lr_factor, patience=self.tc.lr_patience, threshold=self.tc.lr_threshold
         )
+        self.forward = self._wrap(params) if self.dist.enabled else model
         self.epoch, self.step, self.best = 0, 0, math.inf
-        self.sums: dict[str, float] = {}  # running sums of the epoch's training losses
+        self.sums: dict[str, float] = {}  # image-weighted sums of the epoch's training losses
         self.train_seconds = 0.0
+
+    def _wrap(self, autoencoder_params):
+        """DistributedDataParallel over the encoder and decoder; other parameters (a discriminator)
+        are left to the model, which averages their gradients with `dist.average_gradients`."""
+        keep = {id(p) for p in autoencoder_params}
+        ignored = [name for name, p in self.model.named_parameters() if id(p) not in keep]
+        DDP._set_params_and_buffers_to_ignore_for_model(self.model, ignored)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DDP(self.model, device_ids=ids)
 
     # helpers the models use
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -146,62 +166,78 @@ class Trainer:
 
     # the run
     def fit(self) -> None:
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         while self.epoch < self.tc.epochs:
             self._train_epoch()
             self._end_epoch()
-        info = json.loads((self.run_dir / "run.json").read_text())
-        write_json(self.run_dir / "run.json", {**info, "status": "finished", "epochs_done": self.epoch})
+        if self.dist.is_main:
+            info = json.loads((self.run_dir / "run.json").read_text())
+            write_json(self.run_dir / "run.json", {**info, "status": "finished", "epochs_done": self.epoch})
 
     def _train_epoch(self) -> None:
         model, tc = self.model, self.tc
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.data.train))
         sgd = model.on_epoch_start(self, order)
         batches = [sgd[i : i + tc.batch_size] for i in range(0, len(sgd), tc.batch_size)]
-        batches = [b for b in batches if len(b) > 1]  # BatchNorm needs two images
+        batches = [b for b in batches if len(b) >= 2 * self.dist.world]  # BatchNorm needs two images a rank
         model.train()
-        last_save, start = time.monotonic(), time.perf_counter() - self.train_seconds
+        resumed_at, start = self.step, time.perf_counter() - self.train_seconds
+        self._last_save = time.monotonic()
         bar = tqdm(range(self.step, len(batches)), desc=f"epoch {self.epoch + 1}/{tc.epochs}",
-                   disable=not tc.progress, leave=False, dynamic_ncols=True)
+                   disable=not (tc.progress and self.dist.is_main), leave=False, dynamic_ncols=True)
         for step in bar:
-            due = time.monotonic() - last_save > 60 * tc.checkpoint_minutes
-            if due and step > self.step and step % model.checkpoint_alignment == 0:
+            if step > resumed_at and step % model.checkpoint_alignment == 0 and self._checkpoint_due():
                 self.step, self.train_seconds = step, time.perf_counter() - start
                 self._save("last")
-                last_save = time.monotonic()
             model.on_step_start(self, step)
-            x = self.prepare(self.data.train.images(batches[step]))
+            batch = batches[step]
+            shard = self.dist.shard(batch)
+            x = self.prepare(self.data.train.images(shard))
             with self.autocast():
-                losses = model.training_loss(x)
+                losses = self.forward(x)
+            # DDP averages gradients over ranks; weighting by the shard's share of the batch
+            # makes that the gradient of the global batch mean, as in one process.
+            weight = len(shard) * self.dist.world / len(batch)
             self.optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
+            (losses["loss"] * weight).backward()
             self.optimizer.step()
             model.after_step(self, x)
             for key, value in losses.items():
-                self.sums[key] = self.sums.get(key, 0.0) + float(value.detach())
-            self.sums["steps"] = self.sums.get("steps", 0) + 1
-            self.sums["images"] = self.sums.get("images", 0) + len(x)
+                self.sums[key] = self.sums.get(key, 0.0) + float(value.detach()) * len(shard)
+            self.sums["steps"] = self.sums.get("steps", 0) + 1 / self.dist.world
+            self.sums["images"] = self.sums.get("images", 0) + len(shard)
             if step % 10 == 0:
                 bar.set_postfix({k: f"{float(v.detach()):.4g}" for k, v in losses.items()})
         bar.close()
         self.train_seconds = time.perf_counter() - start
 
+    def _checkpoint_due(self) -> bool:
+        """Rank 0's clock decides, so every rank takes part in the save's reduction."""
+        due = time.monotonic() - self._last_save > 60 * self.tc.checkpoint_minutes
+        return bool(self.dist.broadcast(due))
+
     @torch.no_grad()
     def validate(self) -> dict:
+        """Batch-mean validation losses over the whole validation set (summed over ranks)."""
         model, tc = self.model, self.tc
         model.eval()
-        totals, codes, n = {}, [], 0
-        for i in range(0, len(self.data.val), tc.val_batch_size):
-            idx = np.arange(i, min(i + tc.val_batch_size, len(self.data.val)))
+        totals, codes, kept = {}, [], 0
+        mine = self.dist.shard(np.arange(len(self.data.val)))
+        for i in range(0, len(mine), tc.val_batch_size):
+            idx = mine[i : i + tc.val_batch_size]
             with self.autocast():
                 out = model.validation_loss(self.prepare(self.data.val.images(idx)))
             z = out.pop("z")
-            if n < tc.figure_points:
+            if kept < tc.figure_points:
                 codes.append(z.float().cpu())
+                kept += len(z)
             for key, value in out.items():
                 totals[key] = totals.get(key, 0.0) + float(value) * len(idx)
-            n += len(idx)
+            totals["n"] = totals.get("n", 0) + len(idx)
         model.train()
+        totals = self.dist.sum(totals, self.device)
+        n = totals.pop("n")
         val = {key: value / n for key, value in totals.items()}
         val["codes"] = torch.cat(codes)[: tc.figure_points]
         return val
@@ -212,31 +248,34 @@ class Trainer:
         self.model.on_validation_end(self, val)
         self.scheduler.step(val["objective"])
         val_seconds = time.perf_counter() - start
-        steps = max(self.sums.get("steps", 1), 1)
+        sums = self.dist.sum(self.sums, self.device)
+        images = max(sums.get("images", 0), 1)
         record = {
             "epoch": self.epoch + 1,
-            **{f"train_{k}": v / steps for k, v in self.sums.items() if k not in ("steps", "images")},
+            **{f"train_{k}": v / images for k, v in sums.items() if k not in ("steps", "images")},
             **{f"val_{k}": v for k, v in val.items() if k != "codes"},
             "lr": self.optimizer.param_groups[0]["lr"],
             **self.model.epoch_summary(),
             "train_s": self.train_seconds,
             "val_s": val_seconds,
             "epoch_s": self.train_seconds + val_seconds,
-            "steps": int(self.sums.get("steps", 0)),
-            "images_per_s": self.sums.get("images", 0) / max(self.train_seconds, 1e-9),
+            "steps": round(sums.get("steps", 0)),
+            "images_per_s": sums.get("images", 0) / max(self.train_seconds, 1e-9),
+            "ranks": self.dist.world,
         }
-        every = self.tc.figures_every
-        if every and ((self.epoch + 1) % every == 0 or self.epoch + 1 == self.tc.epochs):
-            self.figures(self.run_dir / "figures" / f"epoch_{self.epoch + 1:03d}", val["codes"])
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
         improved = val["loss"] < self.best
         self.best = min(self.best, val["loss"])
+        if self.dist.is_main:
+            every = self.tc.figures_every
+            if every and ((self.epoch + 1) % every == 0 or self.epoch + 1 == self.tc.epochs):
+                self.figures(self.run_dir / "figures" / f"epoch_{self.epoch + 1:03d}", val["codes"])
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
         self.epoch, self.step, self.sums, self.train_seconds = self.epoch + 1, 0, {}, 0.0
         self._save("last")
         if improved:
             self._save("best")
-        if self.tc.progress:
+        if self.tc.progress and self.dist.is_main:
             tqdm.write(_summary_line(record))
 
     def figures(self, folder: Path, codes: torch.Tensor) -> None:
@@ -261,6 +300,10 @@ class Trainer:
         return self.run_dir / "checkpoints"
 
     def _save(self, which: str) -> None:
+        """Rank 0 writes; every rank must call (the epoch's partial sums are reduced first)."""
+        sums = self.dist.sum(self.sums, self.device)
+        if not self.dist.is_main:
+            return
         state = {
             "model": self.model.state_dict(),
             "model_extra": self.model.extra_state(),
@@ -269,14 +312,18 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "epoch": self.epoch,
             "step": self.step,
-            "sums": dict(self.sums),
+            "sums": sums,
             "train_seconds": self.train_seconds,
             "best": self.best,
         }
         atomic_save(state, self.checkpoint_dir / f"{which}.pt")
+        self._last_save = time.monotonic()
 
     def resume(self) -> None:
-        """Continue from checkpoints/last.pt (a fresh start if the run died before saving)."""
+        """Continue from checkpoints/last.pt (a fresh start if the run died before saving).
+
+        A checkpoint holds no per-rank state, so it resumes under any number of ranks.
+        """
         path = self.checkpoint_dir / "last.pt"
         if not path.is_file():
             return
@@ -287,8 +334,17 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
-        self.sums, self.train_seconds = dict(state["sums"]), state["train_seconds"]
-        _truncate_metrics(self.run_dir / "metrics.jsonl", self.epoch)
+        self.sums = dict(state["sums"]) if self.dist.is_main else {}  # the saved sums are already global
+        self.train_seconds = state["train_seconds"]
+        if self.dist.enabled:
+            _seed_rank(self.seed, self.dist.rank, self.epoch, self.step)
+        if self.dist.is_main:
+            _truncate_metrics(self.run_dir / "metrics.jsonl", self.epoch)
+
+
+def _seed_rank(seed: int, rank: int, *position: int) -> None:
+    """Distinct torch randomness per rank (e.g. VAE noise), reproducible from the position."""
+    torch.manual_seed(int(np.random.SeedSequence([seed, rank, *position]).generate_state(1)[0]))
 
 
 def _truncate_metrics(path: Path, epochs_done: int) -> None:
@@ -308,9 +364,11 @@ def _summary_line(r: dict) -> str:
     return " | ".join(parts)
 
 
-def _device(name: str) -> torch.device:
+def _device(name: str, dist: Dist) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and dist.enabled:
+        return torch.device("cuda", dist.local_rank)
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -322,30 +380,35 @@ def _device(name: str) -> torch.device:
 
 # --- entry points -------------------------------------------------------------------------------
 def start(cfg: dict, run_dir: Path) -> Path:
-    """Validate everything, then create the run directory and train."""
+    """Validate everything, then create the run directory (rank 0) and train."""
+    dist = from_environment()
     data = prepare_data(cfg)
     spec = data_spec(data)
     model = build(cfg, spec)
-    run_dir = Path(run_dir)
-    if (run_dir / "run.json").exists():
-        raise AvaeError(f"{run_dir} already holds a run; resume it with `avae train --resume {run_dir}` or pick --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config_mod.dump(cfg))
-    write_json(run_dir / "run.json", {
-        "status": "running", "data_spec": asdict(spec), "avae": __version__, "torch": torch.__version__,
-        "python": platform.python_version(), "dataset_info": data.info,
-    })
-    trainer = Trainer(cfg, run_dir, data, model)
-    trainer.fit()
+    run_dir = Path(dist.broadcast(str(run_dir)))  # one folder, even if ranks' clocks named it differently
+    if dist.is_main:
+        if (run_dir / "run.json").exists():
+            raise AvaeError(f"{run_dir} already holds a run; resume it with `avae train --resume {run_dir}` or pick --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(config_mod.dump(cfg))
+        write_json(run_dir / "run.json", {
+            "status": "running", "data_spec": asdict(spec), "avae": __version__, "torch": torch.__version__,
+            "python": platform.python_version(), "dataset_info": data.info,
+        })
+    dist.barrier()
+    if dist.enabled:
+        _seed_rank(cfg["train"].get("seed", 0), dist.rank)
+    Trainer(cfg, run_dir, data, model, dist).fit()
     return run_dir
 
 
 def resume(run_dir: Path) -> Path:
+    dist = from_environment()
     run_dir = Path(run_dir)
     cfg, _ = read_run(run_dir)
     data = prepare_data(cfg)
     model = build(cfg, data_spec(data))
-    trainer = Trainer(cfg, run_dir, data, model)
+    trainer = Trainer(cfg, run_dir, data, model, dist)
     trainer.resume()
     trainer.fit()
     return run_dir

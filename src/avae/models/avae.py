@@ -6,11 +6,11 @@ import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from scipy.stats import chi2
 
 from .. import bandwidth as bw
-from ..data import to_float
 from ..errors import AvaeError
 from ..kde import kl_to_standard_normal
 from .base import Model, register_model
@@ -104,17 +104,21 @@ class AVAE(Model):
 
     @torch.no_grad()
     def refresh_kde_codes(self, trainer):
-        """Re-encode the KDE set in inference mode (BatchNorm on running statistics)."""
+        """Re-encode the KDE set in inference mode (BatchNorm on running statistics).
+
+        Under torchrun each rank encodes its share and all ranks gather the same m codes.
+        """
         start = time.perf_counter()
         was_training = self.training
         self.eval()
         autocast = torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=self.params.kde_precision == "bfloat16")
+        mine = trainer.dist.shard(np.arange(len(self.kde_images)))
         codes = []
         with autocast:
-            for i in range(0, len(self.kde_images), ENCODE_BATCH):
-                x = trainer.prepare(self.kde_images[i : i + ENCODE_BATCH])
+            for i in range(0, len(mine), ENCODE_BATCH):
+                x = trainer.prepare(self.kde_images[mine[i : i + ENCODE_BATCH]])
                 codes.append(self.encoder(x).float())
-        self.kde_codes = torch.cat(codes)
+        self.kde_codes = trainer.dist.gather_rows(torch.cat(codes))
         self.train(was_training)
         self.refresh_seconds += time.perf_counter() - start
 

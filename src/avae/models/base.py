@@ -64,6 +64,10 @@ class Model(nn.Module):
         """Scalars for logging; 'loss' is the one minimised."""
         raise NotImplementedError
 
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The training loss (what DistributedDataParallel wraps)."""
+        return self.training_loss(x)
+
     def validation_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Batch means: 'recon' (per-image cost), 'loss' (selects the best checkpoint),
         'objective' (drives the learning-rate schedule); 'z' carries the codes."""

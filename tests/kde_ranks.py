@@ -1,0 +1,19 @@
+"""Run under torchrun: each rank refreshes the AVAE's KDE codes and saves what it holds."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avae import config, train
+from avae.distributed import from_environment
+
+out, overrides = Path(sys.argv[1]), sys.argv[2:]
+dist = from_environment()
+cfg = config.resolve(None, overrides)
+data = train.prepare_data(cfg)
+model = train.build(cfg, train.data_spec(data))
+trainer = train.Trainer(cfg, out, data, model, dist)
+model.on_epoch_start(trainer, np.random.default_rng([0, 0]).permutation(len(data.train)))
+model.refresh_kde_codes(trainer)
+torch.save(model.kde_codes, out / f"kde_codes_rank{dist.rank}_of{dist.world}.pt")

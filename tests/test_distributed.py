@@ -1,0 +1,87 @@
+"""torchrun with 2 CPU processes (gloo): same KDE codes on every rank, the same training as one
+process with the same global batch, and a 2-rank checkpoint that resumes on 1 rank."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from avae import config, train
+from avae.cli import main
+from fixtures import write_mnist
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist")
+    write_mnist(root, n_train=600, n_test=60)
+    return root
+
+
+def settings(root, *extra):
+    # the paper's MNIST network (with batch norm) at 1/8 width
+    return ["data.name=mnist", f"data.root={root}", "model.latent_dim=4", "model.width=0.125", "model.kde_size=101",
+            "model.kde_refresh_every=3", "train.batch_size=50", "train.progress=false", "train.figures_every=0", *extra]
+
+
+def torchrun(*args):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_kde_codes_are_identical_on_both_ranks_and_match_one_process(mnist_root, tmp_path):
+    torchrun(str(Path(__file__).parent / "kde_ranks.py"), str(tmp_path), *settings(mnist_root))
+    rank0 = torch.load(tmp_path / "kde_codes_rank0_of2.pt")
+    rank1 = torch.load(tmp_path / "kde_codes_rank1_of2.pt")
+    assert rank0.shape == (101, 4)  # m = 101 does not split evenly over two ranks
+    assert torch.equal(rank0, rank1)
+    cfg = config.resolve(None, settings(mnist_root))
+    data = train.prepare_data(cfg)
+    model = train.build(cfg, train.data_spec(data))
+    trainer = train.Trainer(cfg, tmp_path, data, model)
+    model.on_epoch_start(trainer, np.random.default_rng([0, 0]).permutation(len(data.train)))
+    model.refresh_kde_codes(trainer)
+    torch.testing.assert_close(rank0, model.kde_codes, rtol=1e-2, atol=1e-2)  # bfloat16 encoding, batch layout
+
+
+def weights(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def dsprites(*extra):
+    # the disentanglement network has no batch norm, so 2 CPU ranks compute exactly what one process does
+    return ["data.name=dsprites", "data.train_size=500", "data.val_size=100", "model.width=0.125", "model.kde_size=100",
+            "model.kde_refresh_every=3", "model.kde_precision=float32", "train.batch_size=50", "train.progress=false",
+            "train.figures_every=0", *extra]
+
+
+def test_two_ranks_train_like_one_process_and_resume_on_one(tmp_path):
+    two = tmp_path / "two"
+    torchrun("-m", "avae", "train", "--out", str(two), *sum((["--set", s] for s in dsprites("train.epochs=1")), []))
+    one = train.start(config.resolve(None, dsprites("train.epochs=1")), tmp_path / "one")
+    m1, m2 = metrics(one)[0], metrics(two)[0]
+    assert m2["ranks"] == 2 and m1["ranks"] == 1 and m1["steps"] == m2["steps"]
+    assert m2["train_loss"] == pytest.approx(m1["train_loss"], rel=1e-4)
+    assert m2["val_recon"] == pytest.approx(m1["val_recon"], rel=1e-4)
+    a, b = weights(one), weights(two)
+    for key in a:
+        torch.testing.assert_close(b[key].double(), a[key].double(), rtol=1e-3, atol=1e-4, msg=key)
+    assert not (two / "checkpoints" / "last.pt.tmp").exists()
+
+    # the 2-rank checkpoint continues on one rank, like a one-process run of two epochs
+    cfg_path = two / "config.yaml"
+    cfg_path.write_text(cfg_path.read_text().replace("epochs: 1", "epochs: 2"))
+    assert main(["train", "--resume", str(two)]) == 0
+    whole = train.start(config.resolve(None, dsprites("train.epochs=2")), tmp_path / "whole")
+    assert [m["ranks"] for m in metrics(two)] == [2, 1]
+    assert metrics(two)[1]["val_recon"] == pytest.approx(metrics(whole)[1]["val_recon"], rel=1e-3)
