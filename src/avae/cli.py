@@ -1,4 +1,4 @@
-"""The `avae` command: train, demo, evaluate, sample, bandwidth, models."""
+"""The `avae` command: train, demo, evaluate, sample, benchmark, bandwidth, models."""
 from __future__ import annotations
 
 import argparse
@@ -59,9 +59,16 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--inception-weights", help="path of the Inception-v3 2015-12-05 weights (offline)")
     e.add_argument("--checkpoint", choices=["last", "best"], default="last")
     e.add_argument("--split", choices=["test", "val"], help="held-out split (default: test where it exists)")
-    e.add_argument("--disentanglement", choices=["default", "fast", "none"], default="default",
-                   help="metric preset for datasets with ground-truth factors")
+    e.add_argument("--disentanglement", choices=["default", "fast", "none"], default="fast",
+                   help="metric sizes for datasets with ground-truth factors (default: disentanglement_lib and the authors' sizes, hours on a CPU)")
     e.set_defaults(run=_evaluate)
+
+    k = sub.add_parser("benchmark", help="train and evaluate every model × dataset × seed of a suite (resumable)")
+    k.add_argument("--suite", default="paper-cpu", help="suite name (paper-cpu, paper, smoke) or YAML file")
+    k.add_argument("--runs", default="benchmarks/runs", help="folder of the suite's run directories")
+    k.add_argument("--results", default="benchmarks/results", help="folder for <suite>.json/.md/.html")
+    k.add_argument("--data-root", help="folder holding the datasets' files")
+    k.set_defaults(run=_benchmark)
 
     b = sub.add_parser("bandwidth", help="the bias-corrected KDE bandwidth for latent size l and KDE size m")
     b.add_argument("-l", "--latent-dim", type=int, required=True)
@@ -151,6 +158,14 @@ def _evaluate(args) -> int:
     print(f"entropy {lq['entropy']['entropy']:.3f} (reference {lq['entropy']['reference']})  "
           f"MSE/pixel {lq['reconstruction']['mse_per_pixel']:.5f}  collapsed axes {lq['collapsed_axes']['count']}")
     print(f"written: {Path(args.run_dir) / 'evaluate.json'} and {Path(args.run_dir) / 'evaluate.html'}")
+    return 0
+
+
+def _benchmark(args) -> int:
+    from .benchmark import run_suite
+
+    out = run_suite(args.suite, Path(args.runs), Path(args.results), args.data_root)
+    print(f"results: {out}, {out.with_suffix('.md')}, {out.with_suffix('.html')}")
     return 0
 
 

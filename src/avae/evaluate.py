@@ -40,7 +40,7 @@ class Evaluation:
         self.run_dir, self.n, self.seed = Path(run_dir), n, seed
         self.cfg, self.spec = train.read_run(self.run_dir)
         dc = self.cfg["data"]
-        self.data = load_dataset(dc["name"], root=dc.get("root"), seed=self.cfg["train"].get("seed", 0),
+        self.data = load_dataset(dc["name"], root=dc.get("root"), seed=dc.get("split_seed", 0),
                                  **(dc.get("options") or {}))
         self.model = train.build(self.cfg, self.spec)
         train.load_weights(self.model, self.run_dir, checkpoint)
@@ -77,8 +77,9 @@ class Evaluation:
 
 
 def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "classifier", inception_weights=None,
-             checkpoint: str = "last", split: str | None = None, disentanglement: str = "default",
-             entropy_kde_size: int = 10000, progress: bool = True) -> dict:
+             checkpoint: str = "last", split: str | None = None, disentanglement: str = "fast",
+             entropy_kde_size: int = 10000, classifier_images: int = 50000, classifier_epochs: int = 3,
+             progress: bool = True) -> dict:
     """Score a run; writes RUN_DIR/evaluate.json, RUN_DIR/evaluation/*.png and evaluate.html."""
     ev = Evaluation(run_dir, n, seed, checkpoint, split)
     timings: dict[str, float] = {}
@@ -100,7 +101,8 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "classif
     sets_u8 = {name: report.to_uint8(images, ev.vr) for name, images in sets.items()}
 
     extractor = (InceptionFeatures(inception_weights) if features == "inception"
-                 else timed("feature_classifier", classifier_features, ev.data, seed=seed, progress=progress))
+                 else timed("feature_classifier", classifier_features, ev.data, seed=seed, epochs=classifier_epochs,
+                            max_train=classifier_images, progress=progress))
     real_f = timed("features_real", extractor, ev.images)
     sample_quality = {}
     for name, images in sets_u8.items():

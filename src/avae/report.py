@@ -140,3 +140,27 @@ def write_evaluation_html(path: Path, result: dict, figures: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(page)
     os.replace(tmp, path)
+
+
+def write_benchmark_html(path: Path, table_markdown: str, records: list[dict]) -> None:
+    """The suite's tables and, per dataset, each model's pictures (first seed) side by side."""
+    body = [f"<pre>{html.escape(table_markdown)}</pre>"]
+    seen = set()
+    for r in records:
+        key = (r["dataset"], r["model"])
+        if key in seen:
+            continue
+        seen.add(key)
+        folder = Path(r["run_dir"]) / "evaluation"
+        pictures = [f"<figure>{_img_tag(p)}<figcaption>{p.stem}</figcaption></figure>"
+                    for p in (folder / "samples.png", folder / "reconstructions.png") if p.is_file()]
+        latents = sorted((Path(r["run_dir"]) / "figures").glob("epoch_*/latents.png"))
+        if latents:
+            pictures.append(f"<figure>{_img_tag(latents[-1])}<figcaption>latents</figcaption></figure>")
+        body.append(f"<h2>{html.escape(r['dataset'])} — {html.escape(r['model'])} (seed {r['seed']})</h2>"
+                    f"<div style='display:flex;gap:1em;flex-wrap:wrap'>{''.join(pictures)}</div>")
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>avae benchmark</title>" \
+           f"<style>{PAGE_STYLE}</style></head><body>{''.join(body)}</body></html>"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page)
+    os.replace(tmp, path)

@@ -36,7 +36,7 @@ def prepare_data(cfg: dict) -> Dataset:
     """The dataset of a config, with the training and validation sets cut to size if asked."""
     dc = cfg["data"]
     options = dc.get("options") or {}
-    data = load_dataset(dc["name"], root=dc.get("root"), seed=cfg["train"].get("seed", 0), **options)
+    data = load_dataset(dc["name"], root=dc.get("root"), seed=dc.get("split_seed", 0), **options)
     train_size, val_size = dc.get("train_size"), dc.get("val_size")
     if train_size is not None:
         if not isinstance(train_size, int) or not 1 <= train_size <= len(data.train):

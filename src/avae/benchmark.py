@@ -1,0 +1,217 @@
+"""`avae benchmark`: every model × dataset × seed of a suite, trained, evaluated and compared.
+
+A suite (configs/suites/<name>.yaml) lists experiments: a dataset, its models, settings shared by
+all of them and settings per model. Runs live in <runs>/<suite>/<dataset>-<model>-s<seed>; a
+finished and evaluated run is skipped, an interrupted one resumes, so the command can be called
+again until the suite is complete. Results: <results>/<suite>.json (one record per run),
+<results>/<suite>.md (mean ± std tables, the paper's numbers beside ours) and <results>/<suite>.html.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__, config, report, train
+from .errors import AvaeError
+from .evaluate import evaluate
+
+# headline metrics: short name → path in evaluate.json (or metrics.jsonl for training numbers)
+HEADLINES = {
+    "fd_N": "sample_quality.N.frechet_distance",
+    "fd_REC": "sample_quality.REC.frechet_distance",
+    "fd_INT": "sample_quality.INT.frechet_distance",
+    "prd_precision_N": "sample_quality.N.prd.precision",
+    "prd_recall_N": "sample_quality.N.prd.recall",
+    "density_N": "sample_quality.N.density_coverage.density",
+    "coverage_N": "sample_quality.N.density_coverage.coverage",
+    "entropy": "latent_quality.entropy.entropy",
+    "gaussian_kl": "latent_quality.gaussian_kl_to_prior",
+    "collapsed_axes": "latent_quality.collapsed_axes.count",
+    "mse_per_pixel": "latent_quality.reconstruction.mse_per_pixel",
+    "sse_per_image": "latent_quality.reconstruction.sse_per_image",
+    "factor_vae": "disentanglement.factor_vae.score",
+    "pca_factor_vae": "disentanglement.pca_factor_vae.score",
+    "mig": "disentanglement.mig.score",
+    "pca_mig": "disentanglement.pca_mig.score",
+    "beta_vae": "disentanglement.beta_vae.score",
+    "dci_disentanglement": "disentanglement.dci.disentanglement",
+    "sap": "disentanglement.sap.score",
+    "epoch_s": "training.epoch_s",
+    "images_per_s": "training.images_per_s",
+}
+LOWER_IS_BETTER = {"fd_N", "fd_REC", "fd_INT", "gaussian_kl", "collapsed_axes", "mse_per_pixel", "sse_per_image",
+                   "epoch_s"}
+
+
+@dataclass
+class Job:
+    dataset: str
+    model: str
+    seed: int
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}-{self.model}-s{self.seed}"
+
+
+def load_suite(name: str) -> dict:
+    path = Path(name)
+    if not path.is_file():
+        path = resources.files("avae") / "configs" / "suites" / f"{name}.yaml"
+        if not path.is_file():
+            names = sorted(p.stem for p in (resources.files("avae") / "configs" / "suites").iterdir())
+            raise AvaeError(f"unknown suite '{name}'; suites are: {', '.join(names)} (or give a YAML file)")
+    suite = config.load_yaml(path.read_text())
+    if not isinstance(suite, dict) or not suite.get("experiments"):
+        raise AvaeError(f"suite {path} has no experiments")
+    suite.setdefault("name", Path(str(name)).stem)
+    return suite
+
+
+def plan(suite: dict) -> list[Job]:
+    jobs = []
+    for exp in suite["experiments"]:
+        shared = [f"{k}={v}" for k, v in (exp.get("settings") or {}).items()]
+        for model in exp["models"]:
+            own = [f"{k}={v}" for k, v in ((exp.get("model_settings") or {}).get(model) or {}).items()]
+            for seed in exp.get("seeds", suite.get("seeds", [0])):
+                overrides = [f"data.name={exp['dataset']}", f"model.name={model}", f"train.seed={seed}",
+                             "train.progress=false", *shared, *own]
+                jobs.append(Job(exp["dataset"], model, seed, overrides))
+    return jobs
+
+
+def run_suite(name: str, runs_root: Path = Path("benchmarks/runs"), results_root: Path = Path("benchmarks/results"),
+              data_root: str | None = None) -> Path:
+    suite = load_suite(name)
+    jobs = plan(suite)
+    folder = Path(runs_root) / suite["name"]
+    ev = suite.get("evaluate") or {}
+    for i, job in enumerate(jobs, 1):
+        run_dir = folder / job.name
+        done = sum((folder / j.name / "evaluate.json").is_file() for j in jobs)
+        print(f"[{i}/{len(jobs)}] {job.name}  ({done} done, {len(jobs) - done} left)", flush=True)
+        if (run_dir / "evaluate.json").is_file():
+            continue
+        extra = [f"data.root={data_root}"] if data_root else []
+        if not _finished(run_dir):
+            if (run_dir / "run.json").is_file():
+                train.resume(run_dir)
+            else:
+                train.start(config.resolve(None, job.overrides + extra), run_dir)
+        evaluate(run_dir, seed=job.seed, progress=False, **ev)
+    records = [_record(folder / job.name, job) for job in jobs]
+    return write_results(suite, records, Path(results_root))
+
+
+def _finished(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _record(run_dir: Path, job: Job) -> dict:
+    result = json.loads((run_dir / "evaluate.json").read_text())
+    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    training = {
+        "epoch_s": float(np.mean([e["epoch_s"] for e in epochs])),
+        "images_per_s": float(np.mean([e["images_per_s"] for e in epochs])),
+        "epoch_times_s": [e["epoch_s"] for e in epochs],
+        "kde_refresh_s": [e["kde_refresh_s"] for e in epochs if "kde_refresh_s" in e],
+        "final": epochs[-1],
+    }
+    headline = {k: _lookup({**result, "training": training}, path) for k, path in HEADLINES.items()}
+    return {"dataset": job.dataset, "model": job.model, "seed": job.seed, "run_dir": str(run_dir),
+            "settings": job.overrides, "config": config.load_yaml((run_dir / "config.yaml").read_text()),
+            "headline": {k: v for k, v in headline.items() if v is not None}, "training": training,
+            "evaluation": result}
+
+
+def _lookup(tree: dict, path: str):
+    for key in path.split("."):
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree if isinstance(tree, (int, float)) else None
+
+
+def summarise(records: list[dict]) -> dict:
+    """{dataset: {metric: {model: (mean, std, n)}}} with the population std over seeds."""
+    table: dict = {}
+    for r in records:
+        for metric, value in r["headline"].items():
+            table.setdefault(r["dataset"], {}).setdefault(metric, {}).setdefault(r["model"], []).append(value)
+    return {d: {m: {model: (float(np.mean(v)), float(np.std(v)), len(v)) for model, v in by_model.items()}
+                for m, by_model in metrics.items()} for d, metrics in table.items()}
+
+
+def paper_results() -> dict:
+    return config.load_yaml((resources.files("avae") / "configs" / "paper_results.yaml").read_text())
+
+
+def markdown(suite: dict, summary: dict) -> str:
+    paper = paper_results()
+    lines = [f"# Benchmark suite `{suite['name']}`", "", str(suite.get("description", "")).strip(), "",
+             "Mean ± std over seeds (population std). ↓: lower is better. In brackets: the paper's value "
+             "(MNIST for Fashion-MNIST rows; Inception FID there, our classifier feature space here).", ""]
+    for dataset, metrics in summary.items():
+        models = sorted({m for by_model in metrics.values() for m in by_model})
+        reference = paper.get("mnist" if dataset == "fashion_mnist" else dataset, {})
+        lines += [f"## {dataset}", "", "| metric | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+        for metric, by_model in metrics.items():
+            cells = []
+            for model in models:
+                if model not in by_model:
+                    cells.append("–")
+                    continue
+                mean, std, _ = by_model[model]
+                ref = reference.get(metric, {}).get(model)
+                cells.append(f"{mean:.4g} ± {std:.2g}" + (f" [{ref}]" if ref is not None else ""))
+            arrow = " ↓" if metric in LOWER_IS_BETTER else ""
+            lines.append(f"| {metric}{arrow} | " + " | ".join(cells) + " |")
+        lines += ["", *_claims(dataset, metrics), ""]
+    return "\n".join(lines) + "\n"
+
+
+def _claims(dataset: str, metrics: dict) -> list[str]:
+    """The paper's claims, checked on our numbers."""
+    out = []
+    fd = metrics.get("fd_N", {})
+    if "avae" in fd and len(fd) > 1:
+        best = min((m for m in fd if m != "avae"), key=lambda m: fd[m][0])
+        ratio = fd["avae"][0] / fd[best][0]
+        verdict = "ahead of" if ratio < 1 else "behind"
+        out.append(f"- Generation FD: AVAE {fd['avae'][0]:.4g} vs the best baseline ({best}) {fd[best][0]:.4g}: "
+                   f"ratio {ratio:.3f}, AVAE is {verdict} it (the paper claims ahead).")
+    ent = metrics.get("entropy", {})
+    if "avae" in ent:
+        ranked = sorted(ent, key=lambda m: -ent[m][0])
+        out.append(f"- Whitened entropy: AVAE {ent['avae'][0]:.4g}, rank {ranked.index('avae') + 1} of {len(ranked)} "
+                   "(the paper: highest, closest to l/2).")
+    collapsed = metrics.get("collapsed_axes", {})
+    if collapsed:
+        out.append("- Collapsed axes (mean): " + ", ".join(f"{m} {v[0]:.3g}" for m, v in sorted(collapsed.items()))
+                   + " (the paper: AVAE 0).")
+    return out
+
+
+def write_results(suite: dict, records: list[dict], results_root: Path) -> Path:
+    results_root.mkdir(parents=True, exist_ok=True)
+    summary = summarise(records)
+    payload = {"suite": suite, "records": records, "summary": summary, "avae": __version__,
+               "torch": torch.__version__, "python": platform.python_version(),
+               "written": time.strftime("%Y-%m-%d %H:%M:%S"), "command": f"avae benchmark --suite {suite['name']}"}
+    out = results_root / f"{suite['name']}.json"
+    train.write_json(out, payload)
+    (results_root / f"{suite['name']}.md").write_text(markdown(suite, summary))
+    report.write_benchmark_html(results_root / f"{suite['name']}.html", markdown(suite, summary), records)
+    return out

@@ -1,0 +1,67 @@
+"""`avae benchmark` on a tiny suite: plan, run, skip what is done, resume, and write the results."""
+import json
+
+import yaml
+
+from avae.benchmark import load_suite, plan
+from avae.cli import main
+from fixtures import write_mnist
+
+SUITE = {
+    "description": "tiny",
+    "seeds": [0, 1],
+    "evaluate": {"n": 60, "disentanglement": "none", "classifier_images": 300, "classifier_epochs": 1},
+    "experiments": [{
+        "dataset": "mnist", "models": ["avae", "ae"],
+        "settings": {"model.latent_dim": 4, "model.width": 0.125, "train.epochs": 1, "train.batch_size": 50,
+                     "train.figures_every": 1},
+        "model_settings": {"avae": {"model.kde_size": 100}},
+    }],
+}
+
+
+def test_plan_expands_models_seeds_and_settings(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(SUITE))
+    jobs = plan(load_suite(str(path)))
+    assert [j.name for j in jobs] == ["mnist-avae-s0", "mnist-avae-s1", "mnist-ae-s0", "mnist-ae-s1"]
+    assert "model.kde_size=100" in jobs[0].overrides and "model.kde_size=100" not in jobs[2].overrides
+    assert len(plan(load_suite("paper-cpu"))) >= 36  # 6 models × 2 datasets × 3 seeds
+
+
+def test_benchmark_runs_skips_and_resumes(tmp_path, capsys):
+    data = tmp_path / "data"
+    write_mnist(data, n_train=600, n_test=60)
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(yaml.safe_dump(SUITE))
+    args = ["benchmark", "--suite", str(suite), "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
+            "--data-root", str(data)]
+    assert main(args) == 0
+    results = json.loads((tmp_path / "res" / "tiny.json").read_text())
+    assert len(results["records"]) == 4
+    record = results["records"][0]
+    assert record["headline"]["fd_N"] > 0 and record["settings"] and record["training"]["epoch_times_s"]
+    assert set(results["summary"]["mnist"]["fd_N"]) == {"avae", "ae"}
+    table = (tmp_path / "res" / "tiny.md").read_text()
+    assert "| fd_N ↓ |" in table and "[13.27]" in table  # the paper's MNIST value beside ours
+    assert "<img" in (tmp_path / "res" / "tiny.html").read_text()
+
+    # a second call skips finished runs; an interrupted one is resumed and evaluated
+    done = tmp_path / "runs" / "tiny" / "mnist-avae-s0"
+    stamp = (done / "checkpoints" / "last.pt").stat().st_mtime_ns
+    broken = tmp_path / "runs" / "tiny" / "mnist-ae-s1"
+    (broken / "evaluate.json").unlink()
+    info = json.loads((broken / "run.json").read_text())
+    (broken / "run.json").write_text(json.dumps({**info, "status": "running"}))
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "[4/4] mnist-ae-s1  (3 done, 1 left)" in out
+    assert (done / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
+    assert (broken / "evaluate.json").is_file()
+    assert json.loads((broken / "run.json").read_text())["status"] == "finished"
+
+
+def test_unknown_suite_is_a_user_error(capsys):
+    assert main(["benchmark", "--suite", "nope"]) == 2
+    assert "unknown suite 'nope'" in capsys.readouterr().err
