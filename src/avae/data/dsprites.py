@@ -4,6 +4,10 @@
 download. `DSpritesFile` reads the official `.npz` when a user has it. Both index images exactly
 as the official file: the row-major flattening of (shape, scale, orientation, pos_x, pos_y).
 
+Memory: the official `imgs` array is 737,280 × 64 × 64 bytes of 0/1 (2.9 GB once decompressed).
+`DSpritesFile` never holds it: when opened it streams the compressed member in chunks (checking
+that every value is 0 or 1) and keeps it bit-packed (np.packbits, 8 pixels per byte: 360 MiB), unpacking only the images of a batch.
+
 Procedural geometry (pixel (i, j) covers [j, j+1] × [i, i+1]; a pixel is on when its centre is
 inside the sprite):
 - centre: x = 12 + 40·pos_x, y = 12 + 40·pos_y pixels (pos_y grows downwards), so every sprite
@@ -27,15 +31,14 @@ import torch
 
 from ..errors import AvaeError
 from .base import Dataset, register_dataset
-from .factors import FactorImages
-from .files import find_in, resolve_root
+from .factors import VAL_SIZE, FactorImages, load_factor_dataset, validation_split  # noqa: F401 (re-exported)
 
 SIDE = 64
 RADIUS = 12.0  # pixels: the disc around the centre that holds any sprite at scale 1
 HEART_CENTRE = 0.294  # y of the heart's centroid: it turns about its centre of mass
 HEART_RADIUS = 1.3  # ≥ the farthest point of the heart curve from its centroid (1.294, the tip)
 CHUNK = 512  # images rendered at once: 8 MB float temporaries stay in cache (4x faster than 2048)
-VAL_SIZE = 20_000
+READ_CHUNK = 4096  # images decompressed at once from the official file (16 MB)
 GEOMETRY = (
     "centre (12 + 40*pos_x, 12 + 40*pos_y) px; any sprite fits a disc of radius 12*scale px; "
     "square side 17*scale, ellipse semi-axes 12x6*scale, heart (x^2+y^2-1)^3 <= x^2 y^3 pointing down; "
@@ -44,7 +47,7 @@ GEOMETRY = (
 NPZ_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 HOW_TO_GET = (
     f"download {NPZ_NAME} from https://github.com/deepmind/dsprites-dataset into the data root, "
-    "or use source='procedural'"
+    "set the dataset option download: true (data.options) when online, or use source: procedural"
 )
 
 
@@ -128,23 +131,27 @@ class ProceduralDSprites(DSpritesFactors):
         return out
 
 
-def npy_header(archive: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of one array in an .npz without reading its data."""
-    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+def npy_header(archive: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype of one array in an .npz without reading its data."""
     with archive.open(f"{key}.npy") as f:
-        version = np.lib.format.read_magic(f)
-        if version not in readers:
-            raise ValueError(f"unsupported .npy format version {version} for '{key}'")
-        shape, _, dtype = readers[version](f)
-    return shape, dtype
+        return read_npy_header(f, key)
+
+
+def read_npy_header(f, key: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    version = np.lib.format.read_magic(f)
+    if version not in readers:
+        raise ValueError(f"unsupported .npy format version {version} for '{key}'")
+    shape, fortran, dtype = readers[version](f)
+    return tuple(shape), fortran, dtype
 
 
 class DSpritesFile(DSpritesFactors):
-    """The official dSprites .npz; `imgs` ({0, 1}) is read on first use and fetched ×255."""
+    """The official dSprites .npz; `imgs` ({0, 1}) is checked and bit-packed when opened, fetched ×255."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._imgs = None
+        self._packed = None
         n = len(self)
         expected = {"imgs": (n, SIDE, SIDE), "latents_classes": (n, 6), "latents_values": (n, 6)}
         with self.reading():
@@ -155,20 +162,25 @@ class DSpritesFile(DSpritesFactors):
                     raise AvaeError(f"{self.path} has no array '{missing[0]}'; {HOW_TO_GET}")
                 headers = {key: npy_header(archive, key) for key in expected}
         for key, shape in expected.items():
-            if tuple(headers[key][0]) != shape:
+            if headers[key][0] != shape:
                 raise AvaeError(
-                    f"{self.path}: array '{key}' has shape {tuple(headers[key][0])}, expected {shape}; {HOW_TO_GET}"
+                    f"{self.path}: array '{key}' has shape {headers[key][0]}, expected {shape}; {HOW_TO_GET}"
                 )
-        if headers["imgs"][1] != np.uint8:
-            raise AvaeError(f"{self.path}: 'imgs' has dtype {headers['imgs'][1]}, expected uint8; {HOW_TO_GET}")
+        if headers["imgs"][2] != np.uint8 or headers["imgs"][1]:
+            raise AvaeError(f"{self.path}: 'imgs' is {headers['imgs'][2]} (Fortran order: {headers['imgs'][1]}), "
+                            f"expected C-ordered uint8; {HOW_TO_GET}")
+        if headers["latents_classes"][2].kind not in "iu":
+            raise AvaeError(f"{self.path}: 'latents_classes' has dtype {headers['latents_classes'][2]}, "
+                            f"expected integers; {HOW_TO_GET}")
         self.check_order()
+        self.packed()  # read every image now: a damaged file fails before training starts (~3 s)
 
     @contextmanager
     def reading(self):
         """Turn any failure to read the archive into one AvaeError naming the file."""
         try:
             yield
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as err:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, zlib.error) as err:
             raise AvaeError(f"{self.path} is not a readable .npz file ({err}); {HOW_TO_GET}") from None
 
     def read_array(self, key: str) -> np.ndarray:
@@ -183,52 +195,42 @@ class DSpritesFile(DSpritesFactors):
                 f"{self.path}: latents_classes are not in the official row-major order; {HOW_TO_GET}"
             )
 
+    def packed(self) -> np.ndarray:
+        """All images bit-packed (n, 64, 8) uint8, read once from the archive in chunks."""
+        if self._packed is None:
+            n, per_image = len(self), SIDE * SIDE
+            packed = np.empty((n, SIDE, SIDE // 8), np.uint8)
+            with self.reading(), zipfile.ZipFile(self.path) as archive, archive.open("imgs.npy") as f:
+                read_npy_header(f, "imgs")
+                for start in range(0, n, READ_CHUNK):
+                    count = min(READ_CHUNK, n - start)
+                    raw = f.read(count * per_image)
+                    if len(raw) != count * per_image:
+                        raise AvaeError(f"{self.path}: 'imgs' is truncated (image {start + len(raw) // per_image} "
+                                        f"of {n}); {HOW_TO_GET}")
+                    block = np.frombuffer(raw, np.uint8).reshape(count, SIDE, SIDE)
+                    if block.max(initial=0) > 1:
+                        raise AvaeError(f"{self.path}: 'imgs' holds values other than 0 and 1 (images "
+                                        f"{start}-{start + count - 1}); {HOW_TO_GET}")
+                    packed[start:start + count] = np.packbits(block, axis=-1)
+            self._packed = packed
+        return self._packed
+
     def images(self, idx) -> torch.Tensor:
-        if self._imgs is None:
-            self._imgs = self.read_array("imgs")  # ~3 GB once decompressed
-        picked = self._imgs[np.asarray(idx, dtype=np.int64)]
-        return torch.from_numpy(picked[:, None] * np.uint8(255))
-
-
-def validation_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) indices: val = 20,000 drawn without replacement, train = the rest, sorted."""
-    val = np.random.default_rng(seed).choice(n, size=VAL_SIZE, replace=False)
-    train = np.setdiff1d(np.arange(n), val)
-    return train, val.astype(np.int64)
-
-
-def open_dsprites(root, source: str) -> tuple[DSpritesFactors, dict]:
-    """The image set and its provenance for source 'auto', 'file' or 'procedural'."""
-    if source not in ("auto", "file", "procedural"):
-        raise AvaeError(f"dsprites source '{source}' is not known; use 'auto', 'file' or 'procedural'")
-    path = None
-    if source != "procedural":
-        # Only a root the user named (argument or $AVAE_DATA_ROOT) is searched for the file.
-        folders = resolve_root("dsprites", root, candidates=())
-        path = next((p for p in (find_in(f, [NPZ_NAME]) for f in folders) if p), None)
-        if path is None and source == "file":
-            searched = ", ".join(str(f) for f in folders) or "(no folder: pass a data root)"
-            raise AvaeError(f"file {NPZ_NAME} not found in {searched}; {HOW_TO_GET}")
-    if path is None:
-        return ProceduralDSprites(), {"source": "procedural", "geometry": GEOMETRY}
-    return DSpritesFile(path), {"source": "file", "files": {"npz": str(path)}}
+        """uint8 (n, 1, 64, 64) with 0 (off) and 255 (on)."""
+        picked = np.unpackbits(self.packed()[np.asarray(idx, dtype=np.int64)], axis=-1)
+        return torch.from_numpy(picked[:, None]).mul_(255)
 
 
 @register_dataset("dsprites")
-def load_dsprites(root=None, seed=0, source="auto", **options) -> Dataset:
+def load_dsprites(root=None, seed=0, **options) -> Dataset:
     """dSprites split as the paper: val = 20,000 random indices (rng `seed`), train = the rest.
 
-    `source`: 'auto' reads the official .npz if it is in the data root, else renders;
-    'file' requires the .npz; 'procedural' always renders.
+    Options: `source` 'auto' (default: the official .npz if it is in a data root you named,
+    else rendered), 'file' (requires the .npz) or 'procedural' (always rendered); `download`
+    (default false): fetch the .npz (MD5-verified) when it is not found.
     """
-    if options:
-        raise AvaeError(f"dataset 'dsprites' has no option(s) {', '.join(sorted(options))}; remove them")
-    images, info = open_dsprites(root, source)
-    train, val = validation_split(len(images), seed)
-    info.update(
-        split=f"val = {VAL_SIZE} indices drawn without replacement by numpy default_rng({seed}); "
-        "train = all other indices, sorted; no test split",
-        sizes={"train": len(train), "val": len(val)},
+    return load_factor_dataset(
+        "dsprites", root, seed, options, likelihood="bernoulli", file_name=NPZ_NAME, how_to_get=HOW_TO_GET,
+        open_file=DSpritesFile, procedural=ProceduralDSprites, procedural_info={"geometry": GEOMETRY},
     )
-    return Dataset("dsprites", images.subset(train), images.subset(val), None,
-                   likelihood="bernoulli", value_range=(0.0, 1.0), info=info, factors=images)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import AvaeError
 from .base import ArrayImages, Dataset, register_dataset
-from .files import USER_DATA, find_files, resolve_root
+from .files import USER_DATA, check_flag, download_missing, find_files, reject_options, resolve_root
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
@@ -127,11 +127,18 @@ def split_sizes(n_train_file: int) -> tuple[int, int]:
 
 
 def load_idx_dataset(name: str, root, options: dict) -> Dataset:
-    if options:
-        raise AvaeError(f"dataset '{name}' takes no options, got: {', '.join(sorted(options))}; remove them")
+    download = check_flag(name, "download", options.pop("download", False))
+    reject_options(name, options)
     folders = resolve_root(name, root, DEFAULT_FOLDERS[name])
     wanted = {key: spellings(*parts) for key, parts in FILES.items()}
-    paths = find_files(folders, wanted, HOW_TO_GET[name])
+    how = HOW_TO_GET[name] + ", or set the dataset option download: true (data.options) when online"
+    try:
+        paths = find_files(folders, wanted, how)
+    except AvaeError:
+        if not download:
+            raise
+        folder = download_missing(name, root)
+        paths = find_files([folder], wanted, how)
     train_images, train_labels = read_pair(paths["train_images"], paths["train_labels"])
     test_images, test_labels = read_pair(paths["test_images"], paths["test_labels"])
     n_train, n_val = split_sizes(len(train_images))
@@ -155,11 +162,18 @@ def load_idx_dataset(name: str, root, options: dict) -> Dataset:
 
 @register_dataset("mnist")
 def load_mnist(root=None, seed=0, **options) -> Dataset:
-    """MNIST from the official IDX files; `seed` is unused (the split is fixed)."""
+    """MNIST from the official IDX files; `seed` is unused (the split is fixed).
+
+    Option `download` (default false): fetch the four files (MD5-verified) into the data root
+    (else ~/.avae/data/mnist) when they are not found.
+    """
     return load_idx_dataset("mnist", root, options)
 
 
 @register_dataset("fashion_mnist")
 def load_fashion_mnist(root=None, seed=0, **options) -> Dataset:
-    """Fashion-MNIST from the official IDX files; `seed` is unused (the split is fixed)."""
+    """Fashion-MNIST from the official IDX files; `seed` is unused (the split is fixed).
+
+    Option `download` as for MNIST (into ~/.avae/data/fashion_mnist without a data root).
+    """
     return load_idx_dataset("fashion_mnist", root, options)
