@@ -1,0 +1,68 @@
+"""The adversarial autoencoder (Makhzani et al. 2016) as compared in the paper: a deterministic
+encoder whose codes a latent discriminator (E Table X) learns to tell from N(0, I) samples.
+
+Encoder/decoder loss: recon_scale·recon + adv_weight·E[−log D(z)] (the non-saturating generator
+loss; D(z) is the probability that z came from the prior). After every such step the
+discriminator takes one step of its own Adam on 0.5·(E_p[−log D(z')] + E_q[−log(1 − D(z))]), with
+z' ~ N(0, I) from torch's global CPU RNG and the codes z of that step's batch.
+
+Discriminator optimizer: Adam lr 5e-4 (the trainer's learning rate, so the adversary keeps pace
+with the encoder) and β = (0.5, 0.999), the β₁ = 0.5 that GAN discriminators usually get
+(DCGAN, WAE-GAN); the paper does not give one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.nn import functional as F
+
+from . import checks
+from .base import Model, register_model
+from .discriminator import Discriminated
+from .regularisers import standard_normal
+
+
+@register_model
+class AAE(Discriminated, Model):
+    name = "aae"
+    description = "adversarial autoencoder: recon_scale·recon + β·adversarial loss of a latent discriminator vs N(0,I)"
+
+    @dataclass
+    class Params:
+        recon_scale: float = 0.05  # the paper's RECONS-SCALAR
+        adv_weight: float = 1.0  # the paper's β on the adversarial term
+        disc_hidden: list = field(default_factory=lambda: [1024, 1024, 1024])
+        disc_lr: float = 5e-4
+        disc_betas: list = field(default_factory=lambda: [0.5, 0.999])
+
+    def __init__(self, spec, latent_dim, arch, width, params: Params):
+        super().__init__(spec, latent_dim, arch, width, params)
+        self.recon_scale = checks.number(params.recon_scale, "recon_scale", strict=True)
+        self.adv_weight = checks.number(params.adv_weight, "adv_weight")
+        self.init_discriminator(params.disc_hidden, 1, width, params.disc_lr, params.disc_betas)
+        self._codes = None
+
+    def _losses(self, x):
+        z = self.encoder(x).float()
+        recon = self.likelihood.per_image(self.decoder(z), x).mean()
+        adv = F.softplus(-self.frozen_discriminator(z).float()).mean()  # −log D(z)
+        return z, recon, adv, self.recon_scale * recon + self.adv_weight * adv
+
+    def training_loss(self, x):
+        z, recon, adv, loss = self._losses(x)
+        self._codes = z.detach()
+        return {"loss": loss, "recon": recon, "adv": adv}
+
+    def validation_loss(self, x):
+        z, recon, adv, loss = self._losses(x)
+        return {"loss": loss, "objective": loss, "recon": recon, "adv": adv, "z": z}
+
+    def after_step(self, trainer, x):
+        z, self._codes = self._codes, None
+        if z is None:
+            with torch.no_grad():
+                z = self.encoder(x).float()
+        prior = standard_normal(z.shape, z)
+        real, fake = self.discriminator(prior).float(), self.discriminator(z).float()
+        self.discriminator_step(0.5 * (F.softplus(-real).mean() + F.softplus(fake).mean()), trainer)
