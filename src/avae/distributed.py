@@ -73,6 +73,11 @@ class Dist:
         if self.enabled:
             dist.barrier()
 
+    def close(self) -> None:
+        """Leave the process group (a rank that exits without it can abort at shutdown)."""
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
 
 def from_environment() -> Dist:
     """Join the process group torchrun set up (RANK, WORLD_SIZE, LOCAL_RANK), or run alone."""

@@ -398,7 +398,10 @@ def start(cfg: dict, run_dir: Path) -> Path:
     dist.barrier()
     if dist.enabled:
         _seed_rank(cfg["train"].get("seed", 0), dist.rank)
-    Trainer(cfg, run_dir, data, model, dist).fit()
+    try:
+        Trainer(cfg, run_dir, data, model, dist).fit()
+    finally:
+        dist.close()
     return run_dir
 
 
@@ -408,7 +411,10 @@ def resume(run_dir: Path) -> Path:
     cfg, _ = read_run(run_dir)
     data = prepare_data(cfg)
     model = build(cfg, data_spec(data))
-    trainer = Trainer(cfg, run_dir, data, model, dist)
-    trainer.resume()
-    trainer.fit()
+    try:
+        trainer = Trainer(cfg, run_dir, data, model, dist)
+        trainer.resume()
+        trainer.fit()
+    finally:
+        dist.close()
     return run_dir
