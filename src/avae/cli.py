@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -110,6 +111,8 @@ def _demo(args) -> int:
 
 
 def _finished(run_dir: Path) -> int:
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     figures = sorted((run_dir / "figures").glob("epoch_*"))
     print(f"run finished: {run_dir}")
     if figures:

@@ -5,6 +5,7 @@ the models call the same methods either way.
 """
 from __future__ import annotations
 
+import gc
 import os
 
 import numpy as np
@@ -76,6 +77,8 @@ class Dist:
     def close(self) -> None:
         """Leave the process group (a rank that exits without it can abort at shutdown)."""
         if self.enabled and dist.is_initialized():
+            gc.collect()  # free DistributedDataParallel's reducer (held in cycles) before the group goes
+            dist.barrier()  # no rank tears down its connections while another still uses them
             dist.destroy_process_group()
 
 

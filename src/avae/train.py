@@ -382,6 +382,13 @@ def _device(name: str, dist: Dist) -> torch.device:
 def start(cfg: dict, run_dir: Path) -> Path:
     """Validate everything, then create the run directory (rank 0) and train."""
     dist = from_environment()
+    try:
+        return _start(cfg, Path(run_dir), dist)
+    finally:
+        dist.close()  # after _start has returned, so no DistributedDataParallel outlives the group
+
+
+def _start(cfg: dict, run_dir: Path, dist: Dist) -> Path:
     data = prepare_data(cfg)
     spec = data_spec(data)
     model = build(cfg, spec)
@@ -398,23 +405,23 @@ def start(cfg: dict, run_dir: Path) -> Path:
     dist.barrier()
     if dist.enabled:
         _seed_rank(cfg["train"].get("seed", 0), dist.rank)
-    try:
-        Trainer(cfg, run_dir, data, model, dist).fit()
-    finally:
-        dist.close()
+    Trainer(cfg, run_dir, data, model, dist).fit()
     return run_dir
 
 
 def resume(run_dir: Path) -> Path:
     dist = from_environment()
-    run_dir = Path(run_dir)
+    try:
+        return _resume(Path(run_dir), dist)
+    finally:
+        dist.close()
+
+
+def _resume(run_dir: Path, dist: Dist) -> Path:
     cfg, _ = read_run(run_dir)
     data = prepare_data(cfg)
     model = build(cfg, data_spec(data))
-    try:
-        trainer = Trainer(cfg, run_dir, data, model, dist)
-        trainer.resume()
-        trainer.fit()
-    finally:
-        dist.close()
+    trainer = Trainer(cfg, run_dir, data, model, dist)
+    trainer.resume()
+    trainer.fit()
     return run_dir
