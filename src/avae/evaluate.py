@@ -10,7 +10,7 @@ import torch
 
 from . import __version__, report, train
 from .bandwidth import bandwidth
-from .data import load_dataset
+from .data import load_dataset, to_float
 from .errors import AvaeError
 from .metrics import generative, latent
 from .metrics.features import InceptionFeatures, classifier_features
@@ -55,8 +55,6 @@ class Evaluation:
 
     @torch.no_grad()
     def encode(self, images_uint8: np.ndarray) -> np.ndarray:
-        from .data import to_float
-
         return np.concatenate([
             self.model.encode(to_float(torch.as_tensor(images_uint8[i : i + 500]), self.vr)).double().numpy()
             for i in range(0, len(images_uint8), 500)
@@ -160,28 +158,27 @@ def _disentanglement(ev: Evaluation, preset: str):
 def _figures(ev: Evaluation, codes, sets_u8, folder: Path, directions) -> dict:
     """Sample, reconstruction, interpolation and traversal pictures; returns {title: path}."""
     figs = {}
-    path = folder / "samples.png"
-    report.save_grid(path, sets_u8["N"][:64], 8)
-    figs["Samples"] = path
-    path = folder / "reconstructions.png"
-    report.save_reconstructions(path, ev.images[:32], sets_u8["REC"][:32])
-    figs["Reconstructions (rows: held-out, reconstructed)"] = path
+
+    def grid(file, title, images, ncol):
+        report.save_grid(folder / file, images, ncol)
+        figs[title] = folder / file
+
+    def decoded(z):
+        return report.to_uint8(ev.decode(z), ev.vr)
+
+    grid("samples.png", "Samples", sets_u8["N"][:64], 8)
+    report.save_reconstructions(folder / "reconstructions.png", ev.images[:32], sets_u8["REC"][:32])
+    figs["Reconstructions (rows: held-out, reconstructed)"] = folder / "reconstructions.png"
     rng = np.random.default_rng(ev.seed + 1)
     a, b = codes[rng.integers(0, len(codes), 8)], codes[rng.integers(0, len(codes), 8)]
-    ts = np.linspace(0, 1, 10)
-    path_codes = np.concatenate([slerp(a[i : i + 1], b[i : i + 1], t) for i in range(8) for t in ts])
-    path = folder / "interpolations.png"
-    report.save_grid(path, report.to_uint8(ev.decode(path_codes), ev.vr), 10)
-    figs["Spherical interpolations between held-out codes"] = path
+    path = np.concatenate([slerp(a[i : i + 1], b[i : i + 1], t) for i in range(8) for t in np.linspace(0, 1, 10)])
+    grid("interpolations.png", "Spherical interpolations between held-out codes", decoded(path), 10)
     std = math.sqrt(ev.model.latent_variance)
-    axes = np.eye(codes.shape[1])
-    path = folder / "traversal_axes.png"
-    report.save_grid(path, report.to_uint8(ev.decode(_traverse(axes, std)), ev.vr), 9)
-    figs["Traversals along the latent axes (±2 sampling std)"] = path
+    grid("traversal_axes.png", "Traversals along the latent axes (±2 sampling std)",
+         decoded(_traverse(np.eye(codes.shape[1]), std)), 9)
     if directions is not None:
-        path = folder / "traversal_directions.png"
-        report.save_grid(path, report.to_uint8(ev.decode(_traverse(np.asarray(directions), std)), ev.vr), 9)
-        figs["Traversals along the PCA-found factor directions"] = path
+        grid("traversal_directions.png", "Traversals along the PCA-found factor directions",
+             decoded(_traverse(np.asarray(directions), std)), 9)
     return figs
 
 

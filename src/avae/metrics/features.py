@@ -31,14 +31,9 @@ def targets_of(images, data: Dataset) -> np.ndarray:
     if getattr(images, "labels", None) is not None:
         return np.asarray(images.labels, np.int64).reshape(-1, 1)
     if isinstance(images, Subset):
-        if data.factors is not None:
-            indices = images.indices
-            base = images.base
-            while isinstance(base, Subset):  # a subset of a subset: compose the indices
-                indices, base = base.indices[indices], base.base
-            return data.factors.factors(indices)
-        base_targets = targets_of(images.base, data)
-        return base_targets[images.indices]
+        return targets_of(images.base, data)[images.indices]
+    if images is data.factors:
+        return data.factors.factors(np.arange(len(images)))
     raise AvaeError(f"dataset '{data.name}' has neither labels nor factors to train a feature classifier on")
 
 
