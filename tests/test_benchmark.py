@@ -45,6 +45,11 @@ def test_benchmark_runs_skips_and_resumes(tmp_path, capsys):
     table = (tmp_path / "res" / "tiny.md").read_text()
     assert "| fd_N ↓ |" in table and "[13.27]" in table  # the paper's MNIST value beside ours
     assert "<img" in (tmp_path / "res" / "tiny.html").read_text()
+    perf = results["performance"]
+    assert perf["gemm_peak_gflops"]["float32"] > 0
+    mnist = perf["datasets"]["mnist"]
+    assert 0 < mnist["models"]["avae"]["kde_refresh_share"] < 1 and mnist["bandwidth_estimation_s"] > 0
+    assert mnist["models"]["ae"]["gflops_per_s"] > 0 and "## Performance" in table
 
     # a second call skips finished runs; an interrupted one is resumed and evaluated
     done = tmp_path / "runs" / "tiny" / "mnist-avae-s0"

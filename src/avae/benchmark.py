@@ -126,6 +126,8 @@ def _record(run_dir: Path, job: Job) -> dict:
         "epoch_s": float(np.mean([e["epoch_s"] for e in epochs])),
         "images_per_s": float(np.mean([e["images_per_s"] for e in epochs])),
         "epoch_times_s": [e["epoch_s"] for e in epochs],
+        "train_times_s": [e["train_s"] for e in epochs],
+        "steps": [e["steps"] for e in epochs],
         "kde_refresh_s": [e["kde_refresh_s"] for e in epochs if "kde_refresh_s" in e],
         "final": epochs[-1],
     }
@@ -204,14 +206,110 @@ def _claims(dataset: str, metrics: dict) -> list[str]:
     return out
 
 
+# --- performance ------------------------------------------------------------------------------
+def gemm_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """Measured matrix-multiply throughput of this machine, GFLOP/s (best of `repeats`)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up
+    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def step_flops(run_dir: Path) -> dict:
+    """FLOPs of one training step (forward + backward) and, for the AVAE, of one KDE re-encoding."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg, spec = train.read_run(run_dir)
+    model = train.build(cfg, spec)
+    batch = torch.rand(cfg["train"].get("batch_size", 100), *spec.shape)
+    if hasattr(model, "kde_codes"):
+        m = model.params.kde_size
+        model.kde_codes = torch.randn(m, model.latent_dim)
+        with FlopCounterMode(display=False) as refresh:
+            with torch.no_grad():
+                model.encoder(torch.rand(min(m, 1000), *spec.shape))
+        refresh_flops = refresh.get_total_flops() * m / min(m, 1000)
+    with FlopCounterMode(display=False) as step:
+        model.training_loss(batch)["loss"].backward()
+    out = {"step": step.get_total_flops()}
+    if hasattr(model, "kde_codes"):
+        out["kde_refresh"] = refresh_flops
+        out["refresh_every"] = model.params.kde_refresh_every
+    return out
+
+
+def performance(records: list[dict]) -> dict:
+    """Epoch-time ratios, the re-encoding share, bandwidth time, images/s and FLOP/s against the GEMM peak."""
+    from .bandwidth import bandwidth
+
+    peaks = {"float32": gemm_peak(torch.float32), "bfloat16": gemm_peak(torch.bfloat16)}
+    out: dict = {"gemm_peak_gflops": peaks, "datasets": {}}
+    for dataset in sorted({r["dataset"] for r in records}):
+        rows = [r for r in records if r["dataset"] == dataset]
+        by_model: dict = {}
+        for r in rows:
+            t = r["training"]
+            flops = step_flops(Path(r["run_dir"]))
+            steps = sum(t["steps"])
+            total = flops["step"] * steps
+            if "kde_refresh" in flops:
+                total += flops["kde_refresh"] * sum(-(-s // flops["refresh_every"]) for s in t["steps"])
+            entry = by_model.setdefault(r["model"], {"epoch_s": [], "images_per_s": [], "gflops_per_s": []})
+            entry["epoch_s"].append(t["epoch_s"])
+            entry["images_per_s"].append(t["images_per_s"])
+            entry["gflops_per_s"].append(total / sum(t["train_times_s"]) / 1e9)
+            if t["kde_refresh_s"]:
+                entry.setdefault("kde_refresh_share", []).append(sum(t["kde_refresh_s"]) / sum(t["train_times_s"]))
+        summary = {m: {k: float(np.mean(v)) for k, v in e.items()} for m, e in by_model.items()}
+        for m in summary.values():
+            m["percent_of_float32_peak"] = 100 * m["gflops_per_s"] / peaks["float32"]
+        ds = {"models": summary}
+        if "avae" in summary and "vae" in summary:
+            ds["avae_epoch_over_vae"] = summary["avae"]["epoch_s"] / summary["vae"]["epoch_s"]
+        avae = next((r for r in rows if r["model"] == "avae"), None)
+        if avae is not None:
+            l, m = avae["config"]["model"]["latent_dim"], avae["config"]["model"]["kde_size"]
+            ds["bandwidth_estimation_s"] = _seconds(lambda: bandwidth(l, m, cache=False))
+        out["datasets"][dataset] = ds
+    return out
+
+
+def performance_markdown(perf: dict) -> str:
+    peaks = perf["gemm_peak_gflops"]
+    lines = ["## Performance", "", f"Measured GEMM peak: {peaks['float32']:.0f} GFLOP/s float32, "
+             f"{peaks['bfloat16']:.0f} GFLOP/s bfloat16.", ""]
+    for dataset, ds in perf["datasets"].items():
+        lines += [f"### {dataset}", ""]
+        if "avae_epoch_over_vae" in ds:
+            lines.append(f"- AVAE epoch time over the VAE's: {ds['avae_epoch_over_vae']:.2f}")
+        if "bandwidth_estimation_s" in ds:
+            lines.append(f"- Bandwidth estimation: {ds['bandwidth_estimation_s']:.2f} s")
+        lines += ["", "| model | epoch (s) | images/s | GFLOP/s | % of float32 peak | re-encoding share |",
+                  "|---|---|---|---|---|---|"]
+        for name, m in sorted(ds["models"].items()):
+            share = f"{100 * m['kde_refresh_share']:.0f} %" if "kde_refresh_share" in m else "–"
+            lines.append(f"| {name} | {m['epoch_s']:.1f} | {m['images_per_s']:.0f} | {m['gflops_per_s']:.1f} | "
+                         f"{m['percent_of_float32_peak']:.0f} | {share} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
 def write_results(suite: dict, records: list[dict], results_root: Path) -> Path:
     results_root.mkdir(parents=True, exist_ok=True)
     summary = summarise(records)
-    payload = {"suite": suite, "records": records, "summary": summary, "avae": __version__,
+    perf = performance(records)
+    table = markdown(suite, summary) + "\n" + performance_markdown(perf)
+    payload = {"suite": suite, "records": records, "summary": summary, "performance": perf, "avae": __version__,
                "torch": torch.__version__, "python": platform.python_version(),
                "written": time.strftime("%Y-%m-%d %H:%M:%S"), "command": f"avae benchmark --suite {suite['name']}"}
     out = results_root / f"{suite['name']}.json"
     train.write_json(out, payload)
-    (results_root / f"{suite['name']}.md").write_text(markdown(suite, summary))
-    report.write_benchmark_html(results_root / f"{suite['name']}.html", markdown(suite, summary), records)
+    (results_root / f"{suite['name']}.md").write_text(table)
+    report.write_benchmark_html(results_root / f"{suite['name']}.html", table, records)
     return out
