@@ -26,7 +26,7 @@ def test_plan_expands_models_seeds_and_settings(tmp_path):
     jobs = plan(load_suite(str(path)))
     assert [j.name for j in jobs] == ["mnist-avae-s0", "mnist-avae-s1", "mnist-ae-s0", "mnist-ae-s1"]
     assert "model.kde_size=100" in jobs[0].overrides and "model.kde_size=100" not in jobs[2].overrides
-    assert len(plan(load_suite("paper-cpu"))) >= 36  # 6 models × 2 datasets × 3 seeds
+    assert len(plan(load_suite("paper-cpu"))) == 54  # 6 models × 3 datasets × 3 seeds
 
 
 def test_benchmark_runs_skips_and_resumes(tmp_path, capsys):
@@ -44,7 +44,9 @@ def test_benchmark_runs_skips_and_resumes(tmp_path, capsys):
     assert set(results["summary"]["mnist"]["fd_N"]) == {"avae", "ae"}
     table = (tmp_path / "res" / "tiny.md").read_text()
     assert "| fd_N ↓ |" in table and "[13.27]" in table  # the paper's MNIST value beside ours
-    assert "<img" in (tmp_path / "res" / "tiny.html").read_text()
+    page = (tmp_path / "res" / "tiny.html").read_text()
+    assert page.count("<figcaption>latents</figcaption>") == 2 and page.count("<figcaption>samples</figcaption>") == 2
+    assert "Command: `avae benchmark --suite tiny`" in table and "- fd_N: AVAE " in table
     perf = results["performance"]
     assert perf["gemm_peak_gflops"]["float32"] > 0
     mnist = perf["datasets"]["mnist"]

@@ -49,7 +49,9 @@ def test_evaluate_writes_json_figures_and_html(trained_run, capsys):
     assert lq["reconstruction"]["sse_per_image"] == pytest.approx(lq["reconstruction"]["mse_per_pixel"] * 1024)
     assert "fd_N" in result["timings_s"]
     page = (trained_run / "evaluate.html").read_text()
-    assert page.count("<img") == 4 and "sample quality" in page
+    assert page.count("<img") == 6 and "sample quality" in page
+    assert {p.name for p in (trained_run / "evaluation").iterdir()} == {
+        "samples.png", "reconstructions.png", "latents.png", "norms.png", "interpolations.png", "traversal_axes.png"}
     first = result["sample_quality"]
 
     assert main(["evaluate", str(trained_run), "-n", "60", "--seed", "1"]) == 0  # same seed, same numbers

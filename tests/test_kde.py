@@ -43,10 +43,23 @@ def test_kl_estimate_known_value_with_floor_and_base():
     log_q = brute_log_density(z, c, h) + 2 * math.log(2 * math.pi)  # without (2π)^{l/2}
     log_p = -0.5 * (z**2).sum(1)
     expected = np.mean(np.logaddexp(log_q, log_eps) - np.logaddexp(log_p, math.log(1e-30))) / math.log(10)
-    got = kl_to_standard_normal(torch.tensor(z), torch.tensor(c), h, log_floor=log_eps)
+    got = kl_to_standard_normal(torch.tensor(z), torch.tensor(c), h, log_floor=log_eps, prior_log_floor=math.log(1e-30))
     assert float(got) == pytest.approx(expected, rel=1e-10)
-    natural = kl_to_standard_normal(torch.tensor(z), torch.tensor(c), h, log_floor=log_eps, log_base=math.e)
+    natural = kl_to_standard_normal(torch.tensor(z), torch.tensor(c), h, log_floor=log_eps, log_base=math.e,
+                                    prior_log_floor=math.log(1e-30))
     assert float(natural) == pytest.approx(expected * math.log(10), rel=1e-10)
+    exact = np.mean(np.logaddexp(log_q, log_eps) - log_p) / math.log(10)  # default: no floor on the prior
+    assert float(kl_to_standard_normal(torch.tensor(z), torch.tensor(c), h, log_floor=log_eps)) == pytest.approx(exact)
+
+
+def test_far_codes_are_pulled_back_unless_the_prior_is_floored():
+    """With the authors' p + 1e-30 guard, a code with ‖z‖² > 138 sits where both densities are floored."""
+    centres, log_eps = torch.randn(100, 6, dtype=torch.float64), math.log(8.3e-7)
+    for prior_floor, pulled in ((None, True), (math.log(1e-30), False)):
+        z = torch.full((1, 6), 6.0, dtype=torch.float64, requires_grad=True)  # ‖z‖² = 216
+        kl_to_standard_normal(z, centres, 0.43, log_floor=log_eps, prior_log_floor=prior_floor).backward()
+        radial = float((z.grad * z).sum())  # > 0: descent moves z towards the origin
+        assert radial > 50 if pulled else abs(radial) < 1e-12
 
 
 def test_kl_gradient_reaches_batch_codes_only():

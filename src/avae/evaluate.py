@@ -156,7 +156,7 @@ def _disentanglement(ev: Evaluation, preset: str):
 
 
 def _figures(ev: Evaluation, codes, sets_u8, folder: Path, directions) -> dict:
-    """Sample, reconstruction, interpolation and traversal pictures; returns {title: path}."""
+    """Sample, reconstruction, latent, interpolation and traversal pictures; returns {title: path}."""
     figs = {}
 
     def grid(file, title, images, ncol):
@@ -169,6 +169,7 @@ def _figures(ev: Evaluation, codes, sets_u8, folder: Path, directions) -> dict:
     grid("samples.png", "Samples", sets_u8["N"][:64], 8)
     report.save_reconstructions(folder / "reconstructions.png", ev.images[:32], sets_u8["REC"][:32])
     figs["Reconstructions (rows: held-out, reconstructed)"] = folder / "reconstructions.png"
+    figs |= report.save_latent_figures(folder, codes, ev.model.latent_variance)
     rng = np.random.default_rng(ev.seed + 1)
     a, b = codes[rng.integers(0, len(codes), 8)], codes[rng.integers(0, len(codes), 8)]
     path = np.concatenate([slerp(a[i : i + 1], b[i : i + 1], t) for i in range(8) for t in np.linspace(0, 1, 10)])

@@ -56,13 +56,15 @@ def kl_to_standard_normal(
     *,
     log_floor: float | None = None,
     log_base: float = 10.0,
-    prior_log_floor: float = math.log(1e-30),
+    prior_log_floor: float | None = None,
     chunk: int = DEFAULT_CHUNK,
 ) -> torch.Tensor:
     """The AVAE's KL estimate  mean_b [log(q(z_b) + ε) − log(p(z_b) + ε_p)] / ln(base).
 
     q is the KDE over the (lagging, constant) `centres`; p = N(0, I). Both omit (2π)^{l/2} as
     the paper's code does. `log_floor` is log ε, the per-dataset density floor; None disables it.
+    `prior_log_floor` reproduces the authors' float32 guard log(p + 1e-30): with it a code with
+    ‖z‖² > 138 feels no pull back to the prior, so by default the prior stays exact.
     The centres are detached so gradients reach only the batch codes z.
     """
     log_q = log_density(z, centres.detach(), h, chunk=chunk, normalised=False)

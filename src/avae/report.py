@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import math
 import os
 from pathlib import Path
@@ -16,6 +17,7 @@ from PIL import Image  # noqa: E402
 from scipy.stats import chi2  # noqa: E402
 
 SCATTER_DIMS = 8  # a scatter matrix beyond 8×8 panels is unreadable
+SCATTER_POINTS = 2000  # more points only darken the panels and weigh down the HTML pages
 
 
 def to_uint8(images, value_range=(0.0, 1.0)) -> np.ndarray:
@@ -53,6 +55,7 @@ def save_reconstructions(path: Path, originals: np.ndarray, reconstructions: np.
 def save_latent_scatter(path: Path, z: np.ndarray, reference_std: float) -> None:
     """Pairwise scatter of the first dimensions, histograms on the diagonal."""
     d = min(z.shape[1], SCATTER_DIMS)
+    z = z[:SCATTER_POINTS]
     lim = 4 * reference_std
     fig, axes = plt.subplots(d, d, figsize=(1.6 * d, 1.6 * d), squeeze=False)
     for i in range(d):
@@ -70,7 +73,7 @@ def save_latent_scatter(path: Path, z: np.ndarray, reference_std: float) -> None
                 ax.set_ylabel(f"z{i}", fontsize=8)
             if i == d - 1:
                 ax.set_xlabel(f"z{j}", fontsize=8)
-    fig.suptitle(f"validation codes (first {d} of {z.shape[1]} dims)", fontsize=9)
+    fig.suptitle(f"{len(z)} held-out codes (first {d} of {z.shape[1]} dims)", fontsize=9)
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
@@ -91,11 +94,30 @@ def save_norm_histogram(path: Path, z: np.ndarray, variance: float, label: str) 
     plt.close(fig)
 
 
+def save_latent_figures(folder: Path, z: np.ndarray, variance: float) -> dict:
+    """latents.png (scatter matrix) and norms.png (‖z‖² against the sampling distribution); {title: path}."""
+    save_latent_scatter(folder / "latents.png", z, math.sqrt(variance))
+    save_norm_histogram(folder / "norms.png", z, variance,
+                        f"{variance:.3f}·χ²_{z.shape[1]} (sampling distribution)")
+    return {"Held-out codes": folder / "latents.png", "‖z‖² of held-out codes": folder / "norms.png"}
+
+
 # --- HTML ------------------------------------------------------------------------------------
-def _img_tag(path: Path) -> str:
-    """An inline PNG, so the page opens anywhere without a server or its folder."""
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<img src="data:image/png;base64,{data}" style="image-rendering:pixelated;max-width:100%">'
+def _img_tag(path: Path, jpeg: bool = False) -> str:
+    """An inline image, so the page opens anywhere without a server or its folder.
+
+    `jpeg` re-encodes the PNG at most 640 px wide (quality 90): a suite's page holds dozens of
+    pictures, and colour sample grids and scatter plots are 5–10× smaller so.
+    """
+    if jpeg:
+        buffer, image = io.BytesIO(), Image.open(path).convert("RGB")
+        image.thumbnail((640, 640))
+        image.save(buffer, "JPEG", quality=90)
+        data, kind = buffer.getvalue(), "jpeg"
+    else:
+        data, kind = Path(path).read_bytes(), "png"
+    return f'<img src="data:image/{kind};base64,{base64.b64encode(data).decode()}" ' \
+           'style="image-rendering:pixelated;max-width:100%">'
 
 
 def _fmt(value) -> str:
@@ -142,8 +164,11 @@ def write_evaluation_html(path: Path, result: dict, figures: dict) -> None:
     os.replace(tmp, path)
 
 
+BENCHMARK_PICTURES = ("samples", "reconstructions", "latents")  # traversals are on each run's own page
+
+
 def write_benchmark_html(path: Path, table_markdown: str, records: list[dict]) -> None:
-    """The suite's tables and, per dataset, each model's pictures (first seed) side by side."""
+    """The suite's tables and, per dataset, each model's evaluation pictures (first seed) side by side."""
     body = [f"<pre>{html.escape(table_markdown)}</pre>"]
     seen = set()
     for r in records:
@@ -152,13 +177,10 @@ def write_benchmark_html(path: Path, table_markdown: str, records: list[dict]) -
             continue
         seen.add(key)
         folder = Path(r["run_dir"]) / "evaluation"
-        pictures = [f"<figure>{_img_tag(p)}<figcaption>{p.stem}</figcaption></figure>"
-                    for p in (folder / "samples.png", folder / "reconstructions.png") if p.is_file()]
-        latents = sorted((Path(r["run_dir"]) / "figures").glob("epoch_*/latents.png"))
-        if latents:
-            pictures.append(f"<figure>{_img_tag(latents[-1])}<figcaption>latents</figcaption></figure>")
+        pictures = [f"<figure>{_img_tag(folder / f'{name}.png', jpeg=True)}<figcaption>{name}</figcaption></figure>"
+                    for name in BENCHMARK_PICTURES if (folder / f"{name}.png").is_file()]
         body.append(f"<h2>{html.escape(r['dataset'])} — {html.escape(r['model'])} (seed {r['seed']})</h2>"
-                    f"<div style='display:flex;gap:1em;flex-wrap:wrap'>{''.join(pictures)}</div>")
+                    f"<div style='display:flex;gap:1em;flex-wrap:wrap;align-items:flex-start'>{''.join(pictures)}</div>")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>avae benchmark</title>" \
            f"<style>{PAGE_STYLE}</style></head><body>{''.join(body)}</body></html>"
     tmp = path.with_name(path.name + ".tmp")

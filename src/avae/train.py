@@ -289,10 +289,7 @@ class Trainer:
             recon = model.decode(model.encode(self.prepare(originals))).float().cpu()
             report.save_reconstructions(folder / "reconstructions.png", originals.numpy(), report.to_uint8(recon, vr))
         model.train()
-        z = codes.numpy()
-        var = model.latent_variance
-        report.save_latent_scatter(folder / "latents.png", z, math.sqrt(var))
-        report.save_norm_histogram(folder / "norms.png", z, var, f"{var:.3f}·χ²_{z.shape[1]} (sampling distribution)")
+        report.save_latent_figures(folder, codes.numpy(), model.latent_variance)
 
     # --- checkpoints ------------------------------------------------------------------------
     @property

@@ -42,6 +42,7 @@ class AVAE(Model):
         sigma0_sq: float = 200.0  # σ₀², the first epoch's reconstruction scale
         density_floor_quantile: float | None = 1 - 1e-6  # c of the floor ε; None: no floor
         kl_log_base: float = 10.0  # the authors' code uses log10
+        prior_floor: float | None = None  # the authors' code uses p(z) + 1e-30, which leaves far codes no gradient
         kde_precision: str = "bfloat16"  # autocast dtype for re-encoding the KDE set ("float32": none)
         bandwidth_seed: int = 0
 
@@ -61,11 +62,14 @@ class AVAE(Model):
             raise AvaeError(f"model.kde_precision must be float32 or bfloat16, got {p.kde_precision!r}")
         if p.density_floor_quantile is not None and not 0 < p.density_floor_quantile < 1:
             raise AvaeError(f"model.density_floor_quantile must be in (0, 1) or null, got {p.density_floor_quantile}")
+        if p.prior_floor is not None and not 0 < p.prior_floor < 1:
+            raise AvaeError(f"model.prior_floor must be in (0, 1) or null, got {p.prior_floor}")
         self.bandwidth = bw.bandwidth(latent_dim, p.kde_size, seed=p.bandwidth_seed)
         self.h = self.bandwidth.h
         self.log_floor = (
             None if p.density_floor_quantile is None else log_density_floor(self.h, latent_dim, p.density_floor_quantile)
         )
+        self.prior_log_floor = None if p.prior_floor is None else math.log(p.prior_floor)
         self.checkpoint_alignment = p.kde_refresh_every
         self.register_buffer("sigma", torch.tensor(math.sqrt(p.sigma0_sq), dtype=torch.float64))
         self.kde_images = None  # uint8 images of this epoch's KDE set
@@ -77,7 +81,8 @@ class AVAE(Model):
         z = self.encoder(x)
         recon = self.likelihood.per_image(self.decoder(z), x).mean()
         kl = kl_to_standard_normal(
-            z.float(), self.kde_codes, self.h, log_floor=self.log_floor, log_base=self.params.kl_log_base
+            z.float(), self.kde_codes, self.h, log_floor=self.log_floor, prior_log_floor=self.prior_log_floor,
+            log_base=self.params.kl_log_base,
         )
         return z, recon, kl
 
