@@ -68,6 +68,15 @@ def test_benchmark_runs_skips_and_resumes(tmp_path, capsys):
     assert (broken / "evaluate.json").is_file()
     assert json.loads((broken / "run.json").read_text())["status"] == "finished"
 
+    # a part of the suite reuses its runs and writes results of its own
+    assert main(args + ["--datasets", "mnist"]) == 0
+    part = json.loads((tmp_path / "res" / "tiny-mnist.json").read_text())
+    assert len(part["records"]) == 4 and part["command"] == "avae benchmark --suite tiny --datasets mnist"
+    assert (done / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
+    capsys.readouterr()
+    assert main(args + ["--datasets", "cifar10"]) == 2
+    assert "suite tiny has no dataset cifar10; it has: mnist" in capsys.readouterr().err
+
 
 def test_unknown_suite_is_a_user_error(capsys):
     assert main(["benchmark", "--suite", "nope"]) == 2

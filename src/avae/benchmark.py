@@ -92,8 +92,10 @@ def plan(suite: dict) -> list[Job]:
 
 
 def run_suite(name: str, runs_root: Path = Path("benchmarks/runs"), results_root: Path = Path("benchmarks/results"),
-              data_root: str | None = None) -> Path:
+              data_root: str | None = None, datasets: list[str] | None = None) -> Path:
     suite = load_suite(name)
+    if datasets:
+        suite = only_datasets(suite, datasets)
     jobs = plan(suite)
     folder = Path(runs_root) / suite["name"]
     ev = suite.get("evaluate") or {}
@@ -112,6 +114,16 @@ def run_suite(name: str, runs_root: Path = Path("benchmarks/runs"), results_root
         evaluate(run_dir, seed=job.seed, progress=False, **ev)
     records = [_record(folder / job.name, job) for job in jobs]
     return write_results(suite, records, Path(results_root))
+
+
+def only_datasets(suite: dict, datasets: list[str]) -> dict:
+    """The part of a suite on `datasets`; its runs are the full suite's, its results files are its own."""
+    known = [exp["dataset"] for exp in suite["experiments"]]
+    unknown = [d for d in datasets if d not in known]
+    if unknown:
+        raise AvaeError(f"suite {suite['name']} has no dataset {', '.join(unknown)}; it has: {', '.join(known)}")
+    return {**suite, "experiments": [e for e in suite["experiments"] if e["dataset"] in datasets],
+            "datasets": list(datasets)}
 
 
 def _finished(run_dir: Path) -> bool:
@@ -164,7 +176,8 @@ def paper_results() -> dict:
 
 def markdown(suite: dict, summary: dict) -> str:
     paper = paper_results()
-    lines = [f"# Benchmark suite `{suite['name']}`", "", str(suite.get("description", "")).strip(), "",
+    part = f" ({', '.join(suite['datasets'])})" if suite.get("datasets") else ""
+    lines = [f"# Benchmark suite `{suite['name']}`{part}", "", str(suite.get("description", "")).strip(), "",
              "Mean ± std over seeds (population std). ↓: lower is better. In brackets: the paper's value "
              "(MNIST for Fashion-MNIST rows; Inception FID there, our classifier feature space here).", ""]
     for dataset, metrics in summary.items():
@@ -327,7 +340,9 @@ def write_results(suite: dict, records: list[dict], results_root: Path) -> Path:
     results_root.mkdir(parents=True, exist_ok=True)
     summary = summarise(records)
     perf = performance(records)
-    command = f"avae benchmark --suite {suite['name']}"
+    part = suite.get("datasets")
+    command = f"avae benchmark --suite {suite['name']}" + (f" --datasets {','.join(part)}" if part else "")
+    stem = suite["name"] + (f"-{'-'.join(part)}" if part else "")
     machine = _machine()
     hours = {"train": sum(sum(r["training"]["epoch_times_s"]) for r in records) / 3600,
              "evaluate": sum(sum(r["evaluation"]["timings_s"].values()) for r in records) / 3600}
@@ -337,8 +352,8 @@ def write_results(suite: dict, records: list[dict], results_root: Path) -> Path:
     payload = {"suite": suite, "records": records, "summary": summary, "performance": perf, "avae": __version__,
                "torch": torch.__version__, "python": platform.python_version(), "machine": machine,
                "compute_hours": hours, "written": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command}
-    out = results_root / f"{suite['name']}.json"
+    out = results_root / f"{stem}.json"
     train.write_json(out, payload)
-    (results_root / f"{suite['name']}.md").write_text(table)
-    report.write_benchmark_html(results_root / f"{suite['name']}.html", table, records)
+    (results_root / f"{stem}.md").write_text(table)
+    report.write_benchmark_html(results_root / f"{stem}.html", table, records)
     return out

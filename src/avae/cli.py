@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--runs", default="benchmarks/runs", help="folder of the suite's run directories")
     k.add_argument("--results", default="benchmarks/results", help="folder for <suite>.json/.md/.html")
     k.add_argument("--data-root", help="folder holding the datasets' files")
+    k.add_argument("--datasets", help="comma-separated part of the suite to run (results: <suite>-<datasets>.*)")
     k.set_defaults(run=_benchmark)
 
     b = sub.add_parser("bandwidth", help="the bias-corrected KDE bandwidth for latent size l and KDE size m")
@@ -167,7 +168,8 @@ def _evaluate(args) -> int:
 def _benchmark(args) -> int:
     from .benchmark import run_suite
 
-    out = run_suite(args.suite, Path(args.runs), Path(args.results), args.data_root)
+    datasets = args.datasets.split(",") if args.datasets else None
+    out = run_suite(args.suite, Path(args.runs), Path(args.results), args.data_root, datasets)
     print(f"results: {out}, {out.with_suffix('.md')}, {out.with_suffix('.html')}")
     return 0
 
