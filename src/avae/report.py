@@ -148,6 +148,15 @@ PAGE_STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1100px}"
               "h2{margin-top:1.5em}")
 
 
+def _write_page(path: Path, title: str, body: str) -> None:
+    """A self-contained HTML page, written atomically so a finished page is never half-replaced."""
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>" \
+           f"<style>{PAGE_STYLE}</style></head><body>{body}</body></html>"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page)
+    os.replace(tmp, path)
+
+
 def write_evaluation_html(path: Path, result: dict, figures: dict) -> None:
     sections = [f"<h1>{html.escape(result['model'])} on {html.escape(result['dataset'])}</h1>",
                 f"<p>run {html.escape(result['run'])}, {result['n']} {result['split']} images, seed {result['seed']}; "
@@ -157,11 +166,7 @@ def write_evaluation_html(path: Path, result: dict, figures: dict) -> None:
             sections.append(f"<h2>{key.replace('_', ' ')}</h2>{table_html(result[key])}")
     for title, fig in figures.items():
         sections.append(f"<h2>{html.escape(title)}</h2>{_img_tag(fig)}")
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>avae evaluation</title>" \
-           f"<style>{PAGE_STYLE}</style></head><body>{''.join(sections)}</body></html>"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page)
-    os.replace(tmp, path)
+    _write_page(path, "avae evaluation", ''.join(sections))
 
 
 BENCHMARK_PICTURES = ("samples", "reconstructions", "latents")  # traversals are on each run's own page
@@ -181,8 +186,4 @@ def write_benchmark_html(path: Path, table_markdown: str, records: list[dict]) -
                     for name in BENCHMARK_PICTURES if (folder / f"{name}.png").is_file()]
         body.append(f"<h2>{html.escape(r['dataset'])} — {html.escape(r['model'])} (seed {r['seed']})</h2>"
                     f"<div style='display:flex;gap:1em;flex-wrap:wrap;align-items:flex-start'>{''.join(pictures)}</div>")
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>avae benchmark</title>" \
-           f"<style>{PAGE_STYLE}</style></head><body>{''.join(body)}</body></html>"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page)
-    os.replace(tmp, path)
+    _write_page(path, "avae benchmark", ''.join(body))
