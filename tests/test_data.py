@@ -436,7 +436,7 @@ def test_cifar10_missing_files(tmp_path):
 
 # ---------------------------------------------------------------- CelebA
 
-from avae.data import celeba  # noqa: E402
+from avae.data import cache, celeba  # noqa: E402
 
 PARTS = (0, 2, 0, 1, 0, 0, 1, 0, 2, 0, 0, 0, 1, 0, 2, 0, 0, 1, 2, 0)
 
@@ -488,7 +488,7 @@ def test_celeba_cache_goes_to_the_cache_dir_when_the_data_are_read_only(tmp_path
     data_dir, cache_dir = tmp_path / "data", tmp_path / "cache"
     fixtures.write_celeba(data_dir, (0, 0, 1))
     monkeypatch.setenv("AVAE_CACHE_DIR", str(cache_dir))
-    monkeypatch.setattr(celeba, "writable", lambda folder: folder != data_dir)
+    monkeypatch.setattr(cache, "writable", lambda folder: folder != data_dir)
     data = load_dataset("celeba", root=str(data_dir))
     assert Path(data.info["files"]["cache"]).parent == cache_dir / "celeba"
     assert not list(data_dir.glob("*.npy"))

@@ -1,5 +1,12 @@
 """Encoders and decoders of the paper (E Tables VIII–IX), with a width factor for CPU runs.
 
+The paper's networks take 32×32 (`mnist`, `cifar10`) or 64×64 images (`celeba`, `disentangle`).
+For other sides S (any multiple of 4 from 16 to 256) a network keeps its layers from the input
+side and gains one stride-2 stage per doubling of S over its own size, or loses one per halving
+(round(log2(S / own size)) stages; an added stage repeats the widest channel count, a removed one
+is the widest). Where S / 2^stages is not whole, stages are removed until the decoder's first
+side is (28 = 7·2²: two stages, 7×7 after the dense layer, 128 channels for `mnist`).
+
 Every decoder returns raw outputs (pre-activation); the likelihood turns them into images.
 Kernels are 4×4; stride-2 convolutions halve and stride-2 transposed convolutions double the
 size. Initialisation follows the authors' code: He-normal convolutions, Glorot dense layers,
@@ -7,6 +14,8 @@ zero biases; BatchNorm uses Keras' momentum 0.99 (PyTorch 0.01) and eps 1e-3.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -38,14 +47,52 @@ ARCHS = {
 }
 
 
+MIN_SIDE, MAX_SIDE, SIDE_STEP = 16, 256, 4  # the image sides the networks are built for
+
+
+def supported_side(side: int) -> bool:
+    return MIN_SIDE <= side <= MAX_SIDE and side % SIDE_STEP == 0
+
+
+def nearest_side(side: int) -> int:
+    """The supported side closest to `side` (ties go up)."""
+    return min(max(SIDE_STEP * math.floor(side / SIDE_STEP + 0.5), MIN_SIDE), MAX_SIDE)
+
+
+SIDES = f"a multiple of {SIDE_STEP} from {MIN_SIDE} to {MAX_SIDE}"
+
+
 def default_arch(shape: tuple[int, int, int], has_factors: bool = False) -> str:
-    """The paper's network for an image shape (C, H, W)."""
+    """The paper's network for an image shape (C, H, W): its 32×32 networks up to 45 pixels, its 64×64 ones above."""
     c, h, w = shape
-    if (h, w) == (32, 32):
+    if h != w or not supported_side(h):
+        raise AvaeError(f"no network for images of shape {shape}; the networks take square images with a side of {SIDES}")
+    if h < 32 * math.sqrt(2):
         return "mnist" if c == 1 else "cifar10"
-    if (h, w) == (64, 64):
-        return "disentangle" if has_factors or c == 1 else "celeba"
-    raise AvaeError(f"no network for images of shape {shape}; use 32×32 or 64×64 images")
+    return "disentangle" if has_factors or c == 1 else "celeba"
+
+
+def decoder_doublings(arch: Arch) -> int:
+    """Stride-2 stages of the decoder (transposed convolutions, the output layer included)."""
+    return len(arch.decoder_channels) - 1 + (arch.final_stride == 2)
+
+
+def for_side(arch: Arch, side: int) -> Arch:
+    """The network `arch` with stride-2 stages added or removed so that it takes side×side images."""
+    if side == arch.image_size:
+        return arch
+    doublings = decoder_doublings(arch)
+    wanted = doublings + round(math.log2(side / arch.image_size))
+    whole = (side & -side).bit_length() - 1  # how often side halves without a remainder
+    change = max(1, min(wanted, whole)) - doublings
+    if change >= 0:
+        encoder = arch.encoder_channels + arch.encoder_channels[-1:] * change
+        decoder = arch.decoder_channels[:1] * change + arch.decoder_channels
+    else:
+        encoder, decoder = arch.encoder_channels[:change], arch.decoder_channels[-change:]  # the widest go
+    start = side >> (doublings + change)
+    return dataclasses.replace(arch, image_size=side, encoder_channels=encoder, decoder_start=start,
+                               decoder_channels=decoder)
 
 
 def _scaled(channels, width):
@@ -131,10 +178,10 @@ def build(arch_name: str, shape, latent_dim: int, encoder_outputs: int, width: f
     """(encoder, decoder) for images of `shape`; the encoder emits `encoder_outputs` numbers."""
     if arch_name not in ARCHS:
         raise AvaeError(f"unknown network '{arch_name}'; choose one of: {', '.join(ARCHS)}")
-    arch = ARCHS[arch_name]
     c, h, w = shape
-    if (h, w) != (arch.image_size, arch.image_size):
-        raise AvaeError(f"network '{arch_name}' takes {arch.image_size}×{arch.image_size} images, the data are {h}×{w}")
+    if h != w or not supported_side(h):
+        raise AvaeError(f"network '{arch_name}' takes square images with a side of {SIDES}, the data are {h}×{w}")
+    arch = for_side(ARCHS[arch_name], h)
     if width <= 0:
         raise AvaeError(f"model.width must be positive, got {width}")
     return Encoder(arch, c, encoder_outputs, width, value_range), Decoder(arch, latent_dim, c, width)

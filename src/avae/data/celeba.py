@@ -18,20 +18,17 @@ val to multiples of 100 (162,700 and 19,800); `prepare_data`'s train_size/val_si
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
-import os
-import tempfile
 import threading
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..errors import AvaeError
+from . import cache
 from .base import ArrayImages, Dataset, register_dataset
 from .files import USER_DATA, cache_root, reject_options, resolve_root, searched
 
@@ -42,7 +39,6 @@ CROP = 140
 SIDE = 64
 CACHE_VERSION = 1
 PREPROCESSING = f"centre crop {CROP}x{CROP}, resized to {SIDE}x{SIDE} by PIL bilinear (antialiased); RGB uint8"
-CHUNK = 256  # images per worker task while building the cache
 HOW_TO_GET = (
     f"download the aligned-and-cropped images ({IMAGE_ZIP}, or the extracted {IMAGE_FOLDER}/ folder) and "
     f"{PARTITION} from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html into one folder and pass it with "
@@ -143,87 +139,12 @@ def decode(source: ImageSource, i: int) -> np.ndarray:
                         "re-download the CelebA images") from None
 
 
-def build_cache(source: ImageSource, target: Path) -> None:
-    """Decode and preprocess every image into `target` (.npy), atomically: a temp file renamed at the end."""
-    from tqdm import tqdm
-
-    n = len(source.names)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".npy.part")
-    os.close(handle)
-    tmp = Path(tmp_name)
-    try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, SIDE, SIDE))
-
-        def work(start: int) -> int:
-            stop = min(start + CHUNK, n)
-            for i in range(start, stop):
-                out[i] = decode(source, i)
-            return stop - start
-
-        pool = ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1)))  # Pillow decodes without the GIL
-        try:
-            with tqdm(total=n, desc="CelebA: building the 64x64 cache", unit="img", disable=None, leave=False) as bar:
-                for done in pool.map(work, range(0, n, CHUNK)):
-                    bar.update(done)
-        finally:
-            pool.shutdown(cancel_futures=True)  # after a bad image, stop at once
-        out.flush()  # all bytes on disk before the rename makes the cache visible
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def open_cache(path: Path, n: int) -> np.ndarray | None:
-    """The memory-mapped cache, or None when it is absent or not the expected array."""
-    if not path.is_file():
-        return None
-    try:
-        array = np.load(path, mmap_mode="r")
-    except (OSError, ValueError):
-        return None
-    return array if array.shape == (n, 3, SIDE, SIDE) and array.dtype == np.uint8 else None
-
-
-def cache_folders(data_folder: Path) -> list[Path]:
-    """Where a cache may live: next to the data first, then $AVAE_CACHE_DIR/celeba."""
-    return [data_folder, cache_root() / "celeba"]
-
-
-def writable(folder: Path) -> bool:
-    """Whether a file can be created in `folder` (or in the nearest existing folder above it)."""
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return os.access(folder, os.W_OK)
-
-
 def cached_images(source: ImageSource, data_folder: Path) -> tuple[np.ndarray, Path]:
-    name = f"celeba_{SIDE}x{SIDE}_{source.key}.npy"
-    n = len(source.names)
-    for folder in cache_folders(data_folder):
-        array = open_cache(folder / name, n)
-        if array is not None:
-            return array, folder / name
-    for folder in cache_folders(data_folder):
-        if not writable(folder):
-            continue  # a read-only data folder: fall back to the cache folder
-        try:
-            build_cache(source, folder / name)
-        except OSError as err:
-            if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-                continue
-            raise AvaeError(f"cannot write the CelebA cache {folder / name} ({err}); set AVAE_CACHE_DIR "
-                            "to a writable folder with 2.5 GB free") from None
-        if folder == data_folder:  # a shared cache folder may hold caches of other copies: left alone
-            for stale in folder.glob(f"celeba_{SIDE}x{SIDE}_*.npy"):
-                if stale.name != name:
-                    stale.unlink(missing_ok=True)  # built from an older file list or preprocessing
-        array = open_cache(folder / name, n)
-        if array is None:
-            raise AvaeError(f"the CelebA cache {folder / name} could not be read back after writing it")
-        return array, folder / name
-    raise AvaeError(f"no writable folder for the CelebA cache (tried {data_folder} and {cache_root()}); "
-                    "set AVAE_CACHE_DIR to a writable folder")
+    """The uint8 cache (N, 3, 64, 64): next to the data first, else in $AVAE_CACHE_DIR/celeba."""
+    return cache.cached_images(
+        f"celeba_{SIDE}x{SIDE}_{source.key}.npy", len(source.names), [data_folder, cache_root() / "celeba"],
+        lambda: ((3, SIDE, SIDE), lambda i: decode(source, i)), "CelebA", stale=f"celeba_{SIDE}x{SIDE}_*.npy",
+    )
 
 
 def locate(folders: list[Path]) -> tuple[Path, Path]:
@@ -248,13 +169,13 @@ def load_celeba(root=None, seed=0, **options) -> Dataset:
     partition, image_path = locate(resolve_root("celeba", root, [USER_DATA]))
     names, parts = read_partition(partition)
     source = ImageSource(image_path, names)
-    array, cache = cached_images(source, partition.parent)
+    array, cache_file = cached_images(source, partition.parent)
     images = ArrayImages(array)
     splits = [np.flatnonzero(parts == p) for p in range(3)]
     if not len(splits[0]) or not len(splits[1]):
         raise AvaeError(f"{partition} has no {'train' if not len(splits[0]) else 'val'} images; re-download it")
     info = {
-        "files": {"partition": str(partition), "images": str(image_path), "cache": str(cache)},
+        "files": {"partition": str(partition), "images": str(image_path), "cache": str(cache_file)},
         "split": "the official partitions of list_eval_partition.txt (0 train, 1 val, 2 test), in file order "
                  "(the paper truncates train/val to multiples of 100: 162,700 / 19,800)",
         "sizes": {"train": len(splits[0]), "val": len(splits[1]), "test": len(splits[2])},

@@ -1,0 +1,127 @@
+"""`images`: a folder of image files (PNG, JPEG and the other formats Pillow reads), any depth of subfolders.
+
+The index is every image file under the folder (hidden files and folders skipped), sorted by
+relative path; its fingerprint hashes each file's relative path, byte size and modification
+time, so a copy that keeps modification times (`cp -a`, `rsync -a`) is the same data. When
+every image lies in a first-level subfolder and there are at least two of them, as
+torchvision's ImageFolder expects, the subfolder names are the labels (classes sorted by name).
+16-bit greyscale images are scaled to 8 bits; an alpha channel is dropped.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import AvaeError
+from .base import Dataset, register_dataset
+from .files import named_root, reject_options
+from .own import Settings, Source, load
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16L", "I;16B"}
+WIDE_MODES = {"I", "I;16", "I;16L", "I;16B"}  # 16-bit greyscale, scaled to 8 bits
+LABELS = ("auto", "folders", "none")
+
+
+class FolderSource(Source):
+    def __init__(self, root: Path, labels: str):
+        if not root.is_dir():
+            raise AvaeError(f"{root} is not a folder; give --data-root a folder of images (PNG, JPEG, ...)")
+        self.path = root
+        self.files = sorted(_image_files(root))
+        if not self.files:
+            raise AvaeError(f"no image files ({', '.join(EXTENSIONS)}) in {root} or its subfolders; "
+                            "give --data-root the folder that holds them")
+        digest = hashlib.sha256()
+        for name in self.files:
+            stat = (root / name).stat()
+            digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+        self.fingerprint = digest.hexdigest()[:16]
+        self.labels = _folder_labels(self.files, labels, root)
+        self.provenance = {"path": str(root.resolve()), "files": len(self.files), "index_sha256": self.fingerprint}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _open(self, i: int) -> Image.Image:
+        path = self.path / self.files[i]
+        try:
+            return Image.open(path)
+        except Exception as err:  # Pillow raises many kinds for a file it cannot read
+            raise AvaeError(f"{path} is not a readable image ({type(err).__name__}); remove or replace it") from None
+
+    def survey(self) -> tuple[set[tuple[int, int]], bool]:
+        def header(i):
+            with self._open(i) as image:
+                if image.mode == "F":
+                    raise AvaeError(f"{self.path / self.files[i]} holds floating-point pixels; save it as an "
+                                    "8-bit or 16-bit image")
+                return image.size, image.mode in GREY_MODES
+
+        with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
+            found = list(pool.map(header, range(len(self.files))))
+        return {size for size, _ in found}, all(grey for _, grey in found)
+
+    def image(self, i: int) -> Image.Image:
+        with self._open(i) as image:
+            try:
+                image.load()
+            except Exception as err:
+                raise AvaeError(f"{self.path / self.files[i]} is a damaged image ({type(err).__name__}: {err}); "
+                                "remove or replace it") from None
+            if image.mode in WIDE_MODES:
+                return Image.fromarray((np.asarray(image, np.float64) / 257).round().clip(0, 255).astype(np.uint8))
+            return image
+
+
+def _image_files(root: Path):
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        subfolders[:] = [s for s in subfolders if not s.startswith(".")]
+        for name in names:
+            if not name.startswith(".") and name.lower().endswith(EXTENSIONS):
+                yield (Path(folder) / name).relative_to(root).as_posix()
+
+
+def _folder_labels(files: list[str], mode: str, root: Path) -> np.ndarray | None:
+    """The first-level subfolder of each image, when the folder is laid out one subfolder per class."""
+    if mode == "none":
+        return None
+    classes = [name.split("/")[0] if "/" in name else None for name in files]
+    kinds = set(classes)
+    if None not in kinds and len(kinds) >= 2:
+        return np.array(classes)
+    if mode == "folders":
+        loose = next((name for name in files if "/" not in name), None)
+        problem = f"{root / loose} lies outside any class subfolder" if loose else "there is only one class subfolder"
+        raise AvaeError(f"labels: folders needs one subfolder per class (at least two) in {root}, but {problem}")
+    return None
+
+
+def _source(root, labels: str) -> FolderSource:
+    return FolderSource(Path(root).expanduser(), labels)
+
+
+@register_dataset("images")
+def load_images(root=None, seed=0, **options) -> Dataset:
+    """A folder of images; see the README's "Your own images" for the options.
+
+    Options: size, crop, channels, val_fraction (`own.Settings`); `labels` auto (default: the
+    class subfolders when the folder has that layout), folders (required) or none; `test_root`
+    a second folder of images as the test split.
+    """
+    settings = Settings.pop("images", options)
+    labels, test_root = options.pop("labels", "auto"), options.pop("test_root", None)
+    if labels not in LABELS:
+        raise AvaeError(f"dataset 'images': option labels must be one of {', '.join(LABELS)}, got {labels!r}")
+    root = named_root(root)
+    if root is None:
+        raise AvaeError("dataset 'images' needs a folder of images: pass --data-root DIR (or set AVAE_DATA_ROOT)")
+    reject_options("images", options)
+    train = _source(root, labels)
+    test = _source(test_root, labels) if test_root is not None else None
+    return load("images", train, test, settings, seed)
