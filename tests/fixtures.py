@@ -174,3 +174,28 @@ def write_shapes3d_h5(path: Path, factor_sizes=(2, 1, 2, 1, 4, 3), seed: int = 0
         f.create_dataset("images", data=images, chunks=(1, 64, 64, 3))
         f.create_dataset("labels", data=values.astype(np.float64))
     return images
+
+
+# ---------------------------------------------------------------- your own images: folders and arrays
+
+def pictures(n: int, width: int, height: int, channels: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, height, width, channels) uint8: blobs, each channel a different brightness of them."""
+    side = max(width, height)
+    grey = blobs(n, rng, side)[:, :height, :width].astype(np.float64)
+    gains = rng.uniform(0.3, 1.0, (n, 1, 1, channels))
+    return (grey[..., None] * gains).round().astype(np.uint8)
+
+
+def write_image_folder(root: Path, n: int, size=(28, 28), channels: int = 1, classes: int = 0, ext: str = "png",
+                       seed: int = 0) -> dict[str, np.ndarray]:
+    """n image files (`classes` > 0: spread over subfolders class_0, class_1, ...); returns {relative path: pixels}."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    written = {}
+    for i, pixels in enumerate(pictures(n, *size, channels, rng)):
+        name = f"class_{i % classes}/img_{i:04d}.{ext}" if classes else f"img_{i:04d}.{ext}"
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(root / name)
+        written[name] = pixels
+    return written

@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--model", help="model name, see `avae models`")
     t.add_argument("--epochs", type=int)
     t.add_argument("--seed", type=int)
-    t.add_argument("--data-root", help="folder holding the dataset's files (else $AVAE_DATA_ROOT)")
+    t.add_argument("--data-root", help="folder holding the dataset's files (else $AVAE_DATA_ROOT); for the images "
+                   "dataset the folder of images, for array the .npy/.npz file")
     t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
     t.add_argument("--out", help="run directory (default runs/<dataset>-<model>-<time>)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
@@ -55,8 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("-n", type=int, default=10000, help="held-out images, samples and interpolations (each)")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--features", choices=["classifier", "inception"], default="classifier",
-                   help="feature space for FD and precision/recall (inception needs avae[fid])")
+    e.add_argument("--features", choices=["auto", "classifier", "random", "inception"], default="auto",
+                   help="feature space for FD and precision/recall: classifier (trained on the labels or factors), "
+                        "random (an untrained fixed-seed CNN, needs no labels), inception (needs avae[fid]); "
+                        "auto: classifier where the data have labels or factors, else random")
     e.add_argument("--inception-weights", help="path of the Inception-v3 2015-12-05 weights (offline)")
     e.add_argument("--checkpoint", choices=["last", "best"], default="last")
     e.add_argument("--split", choices=["test", "val"], help="held-out split (default: test where it exists)")
@@ -95,12 +98,17 @@ def _train(args) -> int:
         return _finished(run_dir)
     overrides = list(args.set)
     for key, value in (("data.name", args.dataset), ("model.name", args.model), ("train.epochs", args.epochs),
-                       ("train.seed", args.seed), ("data.root", args.data_root)):
+                       ("train.seed", args.seed), ("data.root", _absolute(args.data_root))):
         if value is not None:
             overrides.append(f"{key}={value}")
     cfg = config.resolve(args.config, overrides)
     out = args.out or f"runs/{cfg['data']['name']}-{cfg['model']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
     return _finished(train.start(cfg, Path(out)))
+
+
+def _absolute(path: str | None) -> str | None:
+    """A path that still names the same file when the run is resumed or evaluated from another folder."""
+    return None if path is None else str(Path(path).expanduser().resolve())
 
 
 def _demo(args) -> int:
@@ -156,6 +164,8 @@ def _evaluate(args) -> int:
     result = evaluate(args.run_dir, n=args.n, seed=args.seed, features=args.features,
                       inception_weights=args.inception_weights, checkpoint=args.checkpoint, split=args.split,
                       disentanglement=args.disentanglement)
+    space = result["feature_space"]
+    print(f"feature space: {space['name']}" + (f" ({space['note']})" if "note" in space else ""))
     for name, q in result["sample_quality"].items():
         print(f"{name:>3}: FD {q['frechet_distance']:.3f}  PRD P/R {q['prd']['precision']:.3f}/{q['prd']['recall']:.3f}")
     lq = result["latent_quality"]

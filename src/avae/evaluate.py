@@ -13,7 +13,7 @@ from .bandwidth import bandwidth
 from .data import load_dataset, to_float
 from .errors import AvaeError
 from .metrics import generative, latent
-from .metrics.features import InceptionFeatures, classifier_features
+from .metrics.features import InceptionFeatures, RandomFeatures, classifier_features, has_targets
 
 
 def slerp_midpoints(z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -50,6 +50,9 @@ class Evaluation:
         if held_out is None:
             raise AvaeError(f"dataset '{self.data.name}' has no {self.split} split; use --split val")
         self.n = min(n, len(held_out))
+        if self.n < 10:
+            raise AvaeError(f"the {self.split} split holds {self.n} images; evaluation needs at least 10 "
+                            "(add images or give a larger test set)")
         self.images = held_out.images(np.arange(self.n)).numpy()
         self.vr = self.spec.value_range
 
@@ -74,11 +77,15 @@ class Evaluation:
         return self.decode(self.model.sample_latent(self.n, gen).double().numpy())
 
 
-def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "classifier", inception_weights=None,
+def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", inception_weights=None,
              checkpoint: str = "last", split: str | None = None, disentanglement: str = "fast",
              entropy_kde_size: int = 10000, classifier_images: int = 50000, classifier_epochs: int = 3,
              progress: bool = True) -> dict:
-    """Score a run; writes RUN_DIR/evaluate.json, RUN_DIR/evaluation/*.png and evaluate.html."""
+    """Score a run; writes RUN_DIR/evaluate.json, RUN_DIR/evaluation/*.png and evaluate.html.
+
+    `features`: classifier, random, inception, or auto (classifier where the data have labels or
+    factors, else random).
+    """
     ev = Evaluation(run_dir, n, seed, checkpoint, split)
     timings: dict[str, float] = {}
 
@@ -98,9 +105,15 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "classif
     }
     sets_u8 = {name: report.to_uint8(images, ev.vr) for name, images in sets.items()}
 
-    extractor = (InceptionFeatures(inception_weights) if features == "inception"
-                 else timed("feature_classifier", classifier_features, ev.data, seed=seed, epochs=classifier_epochs,
-                            max_train=classifier_images, progress=progress))
+    if features == "auto":
+        features = "classifier" if has_targets(ev.data) else "random"
+    if features == "inception":
+        extractor = InceptionFeatures(inception_weights)
+    elif features == "random":
+        extractor = RandomFeatures(ev.spec.shape, ev.vr)
+    else:
+        extractor = timed("feature_classifier", classifier_features, ev.data, seed=seed, epochs=classifier_epochs,
+                          max_train=classifier_images, progress=progress)
     real_f = timed("features_real", extractor, ev.images)
     sample_quality = {}
     for name, images in sets_u8.items():

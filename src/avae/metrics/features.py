@@ -3,6 +3,10 @@
 - `classifier`: a small CNN that avae trains on the dataset's labels (or on every ground-truth
   factor), cached per dataset; its penultimate layer (128-d) is the feature. This is what runs
   offline; numbers in it are comparable only with numbers in the same feature space.
+- `random`: the same CNN untrained, its weights drawn from a fixed seed, for data without labels
+  or factors. It responds to low-level statistics (intensity, colour, edges, blur, texture),
+  not to what the images show; numbers in it are comparable only between runs on images of one
+  size and channel count, with the same avae version.
 - `inception`: Inception-v3 pool3 (2048-d), the standard FID space, through the optional
   `torch-fidelity` package and its 2015-12-05 weights (a file path, or its own download when
   online).
@@ -26,15 +30,32 @@ CLASSIFIER_VERSION = 1
 FEATURE_DIM = 128
 
 
-def targets_of(images, data: Dataset) -> np.ndarray:
-    """Class targets (n, k) of an image set: its labels, or the factor classes of its images."""
+RANDOM_SEED = 0
+
+
+def _targets(images, data: Dataset) -> np.ndarray | None:
     if getattr(images, "labels", None) is not None:
         return np.asarray(images.labels, np.int64).reshape(-1, 1)
     if isinstance(images, Subset):
-        return targets_of(images.base, data)[images.indices]
+        targets = _targets(images.base, data)
+        return None if targets is None else targets[images.indices]
     if images is data.factors:
         return data.factors.factors(np.arange(len(images)))
-    raise AvaeError(f"dataset '{data.name}' has neither labels nor factors to train a feature classifier on")
+    return None
+
+
+def targets_of(images, data: Dataset) -> np.ndarray:
+    """Class targets (n, k) of an image set: its labels, or the factor classes of its images."""
+    targets = _targets(images, data)
+    if targets is None:
+        raise AvaeError(f"dataset '{data.name}' has neither labels nor factors to train a feature classifier on; "
+                        "use --features random (needs no labels) or inception")
+    return targets
+
+
+def has_targets(data: Dataset) -> bool:
+    """Whether the dataset has labels or factors a feature classifier can learn."""
+    return data.factors is not None or _targets(data.train, data) is not None
 
 
 class FeatureNet(nn.Module):
@@ -46,7 +67,10 @@ class FeatureNet(nn.Module):
         for out in (32, 64, 128):
             layers += [nn.Conv2d(c, out, 3, 2, 1), nn.BatchNorm2d(out), nn.ReLU()]
             c = out
-        self.body = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * (size // 8) ** 2, FEATURE_DIM), nn.ReLU())
+        side = size
+        for _ in range(3):
+            side = (side + 1) // 2  # a 3×3 stride-2 convolution with padding 1
+        self.body = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * side * side, FEATURE_DIM), nn.ReLU())
         self.heads = nn.ModuleList(nn.Linear(FEATURE_DIM, k) for k in classes)
 
     def forward(self, x):
@@ -54,11 +78,11 @@ class FeatureNet(nn.Module):
         return f, [head(f) for head in self.heads]
 
 
-class ClassifierFeatures:
-    name = "classifier"
+class NetFeatures:
+    """The body of a FeatureNet as a feature extractor on uint8 images."""
 
-    def __init__(self, net: FeatureNet, value_range, accuracy: list[float], path: Path):
-        self.net, self.value_range, self.accuracy, self.path = net.eval(), value_range, accuracy, path
+    def __init__(self, net: FeatureNet, value_range):
+        self.net, self.value_range = net.eval(), value_range
 
     @torch.no_grad()
     def __call__(self, images_uint8: np.ndarray, batch: int = 1000) -> np.ndarray:
@@ -68,9 +92,40 @@ class ClassifierFeatures:
             out.append(self.net(x)[0].numpy())
         return np.concatenate(out).astype(np.float64)
 
+
+class ClassifierFeatures(NetFeatures):
+    name = "classifier"
+
+    def __init__(self, net: FeatureNet, value_range, accuracy: list[float], path: Path):
+        super().__init__(net, value_range)
+        self.accuracy, self.path = accuracy, path
+
     def describe(self) -> dict:
         return {"name": "classifier", "dim": FEATURE_DIM, "test_accuracy": self.accuracy, "weights": str(self.path),
                 "note": "avae's own classifier on the dataset's labels/factors; not comparable with Inception FID"}
+
+
+class RandomFeatures(NetFeatures):
+    """An untrained FeatureNet with He-normal weights drawn from RANDOM_SEED (no labels needed)."""
+
+    name = "random"
+
+    def __init__(self, shape: tuple[int, int, int], value_range):
+        with torch.random.fork_rng(devices=[]):  # the default initialisation is overwritten below
+            net = FeatureNet(shape[0], shape[1], [])
+        gen = torch.Generator().manual_seed(RANDOM_SEED)
+        with torch.no_grad():
+            for m in net.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=gen)
+                    nn.init.zeros_(m.bias)
+        super().__init__(net, value_range)
+
+    def describe(self) -> dict:
+        return {"name": "random", "dim": FEATURE_DIM, "seed": RANDOM_SEED,
+                "note": "an untrained CNN with fixed random weights (no labels needed): it sees low-level statistics "
+                        "(intensity, colour, edges, blur), not content; comparable only between runs on images of "
+                        "one size and channel count; not comparable with Inception FID"}
 
 
 def classifier_features(data: Dataset, seed: int = 0, epochs: int = 3, max_train: int = 50000,
