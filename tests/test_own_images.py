@@ -1,5 +1,8 @@
 """Your own images: the `images` (folder) and `array` (.npy/.npz) datasets and networks for any side."""
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -7,6 +10,7 @@ import torch
 from PIL import Image
 
 from avae import nets
+from avae.cli import main
 from avae.data import load_dataset
 from avae.errors import AvaeError
 from avae.metrics.features import FeatureNet, RandomFeatures
@@ -253,3 +257,110 @@ def test_random_features_are_fixed_and_leave_the_global_generator_alone():
     np.testing.assert_array_equal(a, b)
     assert a.shape == (6, 128) and np.abs(a - a.mean(0)).max() > 0  # images are told apart
     assert FeatureNet(1, 28, [2])(torch.rand(2, 1, 28, 28))[0].shape == (2, 128)
+
+
+# ---------------------------------------------------------------- through the command line
+
+TINY = ["model.width=0.0625", "model.latent_dim=4", "model.kde_size=16", "model.kde_refresh_every=2",
+        "train.batch_size=8", "train.progress=false", "train.figures_every=0", "data.options.val_fraction=0.25"]
+
+
+def cli(*args):
+    """`python -m avae ...` in a new process (the data are found again from the run directory alone)."""
+    return subprocess.run([sys.executable, "-m", "avae", *map(str, args)], capture_output=True, text=True)
+
+
+def interrupted_run(tmp_path, monkeypatch, dataset, root, *settings):
+    """A two-epoch run stopped by Ctrl-C in its second epoch."""
+    from avae.models.avae import AVAE
+
+    steps = []
+
+    def after_step(self, trainer, x):
+        steps.append(trainer.epoch)
+        if trainer.epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(AVAE, "after_step", after_step)
+    out = tmp_path / "run"
+    args = ["train", "--dataset", dataset, "--data-root", str(root), "--epochs", "2", "--out", str(out)]
+    for item in (*TINY, *settings):
+        args += ["--set", item]
+    assert main(args) == 130
+    monkeypatch.undo()
+    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    return out
+
+
+def resume_evaluate_sample(run_dir, features, new_process=False):
+    if new_process:
+        for args in (["train", "--resume", run_dir], ["evaluate", run_dir, "-n", "10"], ["sample", run_dir, "-n", "5"]):
+            done = cli(*args)
+            assert done.returncode == 0, done.stderr
+    else:
+        assert main(["train", "--resume", str(run_dir)]) == 0
+        assert main(["evaluate", str(run_dir), "-n", "10"]) == 0
+        assert main(["sample", str(run_dir), "-n", "5"]) == 0
+    info = json.loads((run_dir / "run.json").read_text())
+    assert (info["status"], info["epochs_done"]) == ("finished", 2)
+    result = json.loads((run_dir / "evaluate.json").read_text())
+    assert result["feature_space"]["name"] == features and result["n"] == 10
+    assert all(np.isfinite(q["frechet_distance"]) for q in result["sample_quality"].values())
+    samples = np.load(run_dir / "samples.npy")
+    assert samples.shape == (5, *info["data_spec"]["shape"]) and samples.dtype == np.uint8
+    return info
+
+
+@pytest.mark.parametrize("side,channels,classes,ext", [(28, 1, 2, "png"), (48, 3, 0, "jpg")])
+def test_a_folder_trains_resumes_evaluates_and_samples(tmp_path, monkeypatch, side, channels, classes, ext):
+    root = tmp_path / "pictures"
+    write_image_folder(root, 64, (side, side), channels, classes=classes, ext=ext)
+    run_dir = interrupted_run(tmp_path, monkeypatch, "images", root)
+    info = resume_evaluate_sample(run_dir, "classifier" if classes else "random", new_process=classes > 0)
+    assert info["data_spec"]["shape"] == [channels, side, side]
+    assert info["dataset_info"]["source"] == {"path": str(root.resolve()), "files": 64,
+                                              "index_sha256": info["dataset_info"]["source"]["index_sha256"]}
+
+
+@pytest.mark.parametrize("shape,labelled", [((64, 32, 32, 3), True), ((64, 64, 64), False)])
+def test_an_array_trains_resumes_evaluates_and_samples(tmp_path, monkeypatch, shape, labelled):
+    rng = np.random.default_rng(3)
+    images = pictures(shape[0], shape[1], shape[2], shape[3] if len(shape) == 4 else 1, rng)
+    path = tmp_path / "images.npz"
+    if labelled:
+        np.savez(path, images=images / 255.0, labels=rng.integers(0, 3, shape[0]))
+    else:
+        np.savez(path, images=images[..., 0])
+    run_dir = interrupted_run(tmp_path, monkeypatch, "array", path)
+    info = resume_evaluate_sample(run_dir, "classifier" if labelled else "random")
+    assert info["dataset_info"]["source"]["shape"] == list(shape)
+
+
+def test_a_run_refuses_data_that_changed_underneath(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "pictures"
+    write_image_folder(root, 40, (32, 32), 1)
+    run_dir = interrupted_run(tmp_path, monkeypatch, "images", root)
+    capsys.readouterr()
+    write_image_folder(root / "new", 1, (32, 32), 1)
+    for args in (["train", "--resume", str(run_dir)], ["evaluate", str(run_dir)]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "changed since" in err and "40 files then, 41 files now" in err, err
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    assert not (run_dir / "evaluate.json").exists()
+    assert main(["sample", str(run_dir), "-n", "2"]) == 0  # sampling needs the run alone
+
+
+@pytest.mark.parametrize("settings,says", [
+    (["train.batch_size=64"], "fewer than train.batch_size 64"),
+    (["model.kde_size=40"], "smaller than the training set"),
+])
+def test_too_few_images_for_the_batch_or_the_kde_set(tmp_path, capsys, settings, says):
+    write_image_folder(tmp_path / "pictures", 40, (32, 32), 1)
+    args = ["train", "--dataset", "images", "--data-root", str(tmp_path / "pictures"), "--out", str(tmp_path / "r")]
+    for item in (*TINY, *settings):
+        args += ["--set", item]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err, err
+    assert not (tmp_path / "r").exists()

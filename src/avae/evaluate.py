@@ -10,7 +10,7 @@ import torch
 
 from . import __version__, report, train
 from .bandwidth import bandwidth
-from .data import load_dataset, to_float
+from .data import check_unchanged, load_dataset, to_float
 from .errors import AvaeError
 from .metrics import generative, latent
 from .metrics.features import InceptionFeatures, RandomFeatures, classifier_features, has_targets
@@ -42,6 +42,7 @@ class Evaluation:
         dc = self.cfg["data"]
         self.data = load_dataset(dc["name"], root=dc.get("root"), seed=dc.get("split_seed", 0),
                                  **(dc.get("options") or {}))
+        check_unchanged(self.data, train.recorded_data(self.run_dir))
         self.model = train.build(self.cfg, self.spec)
         train.load_weights(self.model, self.run_dir, checkpoint)
         self.model.eval()

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from . import __version__, config as config_mod, report
 from .config import TrainConfig
-from .data import Dataset, load_dataset, to_float
+from .data import Dataset, check_unchanged, load_dataset, to_float
 from .distributed import Dist, from_environment
 from .errors import AvaeError
 from .models import DataSpec, Model, build_model
@@ -47,6 +47,10 @@ def prepare_data(cfg: dict) -> Dataset:
         if not isinstance(val_size, int) or not 1 <= val_size <= len(data.val):
             raise AvaeError(f"data.val_size must be between 1 and {len(data.val)}, got {val_size!r}")
         data.val = data.val.subset(np.arange(val_size))
+    batch_size = cfg["train"].get("batch_size", TrainConfig.batch_size)
+    if len(data.train) < batch_size:
+        raise AvaeError(f"the training split holds {len(data.train)} images, fewer than train.batch_size {batch_size}; "
+                        "lower train.batch_size or add images")
     return data
 
 
@@ -77,6 +81,11 @@ def read_run(run_dir: Path) -> tuple[dict, DataSpec]:
         raise AvaeError(f"{run_dir} has a corrupt config.yaml or run.json; start a new run") from None
     spec["shape"], spec["value_range"] = tuple(spec["shape"]), tuple(spec["value_range"])
     return cfg, DataSpec(**spec)
+
+
+def recorded_data(run_dir: Path) -> dict:
+    """The description of its data that a run recorded when it started (run.json's dataset_info)."""
+    return json.loads((run_dir / "run.json").read_text()).get("dataset_info", {})
 
 
 def load_weights(model: Model, run_dir: Path, which: str = "last") -> dict:
@@ -417,6 +426,7 @@ def resume(run_dir: Path) -> Path:
 def _resume(run_dir: Path, dist: Dist) -> Path:
     cfg, _ = read_run(run_dir)
     data = prepare_data(cfg)
+    check_unchanged(data, recorded_data(run_dir))
     model = build(cfg, data_spec(data))
     trainer = Trainer(cfg, run_dir, data, model, dist)
     trainer.resume()

@@ -88,6 +88,19 @@ def to_float(images: torch.Tensor, value_range: tuple[float, float] = (0.0, 1.0)
     return x
 
 
+def check_unchanged(data: Dataset, recorded: dict) -> None:
+    """Refuse data whose fingerprint differs from the one a run recorded (its `dataset_info`)."""
+    before, now = recorded.get("fingerprint"), data.info.get("fingerprint")
+    if before is None or before == now:
+        return
+    then, there = recorded.get("source", {}), data.info.get("source", {})
+    size = {"files": "{} files", "shape": "shape {}"}
+    change = next((f"{size[k].format(then[k])} then, {size[k].format(there[k])} now" for k in size
+                   if k in then and then[k] != there.get(k)), "files modified")
+    raise AvaeError(f"the data in {there.get('path', then.get('path'))} changed since this run was trained ({change}); "
+                    "restore them, or train a new run on the new data")
+
+
 DATASETS: dict[str, Callable[..., Dataset]] = {}
 
 
