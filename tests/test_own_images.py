@@ -83,6 +83,9 @@ def test_a_test_folder_keeps_the_training_classes_and_size(tmp_path):
     data = load_dataset("images", root=str(tmp_path / "train"), test_root=str(tmp_path / "test"))
     assert data.test.shape == (3, 32, 32) and list(data.test.labels) == [0] * 4 + [1] * 4  # sorted paths
     assert data.info["source"]["test"]["files"] == 8
+    write_image_folder(tmp_path / "one" / "class_1", 4, (32, 32), 3)  # a test set may hold fewer classes
+    one = load_dataset("images", root=str(tmp_path / "train"), test_root=str(tmp_path / "one"))
+    assert list(one.test.labels) == [1] * 4
     write_image_folder(tmp_path / "test" / "class_9", 1, (32, 32), 3)
     with pytest.raises(AvaeError, match="class 'class_9'"):
         load_dataset("images", root=str(tmp_path / "train"), test_root=str(tmp_path / "test"))

@@ -29,7 +29,7 @@ LABELS = ("auto", "folders", "none")
 
 
 class FolderSource(Source):
-    def __init__(self, root: Path, labels: str):
+    def __init__(self, root: Path, labels: str, min_classes: int = 2):
         if not root.is_dir():
             raise AvaeError(f"{root} is not a folder; give --data-root a folder of images (PNG, JPEG, ...)")
         self.path = root
@@ -42,7 +42,7 @@ class FolderSource(Source):
             stat = (root / name).stat()
             digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
         self.fingerprint = digest.hexdigest()[:16]
-        self.labels = _folder_labels(self.files, labels, root)
+        self.labels = _folder_labels(self.files, labels, root, min_classes)
         self.provenance = {"path": str(root.resolve()), "files": len(self.files), "index_sha256": self.fingerprint}
 
     def __len__(self) -> int:
@@ -87,23 +87,20 @@ def _image_files(root: Path):
                 yield (Path(folder) / name).relative_to(root).as_posix()
 
 
-def _folder_labels(files: list[str], mode: str, root: Path) -> np.ndarray | None:
-    """The first-level subfolder of each image, when the folder is laid out one subfolder per class."""
+def _folder_labels(files: list[str], mode: str, root: Path, min_classes: int) -> np.ndarray | None:
+    """The first-level subfolder of each image, when the folder is laid out one subfolder per class
+    (a test folder may hold fewer classes than the `min_classes` of a training folder)."""
     if mode == "none":
         return None
     classes = [name.split("/")[0] if "/" in name else None for name in files]
     kinds = set(classes)
-    if None not in kinds and len(kinds) >= 2:
+    if None not in kinds and len(kinds) >= min_classes:
         return np.array(classes)
     if mode == "folders":
         loose = next((name for name in files if "/" not in name), None)
         problem = f"{root / loose} lies outside any class subfolder" if loose else "there is only one class subfolder"
         raise AvaeError(f"labels: folders needs one subfolder per class (at least two) in {root}, but {problem}")
     return None
-
-
-def _source(root, labels: str) -> FolderSource:
-    return FolderSource(Path(root).expanduser(), labels)
 
 
 @register_dataset("images")
@@ -122,6 +119,6 @@ def load_images(root=None, seed=0, **options) -> Dataset:
     if root is None:
         raise AvaeError("dataset 'images' needs a folder of images: pass --data-root DIR (or set AVAE_DATA_ROOT)")
     reject_options("images", options)
-    train = _source(root, labels)
-    test = _source(test_root, labels) if test_root is not None else None
+    train = FolderSource(root, labels)
+    test = FolderSource(Path(test_root).expanduser(), labels, min_classes=1) if test_root is not None else None
     return load("images", train, test, settings, seed)
