@@ -1,17 +1,68 @@
-"""h_opt against the paper's values; the correction; determinism; the cache; the CLI."""
+"""h_opt against the paper's values and an independent quadrature; the correction; determinism;
+finiteness at the edges; the cache; the CLI."""
 import json
 import math
 
+import numpy as np
 import pytest
+from scipy.stats import chi2
 
 from avae import bandwidth as bw
 from avae.cli import main
 from avae.errors import AvaeError
+from avae.models.avae import log_density_floor
+
+
+def quadrature_h_opt(m, draws=8, seed=0):
+    """l = 1: argmax over a fine grid of h of E_centres ∫ N(z; 0, 1) log q_h(z) dz, the integral by
+    the trapezoid rule on [−7, 7] — no sampled targets, unlike the estimator."""
+    z = np.linspace(-7, 7, 701)
+    weight = np.exp(-z**2 / 2) / math.sqrt(2 * math.pi) * (z[1] - z[0])
+    hs = np.exp(np.linspace(math.log(0.05), math.log(1.5), 60))
+    rng = np.random.default_rng(seed)
+    total = np.zeros(len(hs))
+    for _ in range(draws):
+        d2 = (z[:, None] - rng.standard_normal(m)[None, :]) ** 2
+        for k, h in enumerate(hs):
+            a = -d2 / (2 * h * h)
+            log_q = a.max(1) + np.log(np.exp(a - a.max(1, keepdims=True)).mean(1)) - math.log(h)
+            total[k] += weight @ log_q
+    return hs[np.argmax(total)]
 
 
 @pytest.mark.parametrize("l,m,paper", [(16, 10000, 0.72), (64, 20000, 1.02), (128, 10000, 1.12), (10, 500, 0.74)])
 def test_h_opt_agrees_with_the_paper(l, m, paper):
     assert bw.bandwidth(l, m, cache=False).h_opt == pytest.approx(paper, abs=0.02)
+
+
+@pytest.mark.parametrize("m", [100, 300])
+def test_h_opt_at_l1_maximises_the_expected_log_density(m):
+    estimates = [bw.bandwidth(1, m, seed=s, cache=False).h_opt for s in range(3)]
+    assert max(estimates) / min(estimates) < 1.25  # stable over seeds
+    assert np.mean(estimates) == pytest.approx(quadrature_h_opt(m), rel=0.15)
+
+
+def test_the_maximiser_is_not_a_minimum_or_a_bound():
+    objective = bw.Objective(2, 500, seed=0, n_targets=256, draws=2)
+    h = bw.estimate_h_opt(2, 500, seed=0, n_targets=256, draws=2)
+    near = np.log(h) + np.array([-0.2, 0.0, 0.2])
+    values = objective(near)
+    assert values[1] > values[0] and values[1] > values[2]
+    assert bw.H_BOUNDS[0] < h < bw.H_BOUNDS[1]
+
+
+@pytest.mark.parametrize("l,m", [(1, 2), (2, 3), (1, 20000), (3, 2), (64, 2), (1024, 50)])
+def test_finite_bandwidth_and_density_floor_at_the_edges(l, m):
+    b = bw.bandwidth(l, m, cache=False)
+    assert all(math.isfinite(x) and x > 0 for x in (b.h_opt, b.h, b.sampling_std))
+    assert math.isfinite(log_density_floor(b.h, l, 1 - 1e-6))
+
+
+def test_density_floor_is_finite_where_the_rounded_h2_is_zero():
+    assert math.isfinite(log_density_floor(0.042, 1, 1 - 1e-6))  # round(0.042², 2) = 0
+    v = round(0.52**2, 2)  # the authors' rounding is kept where it is defined
+    expected = -chi2.ppf(1 - 1e-6, df=16, scale=v) / (2 * v) - 16 * math.log(0.52)
+    assert log_density_floor(0.52, 16, 1 - 1e-6) == pytest.approx(expected)
 
 
 def test_correction_and_sampling_std():
@@ -61,7 +112,7 @@ def test_cli_prints_all_three_numbers(capsys):
     assert "h_opt=" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("l,m", [(0, 100), (-3, 100), (4, 1)])
+@pytest.mark.parametrize("l,m", [(0, 100), (-3, 100), (4, 1), (4, 0), (1, -5)])
 def test_bad_sizes_are_user_errors(l, m, capsys):
     with pytest.raises(AvaeError):
         bw.bandwidth(l, m)

@@ -1,10 +1,9 @@
 """The AVAE's KDE bandwidth: h_opt(l, m), its bias correction, and an on-disk cache.
 
-h_opt maximises E_{z~N(0,I)} log q_h(z), where q_h is a Gaussian KDE over m samples of N(0, I)
-(the paper's §2.1 objective, i.e. argmin_h KL(p ‖ q_h)). Instead of 10,000 noisy Adam steps we
-fix the samples (one KDE draw, `n_targets` target points) and solve the stationarity condition
-d/d(log h) = 0, which is one-dimensional and monotone in practice: Brent's method needs ~10
-passes over the distance matrix.
+h_opt maximises J(h) = E_{z~N(0,I)} log q_h(z), where q_h is a Gaussian KDE over m samples of
+N(0, I) (the paper's §2.1 objective, i.e. argmin_h KL(p ‖ q_h)). J is estimated on fixed draws
+(m centres, n quasi-random targets) and maximised over log h by grid passes and a parabola: a
+root of dJ/dh alone is not enough, since at l ≤ 2 the estimated J has a second stationary point.
 
 Bias correction: training with a kernel of width h shrinks the aggregate posterior to
 N(0, (1−h²)I); requiring self-consistency gives h = h_opt/√(1+h_opt²) and sampling std
@@ -19,15 +18,21 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from scipy.optimize import brentq
+from scipy import stats
+from scipy.stats import qmc
 
 from .errors import AvaeError
 from .kde import squared_distances
 
-CACHE_VERSION = 1
-DEFAULT_TARGETS = 2000
-MAX_PAIRS = 4e7  # bound the target × centre matrix (float32: 160 MB)
+CACHE_VERSION = 2
+TARGET_PAIRS = 1e7  # target × centre pairs: n = TARGET_PAIRS / m targets, within the bounds below
+MIN_TARGETS, MAX_TARGETS = 2048, 8192
+CHUNK_PAIRS = 4e6  # pairs held in memory at once (float32: 16 MB)
+H_BOUNDS = (1e-3, 10.0)
+LOW_DIM_DRAWS = 8
+GRID_POINTS = 9  # per pass; the first pass spans ×1/4 … ×4 around a rule-of-thumb guess
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,8 @@ class Bandwidth:
     h: float  # bias-corrected bandwidth used in training
     sampling_std: float  # generation draws z ~ N(0, sampling_std² I)
     seed: int
-    n_targets: int
+    n_targets: int  # per draw
+    draws: int  # draws of centres and targets averaged in the objective
 
 
 def corrected(h_opt: float) -> tuple[float, float]:
@@ -47,43 +53,103 @@ def corrected(h_opt: float) -> tuple[float, float]:
     return h_opt * alpha, alpha
 
 
-def _target_count(latent_dim: int, kde_size: int) -> int:
-    # Low dimensions have heavy-tailed log q estimates: use more targets while it stays cheap.
-    n = DEFAULT_TARGETS if latent_dim > 4 else 4 * DEFAULT_TARGETS
-    return int(max(500, min(n, MAX_PAIRS // kde_size)))
+def sizes(latent_dim: int, kde_size: int) -> tuple[int, int]:
+    """(targets per draw, draws of centres). At l ≤ 2 log q in the tails, where centres are few,
+    dominates J, so h_opt of one draw of centres scatters by a factor of 3: average J over 8 draws
+    (of fewer quasi-random targets each, which suffice in one or two dimensions)."""
+    n = 2 ** round(math.log2(min(MAX_TARGETS, max(MIN_TARGETS, TARGET_PAIRS / kde_size))))  # Sobol: powers of 2
+    draws = LOW_DIM_DRAWS if latent_dim <= 2 else 1
+    return n // draws, draws
 
 
-def estimate_h_opt(latent_dim: int, kde_size: int, seed: int = 0, n_targets: int | None = None) -> float:
-    """argmax_h mean_z log q_h(z) for fixed draws of m centres and n targets from N(0, I_l)."""
+def rule_of_thumb(latent_dim: int, kde_size: int) -> float:
+    """Silverman's rule for N(0, I) data, (4/(l+2))^(1/(l+4)) · m^(−1/(l+4)): the search's starting point."""
+    return (4 / (latent_dim + 2) / kde_size) ** (1 / (latent_dim + 4))
+
+
+class Objective:
+    """J(log h) up to a constant: mean over draws and targets of log Σ_j exp(−‖z−c_j‖²/2h²) − l log h.
+
+    Each draw has m centres from N(0, I) and its own targets: a scrambled Sobol sequence mapped
+    through the normal quantile (far less noisy than random targets at low l), widened to
+    N(0, (1+1/l)I) and weighted back to N(0, I), because the tails, where centres are few and
+    log q is very negative for a narrow kernel, weigh heavily in J at low l.
+    """
+
+    def __init__(self, latent_dim: int, kde_size: int, seed: int, n_targets: int, draws: int):
+        self.latent_dim = latent_dim
+        gen = torch.Generator().manual_seed(seed)
+        widening = 1 + 1 / latent_dim  # variance of the targets' distribution
+        self.draws = []
+        for d in range(draws):
+            centres = torch.randn(kde_size, latent_dim, generator=gen, dtype=torch.float64)
+            sobol = qmc.Sobol(latent_dim, scramble=True, seed=np.random.default_rng([seed, d]))
+            targets = stats.norm.ppf(np.clip(sobol.random(n_targets), 1e-12, 1 - 1e-12)) * math.sqrt(widening)
+            log_w = -0.5 * (targets**2).sum(1) * (1 - 1 / widening)  # N(0, I) over N(0, widening·I), unnormalised
+            weights = np.exp(log_w - log_w.max())
+            self.draws.append((centres, torch.as_tensor(targets), torch.as_tensor(weights / weights.sum())))
+        self.rows = max(1, int(CHUNK_PAIRS // kde_size))
+
+    def __call__(self, log_hs: np.ndarray) -> np.ndarray:
+        """J at every point of `log_hs`, in one pass over the distance matrix."""
+        log_hs = torch.as_tensor(log_hs, dtype=torch.float64)
+        scales = (-0.5 * torch.exp(-2 * log_hs)).float()
+        total = torch.zeros(len(log_hs), dtype=torch.float64)
+        for centres, targets, weights in self.draws:
+            for chunk, w in zip(targets.split(self.rows), weights.split(self.rows)):
+                d2 = squared_distances(chunk, centres).float()
+                total += torch.stack([torch.logsumexp(d2 * s, 1).double() @ w for s in scales])
+        return (total / len(self.draws) - self.latent_dim * log_hs).numpy()
+
+
+def estimate_h_opt(latent_dim: int, kde_size: int, seed: int = 0, n_targets: int | None = None,
+                   draws: int | None = None) -> float:
+    """argmax_h of the estimated E_p log q_h.
+
+    A grid in log h around the rule of thumb moves until its best point is inside it; a finer grid
+    between that point's neighbours and a parabola through the best three give the maximiser.
+    """
     _check(latent_dim, kde_size)
-    n = n_targets or _target_count(latent_dim, kde_size)
-    gen = torch.Generator().manual_seed(seed)
-    centres = torch.randn(kde_size, latent_dim, generator=gen, dtype=torch.float64)
-    targets = torch.randn(n, latent_dim, generator=gen, dtype=torch.float64)
-    d2 = squared_distances(targets, centres).float()
+    default_n, default_draws = sizes(latent_dim, kde_size)
+    objective = Objective(latent_dim, kde_size, seed, n_targets or default_n, draws or default_draws)
+    lo_bound, hi_bound = map(math.log, H_BOUNDS)
+    centre, half_width = math.log(rule_of_thumb(latent_dim, kde_size)), math.log(4.0)
+    while True:
+        grid = np.linspace(max(centre - half_width, lo_bound), min(centre + half_width, hi_bound), GRID_POINTS)
+        best = int(np.argmax(objective(grid)))
+        at_bound = (best == 0 and grid[0] <= lo_bound) or (best == len(grid) - 1 and grid[-1] >= hi_bound)
+        if 0 < best < len(grid) - 1 or at_bound:
+            break
+        centre = grid[best]
+    if at_bound:
+        return math.exp(grid[best])
+    fine = np.linspace(grid[best - 1], grid[best + 1], GRID_POINTS)
+    values = objective(fine)
+    i = int(np.clip(np.argmax(values), 1, len(fine) - 2))
+    return math.exp(_parabola_vertex(fine[i - 1 : i + 2], values[i - 1 : i + 2]))
 
-    def slope(log_h: float) -> float:
-        # d/d(log h) of mean_z [logsumexp_j(−d²/2h²) − l log h] = E_w[d²]/h² − l
-        h2 = math.exp(2 * log_h)
-        weights = torch.softmax(d2 * (-0.5 / h2), dim=1)
-        return (weights * d2).sum(1).double().mean().item() / h2 - latent_dim
 
-    return math.exp(brentq(slope, math.log(1e-3), math.log(10.0), xtol=1e-5))
+def _parabola_vertex(x: np.ndarray, y: np.ndarray) -> float:
+    """Maximiser of the parabola through three equally spaced points (the middle one if it is flat)."""
+    step, curvature = x[1] - x[0], y[0] - 2 * y[1] + y[2]
+    if curvature >= 0:
+        return float(x[int(np.argmax(y))])
+    return float(x[1] + step * (y[0] - y[2]) / (2 * curvature))
 
 
 def bandwidth(latent_dim: int, kde_size: int, seed: int = 0, cache: bool = True) -> Bandwidth:
     """h_opt and its corrections for (l, m), read from or written to the on-disk cache."""
     _check(latent_dim, kde_size)
-    n = _target_count(latent_dim, kde_size)
-    key = f"v{CACHE_VERSION}/l={latent_dim}/m={kde_size}/seed={seed}/targets={n}"
+    n, draws = sizes(latent_dim, kde_size)
+    key = f"v{CACHE_VERSION}/l={latent_dim}/m={kde_size}/seed={seed}/targets={n}/draws={draws}"
     entries = _read_cache() if cache else {}
     if key not in entries:
-        entries[key] = estimate_h_opt(latent_dim, kde_size, seed, n)
+        entries[key] = estimate_h_opt(latent_dim, kde_size, seed, n, draws)
         if cache:
             _write_cache(entries)
     h_opt = entries[key]
     h, std = corrected(h_opt)
-    return Bandwidth(latent_dim, kde_size, h_opt, h, std, seed, n)
+    return Bandwidth(latent_dim, kde_size, h_opt, h, std, seed, n, draws)
 
 
 def _check(latent_dim: int, kde_size: int) -> None:

@@ -22,9 +22,10 @@ def log_density_floor(h: float, latent_dim: int, quantile: float) -> float:
     """log ε: one un-normalised kernel at the `quantile` of ‖z‖² for z ~ N(0, v I), v = round(h², 2).
 
     This is the authors' 'encoded epsilon'; at l = 128 it changes the gradient for a third of
-    the points, so it is part of the method, not only a guard.
+    the points, so it is part of the method, not only a guard. Below h ≈ 0.07 their rounding
+    gives v = 0 (a NaN floor), so there v = h².
     """
-    v = round(h * h, 2)
+    v = round(h * h, 2) or h * h
     d2 = chi2.ppf(quantile, df=latent_dim, scale=v)
     return -d2 / (2 * v) - latent_dim * math.log(h)
 
