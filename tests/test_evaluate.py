@@ -46,6 +46,10 @@ def test_evaluate_writes_json_figures_and_html(trained_run, capsys):
     lq = result["latent_quality"]
     assert lq["entropy"]["reference"] == 2.0
     assert lq["sampling_variance"] < 1  # the AVAE samples from N(0, (1−h²)I)
+    assert lq["sampling_distribution"].startswith("N(0, (1−h²)I)")
+    assert lq["norm_chi2_test"]["variance"] == pytest.approx(lq["sampling_variance"])
+    assert lq["norm_chi2_test_prior"]["variance"] == 1.0
+    assert lq["entropy"]["gaussian_reference"] > 0
     assert lq["reconstruction"]["sse_per_image"] == pytest.approx(lq["reconstruction"]["mse_per_pixel"] * 1024)
     assert "fd_N" in result["timings_s"]
     page = (trained_run / "evaluate.html").read_text()

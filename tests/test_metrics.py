@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from avae.bandwidth import bandwidth
 from avae.metrics import generative as gen
@@ -118,6 +119,28 @@ def test_norm_chi2_test_accepts_the_right_scale_only():
     z = np.random.default_rng(3).normal(size=(3000, 8)) * 0.8
     assert latent.norm_chi2_test(z, 0.64)["p_value"] > 0.01
     assert latent.norm_chi2_test(z, 1.0)["p_value"] < 1e-6
+
+
+def test_gaussian_kl_and_norm_test_against_a_full_covariance():
+    rng = np.random.default_rng(6)
+    mean, cov = np.array([1.0, -2.0, 0.5]), np.array([[2.0, 0.8, 0.0], [0.8, 1.0, 0.3], [0.0, 0.3, 0.5]])
+    z = rng.multivariate_normal(mean, cov, size=40000)
+    assert latent.gaussian_kl(z, cov, mean) == pytest.approx(0, abs=0.01)
+    fitted = torch.distributions.MultivariateNormal(torch.tensor(z.mean(0)), torch.tensor(np.cov(z, rowvar=False)))
+    isotropic = torch.distributions.MultivariateNormal(torch.zeros(3, dtype=torch.float64),
+                                                       0.7 * torch.eye(3, dtype=torch.float64))
+    assert latent.gaussian_kl(z, 0.7) == pytest.approx(float(torch.distributions.kl_divergence(fitted, isotropic)))
+    small = z[:3000]
+    assert latent.norm_chi2_test(small, cov, mean)["p_value"] > 0.01
+    assert latent.norm_chi2_test(small, np.diag(np.diag(cov)), mean)["p_value"] < 1e-6  # correlations matter
+
+
+def test_entropy_reference_on_gaussian_samples_lies_above_l_over_2():
+    l, n, h = 16, 2000, 0.58
+    reference = latent.gaussian_entropy_reference(l, n, h, seed=3)
+    assert reference == latent.gaussian_entropy_reference(l, n, h, seed=3)
+    # the kernel smooths N(0, I) towards N(0, (1+h²)I): above l/2, below that Gaussian's l/2·(1+ln(1+h²))
+    assert l / 2 < reference < l / 2 * (1 + math.log(1 + h * h))
 
 
 def test_collapsed_axes_and_reconstruction_errors():

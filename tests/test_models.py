@@ -391,6 +391,8 @@ def test_rae_samples_from_the_gaussian_fitted_to_its_codes(mnist_root, tmp_path)
     z = model.sample_latent(20000, torch.Generator().manual_seed(0)).double()
     torch.testing.assert_close(z.mean(0), model.code_mean, atol=0.05 * model.code_cov.diagonal().max().sqrt().item(), rtol=0)
     torch.testing.assert_close(torch.cov(z.T), model.code_cov, rtol=0.1, atol=0.05 * model.code_cov.diagonal().max().item())
+    mean, cov = model.sampling_distribution  # the target evaluation scores held-out codes against
+    assert torch.equal(mean, model.code_mean) and torch.equal(cov, model.code_cov)
 
 
 @pytest.mark.parametrize("name", ["vae", "factor_vae", "aae"])  # reparameterisation; both discriminators

@@ -126,14 +126,20 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
             "density_coverage": timed(f"prdc_{name}", generative.density_coverage, real_f, f, k=5),
         }
 
-    var = ev.model.latent_variance
+    mean, cov = (t.numpy() for t in ev.model.sampling_distribution)
     h_entropy = bandwidth(ev.model.latent_dim, entropy_kde_size).h
+    entropy = timed("entropy", latent.whitened_entropy, codes, h_entropy)
+    entropy["gaussian_reference"] = timed("entropy_reference", latent.gaussian_entropy_reference,
+                                          ev.model.latent_dim, len(codes), h_entropy, seed)
     latent_quality = {
-        "entropy": timed("entropy", latent.whitened_entropy, codes, h_entropy) | {"kde_size_for_h": entropy_kde_size},
+        "entropy": entropy | {"kde_size_for_h": entropy_kde_size},
+        # the distribution generation samples from is the target of the fit; N(0, I) beside it
+        "sampling_distribution": ev.model.sampler,
         "gaussian_kl_to_prior": timed("gaussian_kl", latent.gaussian_kl, codes, 1.0),
-        "gaussian_kl_to_sampling_distribution": latent.gaussian_kl(codes, var),
-        "sampling_variance": var,
-        "norm_chi2_test": timed("chi2", latent.norm_chi2_test, codes, var),
+        "gaussian_kl_to_sampling_distribution": latent.gaussian_kl(codes, cov, mean),
+        "sampling_variance": ev.model.latent_variance,
+        "norm_chi2_test": timed("chi2", latent.norm_chi2_test, codes, cov, mean),
+        "norm_chi2_test_prior": latent.norm_chi2_test(codes, 1.0),
         "collapsed_axes": latent.collapsed_axes(codes),
         "reconstruction": latent.reconstruction_errors(x, sets["REC"]),
     }

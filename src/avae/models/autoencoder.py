@@ -37,6 +37,10 @@ class FittedGaussianSampler:
     def latent_variance(self):
         return float(torch.diagonal(self.code_cov).mean())
 
+    @property
+    def sampling_distribution(self):
+        return self.code_mean.cpu(), self.code_cov.cpu()
+
 
 @register_model
 class Autoencoder(FittedGaussianSampler, Model):

@@ -87,6 +87,12 @@ class Model(nn.Module):
         return 1.0
 
     @property
+    def sampling_distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, covariance) of the Gaussian generation draws codes from (float64, on the CPU)."""
+        eye = torch.eye(self.latent_dim, dtype=torch.float64)
+        return torch.zeros(self.latent_dim, dtype=torch.float64), self.latent_variance * eye
+
+    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
