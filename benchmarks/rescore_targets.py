@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("results", type=Path, help="a suite's results JSON")
     args = parser.parse_args()
     payload = json.loads(args.results.read_text())
-    needs = {}
+    needs = payload.get("needs_new_evaluation", {})  # kept when the script runs again
     for record in payload["records"]:
         missing = upgrade(record["evaluation"])
         if missing:
@@ -65,8 +65,10 @@ def main() -> None:
     train.write_json(out, rescored)
     note = ["", "## Latent metrics that need a new evaluation", "",
             "These records predate scoring against each model's sampling distribution; their run directories "
-            f"are not in the repository (`python {Path(__file__).as_posix()} {args.results}` re-scored the rest):", ""]
+            f"are not in the repository (`python benchmarks/{Path(__file__).name} {args.results}` re-scored the rest):", ""]
     note += [f"- {run}: {', '.join(missing)}" for run, missing in needs.items()]
+    if not needs:
+        return
     with out.with_suffix(".md").open("a") as f:
         f.write("\n".join(note) + "\n")
     print(f"{out}: {len(needs)} records need a new evaluation for some latent metrics")

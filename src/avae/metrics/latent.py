@@ -66,7 +66,8 @@ def norm_chi2_test(z: np.ndarray, variance=1.0, mean=None) -> dict:
     target_mean, target_cov = _target(l, variance, mean)
     white = np.linalg.solve(np.linalg.cholesky(target_cov), (z - target_mean).T)
     result = stats.kstest((white**2).sum(0), stats.chi2(df=l).cdf)
-    described = variance if np.ndim(variance) == 0 else "full covariance"
+    isotropic = np.allclose(target_cov, target_cov[0, 0] * np.eye(l))
+    described = float(target_cov[0, 0]) if isotropic else "full covariance"
     return {"ks_statistic": float(result.statistic), "p_value": float(result.pvalue), "variance": described}
 
 
