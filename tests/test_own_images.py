@@ -41,6 +41,7 @@ def test_the_split_is_drawn_with_the_split_seed(tmp_path):
     first, again = (load_dataset("images", root=str(tmp_path), seed=1) for _ in range(2))
     other = load_dataset("images", root=str(tmp_path), seed=2)
     np.testing.assert_array_equal(first.val.indices, again.val.indices)
+    assert list(first.val.indices) != sorted(first.val.indices)  # random order: any first n are a random sample
     assert len(first.val) == 4 and not np.array_equal(first.val.indices, other.val.indices)
     assert sorted(np.concatenate([first.train.indices, first.val.indices])) == list(range(40))
 
@@ -81,11 +82,12 @@ def test_a_test_folder_keeps_the_training_classes_and_size(tmp_path):
     write_image_folder(tmp_path / "train", 20, (32, 32), 3, classes=2)
     write_image_folder(tmp_path / "test", 8, (40, 40), 3, classes=2, seed=5)
     data = load_dataset("images", root=str(tmp_path / "train"), test_root=str(tmp_path / "test"))
-    assert data.test.shape == (3, 32, 32) and list(data.test.labels) == [0] * 4 + [1] * 4  # sorted paths
+    assert data.test.shape == (3, 32, 32) and list(data.test.base.labels) == [0] * 4 + [1] * 4  # sorted paths
+    assert sorted(data.test.indices) == list(range(8)) and list(data.test.indices) != list(range(8))
     assert data.info["source"]["test"]["files"] == 8
     write_image_folder(tmp_path / "one" / "class_1", 4, (32, 32), 3)  # a test set may hold fewer classes
     one = load_dataset("images", root=str(tmp_path / "train"), test_root=str(tmp_path / "one"))
-    assert list(one.test.labels) == [1] * 4
+    assert list(one.test.base.labels) == [1] * 4
     write_image_folder(tmp_path / "test" / "class_9", 1, (32, 32), 3)
     with pytest.raises(AvaeError, match="class 'class_9'"):
         load_dataset("images", root=str(tmp_path / "train"), test_root=str(tmp_path / "test"))
@@ -169,7 +171,7 @@ def test_float_npz_with_labels_test_file_and_resize(tmp_path):
     data = load_dataset("array", root=str(tmp_path / "train.npz"), test_root=str(tmp_path / "test.npz"))
     assert data.shape == (3, 28, 28) and data.info["classes"] == [5, 6, 7]
     np.testing.assert_array_equal(data.train.base.array, np.rint(images * 255).astype(np.uint8).transpose(0, 3, 1, 2))
-    assert list(data.test.labels) == [0, 2] * 5 and len(data.test) == 10
+    assert list(data.test.base.labels) == [0, 2] * 5 and len(data.test) == 10
     small = load_dataset("array", root=str(tmp_path / "train.npz"), size=16, channels=1, labels="none")
     assert small.shape == (1, 16, 16) and small.info["classes"] is None
 

@@ -118,13 +118,17 @@ def class_indices(names: np.ndarray, classes: list, where: str) -> np.ndarray:
 
 
 def split(n: int, fraction: float, seed: int, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) indices: round(fraction·n) (at least one) drawn at random with `seed`."""
+    """(train, val) indices: round(fraction·n) (at least one) drawn at random with `seed`.
+
+    The validation indices stay in random order: files are sorted by class folder, and the first
+    n held-out images (`avae evaluate -n`, `data.val_size`) must be a random sample of them all.
+    """
     n_val = max(1, round(fraction * n))
     if n - n_val < 2:
         raise AvaeError(f"{where} holds {n} image(s), too few to split off validation images; "
                         "add images or lower the dataset option val_fraction")
     order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    return np.sort(order[n_val:]), order[:n_val]
 
 
 def _digest(*parts) -> str:
@@ -170,6 +174,7 @@ def load(dataset: str, train_source: Source, test_source: Source | None, setting
                                 "none; give the test set the same layout")
             test_labels = class_indices(test_source.labels, classes, str(test_source.path))
         test = ArrayImages(test_images, test_labels)
+        test = test.subset(np.random.default_rng([seed, 1]).permutation(len(test)))  # random order, as val
         files |= {"test": str(test_source.path.resolve()), "test_cache": str(test_cache)}
         provenance = {**provenance, "test": test_source.provenance}
     side, channels = shape[1], shape[0]
@@ -180,7 +185,8 @@ def load(dataset: str, train_source: Source, test_source: Source | None, setting
         "classes": classes,
         "split": f"val = {len(val_idx)} images ({settings.val_fraction:g} of {len(everything)}) drawn at random by "
                  f"numpy default_rng({seed}) (data.split_seed), train = the other {len(train_idx)}; test = "
-                 + (str(test_source.path) if test_source is not None else "none (the dataset option test_root)"),
+                 + (str(test_source.path) if test_source is not None else "none (the dataset option test_root)")
+                 + "; val and test in random order",
         "sizes": {"train": len(train_idx), "val": len(val_idx), "test": len(test) if test is not None else 0},
         "preprocessing": (f"{'centre square crop, ' if settings.crop else ''}brought to {side}x{side} (PIL bilinear "
                           f"resize, antialiased, where the size differs); {MODES[channels]} uint8 /255 -> [0, 1]"),
