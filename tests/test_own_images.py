@@ -279,10 +279,7 @@ def interrupted_run(tmp_path, monkeypatch, dataset, root, *settings):
     """A two-epoch run stopped by Ctrl-C in its second epoch."""
     from avae.models.avae import AVAE
 
-    steps = []
-
     def after_step(self, trainer, x):
-        steps.append(trainer.epoch)
         if trainer.epoch == 1:
             raise KeyboardInterrupt
 
