@@ -63,14 +63,9 @@ def main() -> None:
     rescored = json.loads(out.read_text())
     rescored["needs_new_evaluation"] = needs
     train.write_json(out, rescored)
-    note = ["", "## Latent metrics that need a new evaluation", "",
-            "These records predate scoring against each model's sampling distribution; their run directories "
-            f"are not in the repository (`python benchmarks/{Path(__file__).name} {args.results}` re-scored the rest):", ""]
-    note += [f"- {run}: {', '.join(missing)}" for run, missing in needs.items()]
+    benchmark.write_pages(rescored, out.parent)  # the .md and .html list what needs a new evaluation
     if not needs:
         return
-    with out.with_suffix(".md").open("a") as f:
-        f.write("\n".join(note) + "\n")
     print(f"{out}: {len(needs)} records need a new evaluation for some latent metrics")
 
 

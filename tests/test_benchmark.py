@@ -6,6 +6,7 @@ import yaml
 from avae.benchmark import load_suite, plan
 from avae.cli import main
 from fixtures import write_mnist
+from pagecheck import check_page
 
 SUITE = {
     "description": "tiny",
@@ -44,14 +45,29 @@ def test_benchmark_runs_skips_and_resumes(tmp_path, capsys):
     assert set(results["summary"]["mnist"]["fd_N"]) == {"avae", "ae"}
     table = (tmp_path / "res" / "tiny.md").read_text()
     assert "| fd_N ↓ |" in table and "[13.27]" in table  # the paper's MNIST value beside ours
-    page = (tmp_path / "res" / "tiny.html").read_text()
-    assert page.count("<figcaption>latents</figcaption>") == 2 and page.count("<figcaption>samples</figcaption>") == 2
+    page = check_page(tmp_path / "res" / "tiny.html")
+    assert {"mnist", "mnist: pictures", "Performance"} <= set(page.headings)
+    assert {"avae", "ae"} <= set(page.header_cells)  # one column per model
+    # each model's first-seed pictures, copied beside the page, byte for byte those its evaluation wrote
+    assert len(page.images) == 6 and all(src.startswith("tiny-pictures/") for src in page.images)
+    first = results["records"][0]
+    assert set(first["pictures"]) == {"samples", "reconstructions", "latents"} and "pictures" not in results["records"][1]
+    for kind, entry in first["pictures"].items():
+        assert entry["sha256"] == first["evaluation"]["figures"][kind]["sha256"]
     assert "Command: `avae benchmark --suite tiny`" in table and "- fd_N: AVAE " in table
     perf = results["performance"]
     assert perf["gemm_peak_gflops"]["float32"] > 0
     mnist = perf["datasets"]["mnist"]
     assert 0 < mnist["models"]["avae"]["kde_refresh_share"] < 1 and mnist["bandwidth_estimation_s"] > 0
     assert mnist["models"]["ae"]["gflops_per_s"] > 0 and "## Performance" in table
+
+    # the pages are rewritten from the results alone; a changed picture is left out, not shown as the record's
+    (tmp_path / "res" / "tiny.md").unlink()
+    picture = tmp_path / "res" / first["pictures"]["samples"]["file"]
+    picture.write_bytes(picture.read_bytes() + b"changed")
+    assert main(["benchmark", "--suite", str(suite), "--results", str(tmp_path / "res"), "--pages-only"]) == 0
+    assert (tmp_path / "res" / "tiny.md").read_text() == table
+    assert len(check_page(tmp_path / "res" / "tiny.html").images) == 5
 
     # a second call skips finished runs; an interrupted one is resumed and evaluated
     done = tmp_path / "runs" / "tiny" / "mnist-avae-s0"

@@ -5,10 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from avae import config, train
+from avae import config, pages, train
 from avae.cli import main
 from avae.evaluate import slerp
+from avae.metrics import disentangle
 from fixtures import write_mnist
+from pagecheck import check_page
 
 
 def test_slerp_stays_on_the_sphere_between_its_endpoints():
@@ -52,10 +54,22 @@ def test_evaluate_writes_json_figures_and_html(trained_run, capsys):
     assert lq["entropy"]["gaussian_reference"] > 0
     assert lq["reconstruction"]["sse_per_image"] == pytest.approx(lq["reconstruction"]["mse_per_pixel"] * 1024)
     assert "fd_N" in result["timings_s"]
-    page = (trained_run / "evaluate.html").read_text()
-    assert page.count("<img") == 6 and "sample quality" in page
-    assert {p.name for p in (trained_run / "evaluation").iterdir()} == {
-        "samples.png", "reconstructions.png", "latents.png", "norms.png", "interpolations.png", "traversal_axes.png"}
+    files = {"samples", "reconstructions", "latents", "norms", "interpolations", "traversal_axes"}
+    assert {p.stem for p in (trained_run / "evaluation").iterdir()} == files
+    assert set(result["figures"]) == files  # each with the hash of the file the page embeds
+    assert all(pages.picture_intact(e, trained_run) for e in result["figures"].values())
+    assert "test images" in result["figures"]["reconstructions"]["title"]  # the split actually plotted
+    page = check_page(trained_run / "evaluate.html")
+    assert len(page.images) == 6 and page.headings[:4] == ["avae on mnist", "Sample quality", "Latent quality",
+                                                           "Pictures"]
+    first = page.header_cells.index("metric")
+    assert page.header_cells[first : first + 4] == ["metric", "RECreconstructions of held-out images",
+                                     "INTdecoded spherical midpoints of pairs of held-out codes",
+                                     "Nsamples from the model's sampler"]  # REC, INT, N side by side
+    text = (trained_run / "evaluate.html").read_text()
+    assert "Fréchet distance ↓" in text and "PRD precision (F₈) ↑" in text
+    params = text.index("<details><summary>Parameters of the sample-quality metrics")
+    assert text.index("num_clusters") > params  # parameters sit in their collapsible block, after the results
     first = result["sample_quality"]
 
     assert main(["evaluate", str(trained_run), "-n", "60", "--seed", "1"]) == 0  # same seed, same numbers
@@ -69,3 +83,24 @@ def test_evaluate_bad_input(trained_run, tmp_path, capsys):
                  str(tmp_path / "none.pth")]) == 2
     err = capsys.readouterr().err
     assert err.count("avae: error:") == 3 and "Traceback" not in err
+
+
+def test_evaluation_page_names_matrix_rows_and_columns(trained_run, tmp_path):
+    """Disentanglement matrices are tables with latent axes and factor names, even where l equals K."""
+    assert main(["evaluate", str(trained_run), "-n", "60"]) == 0
+    result = json.loads((trained_run / "evaluate.json").read_text())
+    factors = disentangle.SyntheticFactors((3, 4, 5, 6), ("shape", "scale", "pos_x", "pos_y"))
+    sizes = {"mig": {"num_train": 500}, "pca_factor_vae": {"images_per_vote": 32, "num_train": 40, "num_eval": 20}}
+    result["factors"] = list(factors.factor_names)
+    result["disentanglement"] = disentangle.evaluate(factors, lambda x: factors.read_factors(x) @ np.eye(4)[::-1],
+                                                     0, ["mig", "pca_factor_vae"], **sizes)
+    pages.write_evaluation_page(trained_run / "evaluate.html", result)
+    page = check_page(trained_run / "evaluate.html")
+    assert "Disentanglement" in page.headings
+    text = (trained_run / "evaluate.html").read_text()
+    mutual_info = text[text.index("MIG: mutual info") - 2000 : text.index("MIG: mutual info")]
+    mutual_info = mutual_info[mutual_info.rindex("<table"):]
+    # rows: latent axes z0–z3; columns: the factors, by name
+    assert mutual_info.count("<th>z") == 4 and "<th>shape</th><th>scale</th><th>pos_x</th><th>pos_y</th>" in mutual_info
+    angles = text[: text.index("angles deg")]
+    assert "<th>pos_y</th>" in angles[angles.rindex("<table"):]  # factor × factor

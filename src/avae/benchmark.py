@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -19,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, config, report, train
+from . import __version__, config, pages, train
 from .errors import AvaeError
 from .evaluate import evaluate
+from .metrics.catalogue import Metric, describe
 
 # headline metrics: short name → path in evaluate.json (or metrics.jsonl for training numbers)
 HEADLINES = {
@@ -53,8 +55,6 @@ HEADLINES = {
     "epoch_s": "training.epoch_s",
     "images_per_s": "training.images_per_s",
 }
-LOWER_IS_BETTER = {"fd_N", "fd_REC", "fd_INT", "gaussian_kl", "gaussian_kl_prior", "norm_ks", "norm_ks_prior",
-                   "collapsed_axes", "mse_per_pixel", "sse_per_image", "epoch_s"}
 TARGETS_NOTE = (
     "Latent fit: `gaussian_kl` is the KL of a Gaussian fitted to held-out codes to the distribution the model "
     "samples from (AVAE N(0, (1−h²)I); RAE and AE the Gaussian fitted to their training codes; the others "
@@ -62,6 +62,15 @@ TARGETS_NOTE = (
     "distribution against χ²_l; `gaussian_kl_prior` and `norm_ks_prior` are the same against N(0, I). "
     "`entropy_reference` is l/2; `entropy_gaussian` is what the same whitened-entropy estimator gives on true "
     "N(0, I) samples of the same l and n.")
+
+
+def headline_metrics() -> dict[str, Metric]:
+    """Each headline's label and direction, from the metric catalogue (its key where the catalogue has none)."""
+    return {name: describe(path) or Metric(name) for name, path in HEADLINES.items()}
+
+
+LOWER_IS_BETTER = {name for name, metric in headline_metrics().items() if metric.better == "lower"}
+BENCHMARK_PICTURES = ("samples", "reconstructions", "latents")  # of each model's first seed; the rest is per run
 
 
 @dataclass
@@ -190,17 +199,26 @@ def paper_results() -> dict:
     return config.load_yaml((resources.files("avae") / "configs" / "paper_results.yaml").read_text())
 
 
+def paper_reference(dataset: str, paper: dict | None = None) -> dict:
+    """{"values": {metric: {model: value}}, "note": what they are comparable to} for a benchmark dataset."""
+    paper = paper or paper_results()
+    compared = paper["compared"].get(dataset)
+    if compared is None:
+        return {"values": {}, "note": ""}
+    return {"values": paper[compared["source"]], "note": compared["note"]}
+
+
 def markdown(suite: dict, summary: dict) -> str:
     paper = paper_results()
     part = f" ({', '.join(suite['datasets'])})" if suite.get("datasets") else ""
     lines = [f"# Benchmark suite `{suite['name']}`{part}", "", str(suite.get("description", "")).strip(), "",
-             "Mean ± std over seeds (population std). ↓: lower is better. In brackets: the paper's value "
-             "(MNIST for Fashion-MNIST rows; Inception FID there, our classifier feature space here).", "",
-             TARGETS_NOTE, ""]
+             "Mean ± std over seeds (population std). ↑ higher is better, ↓ lower is better. In brackets: the "
+             "paper's value (see each dataset's note for what it compares to).", "", TARGETS_NOTE, ""]
     for dataset, metrics in summary.items():
         models = sorted({m for by_model in metrics.values() for m in by_model})
-        reference = paper.get("mnist" if dataset == "fashion_mnist" else dataset, {})
-        lines += [f"## {dataset}", "", "| metric | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+        reference = paper_reference(dataset, paper)
+        lines += [f"## {dataset}", "", reference["note"], "", "| metric | " + " | ".join(models) + " |",
+                  "|---|" + "---|" * len(models)]
         for metric, by_model in metrics.items():
             cells = []
             for model in models:
@@ -208,11 +226,11 @@ def markdown(suite: dict, summary: dict) -> str:
                     cells.append("–")
                     continue
                 mean, std, _ = by_model[model]
-                ref = reference.get(metric, {}).get(model)
-                cells.append(f"{mean:.4g} ± {std:.2g}" + (f" [{ref}]" if ref is not None else ""))
-            arrow = " ↓" if metric in LOWER_IS_BETTER else ""
-            lines.append(f"| {metric}{arrow} | " + " | ".join(cells) + " |")
-        lines += ["", *_claims(dataset, metrics), ""]
+                ref = reference["values"].get(metric, {}).get(model)
+                cells.append(pages.mean_std(mean, std) + (f" [{ref}]" if ref is not None else ""))
+            arrow = headline_metrics().get(metric, Metric(metric)).arrow
+            lines.append(f"| {metric}{' ' + arrow if arrow else ''} | " + " | ".join(cells) + " |")
+        lines += ["", *_claims_markdown(dataset, claims(metrics)), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -222,7 +240,7 @@ CLAIMED_BEST = ("fd_N", "prd_precision_N", "prd_recall_N", "entropy", "gaussian_
                 "pca_factor_vae", "pca_mig")
 
 
-def _claims(dataset: str, metrics: dict) -> list[str]:
+def claims(metrics: dict) -> list[dict]:
     """For each claimed metric: the AVAE against the best other model, and whether the gap exceeds the spread."""
     out = []
     for metric in CLAIMED_BEST:
@@ -238,9 +256,16 @@ def _claims(dataset: str, metrics: dict) -> list[str]:
             verdict = "ahead of" if sign * (a - b) < 0 else "behind"
             if abs(a - b) <= sa + sb:
                 verdict += " (within the seeds' spread)"
-        ratio = f", ratio {a / b:.3g}" if b else ""
-        out.append(f"- {metric}: AVAE {a:.4g} ± {sa:.2g}, {verdict} the best other model, {rival} {b:.4g} ± {sb:.2g}"
-                   f"{ratio}{_reference(metric, metrics)}.")
+        out.append({"metric": metric, "avae": (a, sa), "rival": rival, "other": (b, sb),
+                    "ratio": a / b if b else None, "verdict": verdict, "reference": _reference(metric, metrics)})
+    return out
+
+
+def _claims_markdown(dataset: str, rows: list[dict]) -> list[str]:
+    out = [f"- {c['metric']}: AVAE {pages.mean_std(*c['avae'])}, {c['verdict']} the best other model, {c['rival']} "
+           f"{pages.mean_std(*c['other'])}" + ("" if c["ratio"] is None else f", ratio {c['ratio']:.3g}")
+           + (f" ({c['reference']})" if c["reference"] else "") + "."
+           for c in rows]
     if out:
         out.insert(0, f"The paper reports the AVAE best on these metrics; on {dataset} here:")
     return out
@@ -252,7 +277,7 @@ def _reference(metric: str, metrics: dict) -> str:
     if metric != "entropy" or not half_l:
         return ""
     estimator = f"{next(iter(gaussian.values()))[0]:.4g} on true N(0, I) samples, " if gaussian else ""
-    return f" (reference: {estimator}l/2 = {next(iter(half_l.values()))[0]:.4g})"
+    return f"reference: {estimator}l/2 = {next(iter(half_l.values()))[0]:.4g}"
 
 
 # --- performance ------------------------------------------------------------------------------
@@ -363,25 +388,85 @@ def _machine() -> dict:
             "gpu": gpu}
 
 
+def results_stem(suite: dict) -> str:
+    part = suite.get("datasets")
+    return suite["name"] + (f"-{'-'.join(part)}" if part else "")
+
+
 def write_results(suite: dict, records: list[dict], results_root: Path, perf: dict | None = None) -> Path:
     """The results JSON, Markdown and HTML; `perf` reuses a performance section measured before."""
     results_root.mkdir(parents=True, exist_ok=True)
-    summary = summarise(records)
-    perf = perf or performance(records)
     part = suite.get("datasets")
-    command = f"avae benchmark --suite {suite['name']}" + (f" --datasets {','.join(part)}" if part else "")
-    stem = suite["name"] + (f"-{'-'.join(part)}" if part else "")
+    stem = results_stem(suite)
     machine = _machine()
     hours = {"train": sum(sum(r["training"]["epoch_times_s"]) for r in records) / 3600,
              "evaluate": sum(sum(r["evaluation"]["timings_s"].values()) for r in records) / 3600}
-    where = f"{machine['cpus']} CPU cores" + (f" and a {machine['gpu']}" if machine["gpu"] else "")
-    table = (markdown(suite, summary) + f"\nCommand: `{command}`. Compute: {hours['train']:.2f} h training and "
-             f"{hours['evaluate']:.2f} h evaluation, {len(records)} runs on {where}.\n\n" + performance_markdown(perf))
-    payload = {"suite": suite, "records": records, "summary": summary, "performance": perf, "avae": __version__,
-               "torch": torch.__version__, "python": platform.python_version(), "machine": machine,
-               "compute_hours": hours, "written": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command}
+    store_pictures(records, results_root, f"{stem}-pictures")
+    payload = {"suite": suite, "records": records, "summary": summarise(records), "performance": perf or performance(records),
+               "avae": __version__, "torch": torch.__version__, "python": platform.python_version(),
+               "machine": machine, "compute_hours": hours, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "command": f"avae benchmark --suite {suite['name']}" + (f" --datasets {','.join(part)}" if part else "")}
     out = results_root / f"{stem}.json"
     train.write_json(out, payload)
-    (results_root / f"{stem}.md").write_text(table)
-    report.write_benchmark_html(results_root / f"{stem}.html", table, records)
+    write_pages(payload, results_root)
     return out
+
+
+def store_pictures(records: list[dict], results_root: Path, folder: str) -> None:
+    """Copy each model's first-seed evaluation pictures beside the results; the record keeps their hashes.
+
+    A picture is copied only if it is byte for byte the one its evaluation wrote (evaluate.json holds
+    its SHA-256), so the page shows the pictures of the very evaluation its tables report.
+    """
+    first = {}
+    for r in records:
+        first.setdefault((r["dataset"], r["model"]), r)
+    (results_root / folder).mkdir(exist_ok=True)
+    for r in first.values():
+        run_dir, figures = Path(r["run_dir"]), r["evaluation"].get("figures", {})
+        r["pictures"] = {}
+        for kind in BENCHMARK_PICTURES:
+            if kind not in figures or not pages.picture_intact(figures[kind], run_dir):
+                continue
+            target = results_root / folder / f"{r['dataset']}-{r['model']}-s{r['seed']}-{kind}.png"
+            shutil.copyfile(run_dir / figures[kind]["file"], target)
+            r["pictures"][kind] = {"title": figures[kind]["title"], **pages.picture(target, results_root)}
+
+
+def write_pages(payload: dict, results_root: Path) -> None:
+    """<stem>.md (for diffs and terminals) and <stem>.html (for people), both from the results payload."""
+    stem, records, machine, hours = (results_stem(payload["suite"]), payload["records"], payload["machine"],
+                                     payload["compute_hours"])
+    where = f"{machine['cpus']} CPU cores" + (f" and a {machine['gpu']}" if machine["gpu"] else "")
+    table = (markdown(payload["suite"], payload["summary"]) + f"\nCommand: `{payload['command']}`. Compute: "
+             f"{hours['train']:.2f} h training and {hours['evaluate']:.2f} h evaluation, {len(records)} runs on "
+             f"{where}.\n\n" + performance_markdown(payload["performance"]) + _needs_markdown(payload))
+    (results_root / f"{stem}.md").write_text(table)
+    paper = paper_results()
+    pages.write_benchmark_page(results_root / f"{stem}.html", payload, headline_metrics(),
+                               {d: paper_reference(d, paper) for d in payload["summary"]},
+                               {d: claims(metrics) for d, metrics in payload["summary"].items()})
+
+
+NEEDS_NOTE = ("These records predate scoring against each model's sampling distribution; their run directories "
+              "are not in the repository (`python benchmarks/rescore_targets.py` re-scored the rest):")
+
+
+def _needs_markdown(payload: dict) -> str:
+    needs = payload.get("needs_new_evaluation")
+    if not needs:
+        return ""
+    lines = ["", "## Latent metrics that need a new evaluation", "", NEEDS_NOTE, ""]
+    return "\n".join(lines + [f"- {run}: {', '.join(missing)}" for run, missing in needs.items()]) + "\n"
+
+
+def rewrite_pages(name: str, results_root: Path, datasets: list[str] | None = None) -> Path:
+    """Rewrite a suite's .md and .html from its results JSON, without training or evaluating."""
+    suite = load_suite(name)
+    if datasets:
+        suite = only_datasets(suite, datasets)
+    path = Path(results_root) / f"{results_stem(suite)}.json"
+    if not path.is_file():
+        raise AvaeError(f"no results {path} to rewrite pages from; run `avae benchmark --suite {name}` first")
+    write_pages(json.loads(path.read_text()), Path(results_root))
+    return path

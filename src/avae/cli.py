@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--results", default="benchmarks/results", help="folder for <suite>.json/.md/.html")
     k.add_argument("--data-root", help="folder holding the datasets' files")
     k.add_argument("--datasets", help="comma-separated part of the suite to run (results: <suite>-<datasets>.*)")
+    k.add_argument("--pages-only", action="store_true",
+                   help="rewrite the .md and .html pages from the results JSON; train and evaluate nothing")
     k.set_defaults(run=_benchmark)
 
     b = sub.add_parser("bandwidth", help="the bias-corrected KDE bandwidth for latent size l and KDE size m")
@@ -176,10 +178,13 @@ def _evaluate(args) -> int:
 
 
 def _benchmark(args) -> int:
-    from .benchmark import run_suite
+    from .benchmark import rewrite_pages, run_suite
 
     datasets = args.datasets.split(",") if args.datasets else None
-    out = run_suite(args.suite, Path(args.runs), Path(args.results), args.data_root, datasets)
+    if args.pages_only:
+        out = rewrite_pages(args.suite, Path(args.results), datasets)
+    else:
+        out = run_suite(args.suite, Path(args.runs), Path(args.results), args.data_root, datasets)
     print(f"results: {out}, {out.with_suffix('.md')}, {out.with_suffix('.html')}")
     return 0
 

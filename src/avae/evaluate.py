@@ -8,12 +8,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, report, train
+from . import __version__, pages, report, train
 from .bandwidth import bandwidth
 from .data import check_unchanged, load_dataset, to_float
 from .errors import AvaeError
 from .metrics import generative, latent
 from .metrics.features import InceptionFeatures, RandomFeatures, classifier_features, has_targets
+
+
+SPLIT_NAMES = {"val": "validation", "test": "test", "train": "training"}
 
 
 def slerp_midpoints(z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -152,13 +155,16 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
     }
     directions = None
     if ev.data.factors is not None and disentanglement != "none":
+        result["factors"] = list(ev.data.factors.factor_names)
         result["disentanglement"], directions = timed("disentanglement", _disentanglement, ev, disentanglement)
     result["timings_s"] = timings
     folder = ev.run_dir / "evaluation"
     folder.mkdir(exist_ok=True)
     figures = _figures(ev, codes, sets_u8, folder, directions)
+    result["figures"] = {path.stem: {"title": title, **pages.picture(path, ev.run_dir)}
+                         for title, path in figures.items()}
     train.write_json(ev.run_dir / "evaluate.json", result)
-    report.write_evaluation_html(ev.run_dir / "evaluate.html", result, figures)
+    pages.write_evaluation_page(ev.run_dir / "evaluate.html", result)
     return result
 
 
@@ -177,33 +183,40 @@ def _disentanglement(ev: Evaluation, preset: str):
 
 def _figures(ev: Evaluation, codes, sets_u8, folder: Path, directions) -> dict:
     """Sample, reconstruction, latent, interpolation and traversal pictures; returns {title: path}."""
-    figs = {}
-
-    def grid(file, title, images, ncol):
-        report.save_grid(folder / file, images, ncol)
-        figs[title] = folder / file
+    split = SPLIT_NAMES.get(ev.split, ev.split)
+    figs = {"Samples": folder / "samples.png",
+            f"Reconstructions of {split} images": folder / "reconstructions.png"}
+    report.save_samples(figs["Samples"], sets_u8["N"][:64], ev.model.sampler)
+    report.save_reconstructions(figs[f"Reconstructions of {split} images"], ev.images[:24], sets_u8["REC"][:24], split)
+    figs |= report.save_latent_figures(folder, codes, ev.model.latent_variance, split)
 
     def decoded(z):
         return report.to_uint8(ev.decode(z), ev.vr)
 
-    grid("samples.png", "Samples", sets_u8["N"][:64], 8)
-    report.save_reconstructions(folder / "reconstructions.png", ev.images[:32], sets_u8["REC"][:32])
-    figs["Reconstructions (rows: held-out, reconstructed)"] = folder / "reconstructions.png"
-    figs |= report.save_latent_figures(folder, codes, ev.model.latent_variance)
     rng = np.random.default_rng(ev.seed + 1)
     a, b = codes[rng.integers(0, len(codes), 8)], codes[rng.integers(0, len(codes), 8)]
-    path = np.concatenate([slerp(a[i : i + 1], b[i : i + 1], t) for i in range(8) for t in np.linspace(0, 1, 10)])
-    grid("interpolations.png", "Spherical interpolations between held-out codes", decoded(path), 10)
+    t = np.linspace(0, 1, 10)
+    path = np.concatenate([slerp(a[i : i + 1], b[i : i + 1], s) for i in range(8) for s in t])
+    figs["Spherical interpolations"] = folder / "interpolations.png"
+    report.save_traversals(figs["Spherical interpolations"], decoded(path),
+                           f"Spherical interpolations between pairs of {split} codes",
+                           [f"pair {i + 1}" for i in range(8)], t, "fraction of the way along the great circle")
     std = math.sqrt(ev.model.latent_variance)
-    grid("traversal_axes.png", "Traversals along the latent axes (±2 sampling std)",
-         decoded(_traverse(np.eye(codes.shape[1]), std)), 9)
+    values = np.linspace(-2 * std, 2 * std, 9)
+    along = f"code value along the row's direction (±2 sampling std, σ = {std:.3g})"
+    figs["Traversals along the latent axes"] = folder / "traversal_axes.png"
+    report.save_traversals(figs["Traversals along the latent axes"], decoded(_traverse(np.eye(codes.shape[1]), values)),
+                           "Traversals along the latent axes, through the origin",
+                           [f"z{i}" for i in range(codes.shape[1])], values, along)
     if directions is not None:
-        grid("traversal_directions.png", "Traversals along the PCA-found factor directions",
-             decoded(_traverse(np.asarray(directions), std)), 9)
+        figs["Traversals along the PCA factor directions"] = folder / "traversal_directions.png"
+        report.save_traversals(figs["Traversals along the PCA factor directions"],
+                               decoded(_traverse(np.asarray(directions), values)),
+                               "Traversals along the PCA-found direction of each factor",
+                               list(ev.data.factors.factor_names), values, along)
     return figs
 
 
-def _traverse(directions: np.ndarray, std: float, steps: int = 9) -> np.ndarray:
-    """Codes from −2σ to 2σ along each direction (one row per direction), through the origin."""
-    t = np.linspace(-2 * std, 2 * std, steps)
-    return np.concatenate([t[:, None] * d[None, :] for d in directions])
+def _traverse(directions: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Codes at `values` along each direction (one row per direction), through the origin."""
+    return np.concatenate([values[:, None] * d[None, :] for d in directions])

@@ -1,11 +1,11 @@
-"""Figures of a run: sample grids, reconstructions, latent scatter matrix, ‖z‖² histogram."""
+"""Figures of a run: sample grids, reconstructions, traversals, latent scatter matrix, ‖z‖² histogram.
+
+Pictures of images keep their pixel grid: the mosaic is drawn pixel for pixel (scaled by a whole
+number, never smoothed) with its labels in a margin around it.
+"""
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
-import os
 from pathlib import Path
 
 import matplotlib
@@ -14,10 +14,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
-from scipy.stats import chi2  # noqa: E402
+from scipy.stats import chi2, norm  # noqa: E402
 
 SCATTER_DIMS = 8  # a scatter matrix beyond 8×8 panels is unreadable
 SCATTER_POINTS = 2000  # more points only darken the panels and weigh down the HTML pages
+CLIP_QUANTILE = 0.995  # limits of the latent plots: this quantile of the data, so outliers cannot squash them
+DPI = 100
+FONT = 9  # points
 
 
 def to_uint8(images, value_range=(0.0, 1.0)) -> np.ndarray:
@@ -41,149 +44,134 @@ def grid(images: np.ndarray, ncol: int | None = None, pad: int = 2) -> np.ndarra
 
 
 def save_grid(path: Path, images: np.ndarray, ncol: int | None = None) -> None:
+    """The bare mosaic, one image pixel per pixel (for image files, not for reading)."""
     Image.fromarray(grid(images, ncol)).save(path)
 
 
-def save_reconstructions(path: Path, originals: np.ndarray, reconstructions: np.ndarray, ncol: int = 8) -> None:
-    """Rows alternate: originals, then their reconstructions."""
-    rows = []
+def save_labelled_grid(path: Path, images: np.ndarray, ncol: int, title: str, row_labels=(), col_labels=(),
+                       col_title: str = "") -> None:
+    """A mosaic scaled by a whole number (nearest), with a title, a label per row and per column."""
+    pad, (h, w) = 2, images.shape[2:]
+    scale = max(1, 64 // max(h, w))  # small images shown at least about 64 pixels wide
+    mosaic = grid(images, ncol, pad).repeat(scale, 0).repeat(scale, 1)
+    if mosaic.ndim == 2:  # as RGB: a colour map's lookup table would shift some grey levels by one
+        mosaic = np.repeat(mosaic[..., None], 3, axis=2)
+    left = 10 + (7 * max(map(len, row_labels)) if len(row_labels) else 0)
+    top = 26 + (16 if len(col_labels) else 0) + (14 if col_title else 0)
+    width = max(left + mosaic.shape[1] + 10, 8 * len(title) + 20, 7 * len(col_title) + 20)
+    height = top + mosaic.shape[0] + 8
+    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    fig.figimage(mosaic, xo=left, yo=8, origin="upper", resize=False)
+
+    def text(x, y, s, **kw):  # pixel coordinates from the top left
+        fig.text(x / width, 1 - y / height, s, **{"fontsize": FONT, "va": "center", **kw})
+
+    text(width / 2, 12, title, ha="center", fontweight="bold")
+    if col_title:
+        text(left + mosaic.shape[1] / 2, 30, col_title, ha="center")
+    for i, label in enumerate(col_labels):
+        text(left + (pad + i * (w + pad) + w / 2) * scale, top - 9, label, ha="center", fontsize=FONT - 1)
+    for i, label in enumerate(row_labels):
+        text(left - 6, top + (pad + i * (h + pad) + h / 2) * scale, label, ha="right")
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def save_samples(path: Path, images: np.ndarray, sampler: str, ncol: int = 8) -> None:
+    save_labelled_grid(path, images, ncol, f"{len(images)} samples", col_title=f"codes drawn from {sampler}")
+
+
+def save_reconstructions(path: Path, originals: np.ndarray, reconstructions: np.ndarray, split: str,
+                         ncol: int = 6) -> None:
+    """Rows alternate: held-out images, then their reconstructions."""
+    rows, labels = [], []
     for i in range(0, len(originals), ncol):
         rows += [originals[i : i + ncol], reconstructions[i : i + ncol]]
-    save_grid(path, np.concatenate(rows), ncol)
+        labels += [f"{split} image", "reconstruction"]
+    save_labelled_grid(path, np.concatenate(rows), ncol, f"Reconstructions of {len(originals)} {split} images",
+                       row_labels=labels)
 
 
-def save_latent_scatter(path: Path, z: np.ndarray, reference_std: float) -> None:
-    """Pairwise scatter of the first dimensions, histograms on the diagonal."""
+def save_traversals(path: Path, images: np.ndarray, title: str, row_labels, values, col_title: str) -> None:
+    """One row per direction; columns are the code value along it."""
+    save_labelled_grid(path, images, len(values), title, row_labels=row_labels,
+                       col_labels=[f"{round(float(v), 6) + 0.0:.2g}" for v in values], col_title=col_title)
+
+
+def _limit(values: np.ndarray) -> float:
+    """A round half-width covering CLIP_QUANTILE of |values| (so a few outliers do not squash the plot)."""
+    q = float(np.quantile(np.abs(values), CLIP_QUANTILE)) or 1.0
+    step = 10 ** math.floor(math.log10(q)) / 2
+    return math.ceil(q / step) * step
+
+
+def save_latent_scatter(path: Path, z: np.ndarray, variance: float, split: str) -> None:
+    """Pairwise scatter of the first axes, histograms against the sampling density on the diagonal."""
     d = min(z.shape[1], SCATTER_DIMS)
-    z = z[:SCATTER_POINTS]
-    lim = 4 * reference_std
-    fig, axes = plt.subplots(d, d, figsize=(1.6 * d, 1.6 * d), squeeze=False)
+    shown = z[:SCATTER_POINTS, :d]
+    lim = _limit(shown)
+    outside = int((np.abs(shown) > lim).any(1).sum())
+    size = max(5.5, min(0.9 * d + 1.4, 6.0))  # two fit side by side on a 1280-pixel page
+    fig, axes = plt.subplots(d, d, figsize=(size, size + 0.3), dpi=DPI, squeeze=False)
+    line = np.linspace(-lim, lim, 200)
+    tick = float(f"{0.6 * lim:.1g}")
+    ticks = [-tick, 0, tick]
     for i in range(d):
         for j in range(d):
             ax = axes[i, j]
             if i == j:
-                ax.hist(z[:, i], bins=40, range=(-lim, lim), color="tab:blue")
+                ax.hist(shown[:, i], bins=30, range=(-lim, lim), density=True, color="tab:blue")
+                ax.plot(line, norm.pdf(line, scale=math.sqrt(variance)), "k-", lw=0.8)
+                ax.set_yticks([])
             else:
-                ax.scatter(z[:, j], z[:, i], s=1, alpha=0.3, color="tab:blue", rasterized=True)
+                ax.scatter(shown[:, j], shown[:, i], s=1, alpha=0.3, color="tab:blue", rasterized=True)
                 ax.set_ylim(-lim, lim)
+                ax.set_yticks(ticks)
             ax.set_xlim(-lim, lim)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set_xticks(ticks)
+            ax.tick_params(labelsize=FONT - 2, length=2, pad=1,
+                           labelleft=j == 0 and i != 0, labelbottom=i == d - 1)
             if j == 0:
-                ax.set_ylabel(f"z{i}", fontsize=8)
+                ax.set_ylabel(f"z{i}", fontsize=FONT)
             if i == d - 1:
-                ax.set_xlabel(f"z{j}", fontsize=8)
-    fig.suptitle(f"{len(z)} held-out codes (first {d} of {z.shape[1]} dims)", fontsize=9)
-    fig.savefig(path, dpi=80)
+                ax.set_xlabel(f"z{j}", fontsize=FONT)
+    fig.suptitle(f"{len(shown)} {split} codes, axes z0–z{d - 1} of {z.shape[1]} (code units)\n"
+                 f"diagonal: histogram of the axis, and in black\nthe sampling density N(0, {variance:.3g})",
+                 fontsize=FONT)
+    clipped = (f"{outside} codes ({100 * outside / len(shown):.1f} %) lie beyond ±{lim:g} on some axis and are not drawn"
+               if outside else f"every code lies within ±{lim:g}")
+    fig.text(0.5, 0.005, clipped, ha="center", va="bottom", fontsize=FONT - 1)
+    fig.subplots_adjust(left=0.11, right=0.98, bottom=0.1, top=0.88, wspace=0.08, hspace=0.08)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
 
 
-def save_norm_histogram(path: Path, z: np.ndarray, variance: float, label: str) -> None:
-    """Histogram of ‖z‖² against the density of variance·χ²_l."""
+def save_norm_histogram(path: Path, z: np.ndarray, variance: float, split: str) -> None:
+    """Histogram of ‖z‖² against the density of variance·χ²_l (the law of ‖z‖² under the sampler)."""
     l = z.shape[1]
     r2 = (z.astype(np.float64) ** 2).sum(1)
-    top = max(np.quantile(r2, 0.995), chi2.ppf(0.995, l) * variance)
+    top = max(np.quantile(r2, CLIP_QUANTILE), chi2.ppf(CLIP_QUANTILE, l) * variance)
+    outside = int((r2 > top).sum())
     grid_x = np.linspace(0, top, 400)
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.hist(r2, bins=60, range=(0, top), density=True, alpha=0.6, label="‖z‖² of validation codes")
-    ax.plot(grid_x, chi2.pdf(grid_x / variance, l) / variance, "k-", label=label)
-    ax.set_xlabel("‖z‖²")
-    ax.legend(fontsize=8)
+    fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=DPI)
+    ax.hist(r2, bins=60, range=(0, top), density=True, alpha=0.6, label=f"‖z‖² of {len(z)} {split} codes")
+    ax.plot(grid_x, chi2.pdf(grid_x / variance, l) / variance, "k-",
+            label=f"{variance:.3g}·χ²$_{{{l}}}$ (the sampling distribution)")
+    ax.set_xlabel("‖z‖², squared norm of a code (code units²)")
+    ax.set_ylabel("probability density")
+    title = f"Squared code norms, l = {l}"
+    if outside:
+        title += f" ({outside} codes beyond {top:.3g} not drawn)"
+    ax.set_title(title, fontsize=FONT + 1)
+    ax.legend(fontsize=FONT - 1)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
 
 
-def save_latent_figures(folder: Path, z: np.ndarray, variance: float) -> dict:
+def save_latent_figures(folder: Path, z: np.ndarray, variance: float, split: str) -> dict:
     """latents.png (scatter matrix) and norms.png (‖z‖² against the sampling distribution); {title: path}."""
-    save_latent_scatter(folder / "latents.png", z, math.sqrt(variance))
-    save_norm_histogram(folder / "norms.png", z, variance,
-                        f"{variance:.3f}·χ²_{z.shape[1]} (sampling distribution)")
-    return {"Held-out codes": folder / "latents.png", "‖z‖² of held-out codes": folder / "norms.png"}
-
-
-# --- HTML ------------------------------------------------------------------------------------
-def _img_tag(path: Path, jpeg: bool = False) -> str:
-    """An inline image, so the page opens anywhere without a server or its folder.
-
-    `jpeg` re-encodes the PNG at most 640 px wide (quality 90): a suite's page holds dozens of
-    pictures, and colour sample grids and scatter plots are 5–10× smaller so.
-    """
-    if jpeg:
-        buffer, image = io.BytesIO(), Image.open(path).convert("RGB")
-        image.thumbnail((640, 640))
-        image.save(buffer, "JPEG", quality=90)
-        data, kind = buffer.getvalue(), "jpeg"
-    else:
-        data, kind = Path(path).read_bytes(), "png"
-    return f'<img src="data:image/{kind};base64,{base64.b64encode(data).decode()}" ' \
-           'style="image-rendering:pixelated;max-width:100%">'
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return html.escape(str(value))
-
-
-def _rows(tree: dict, prefix: str = "") -> list[tuple[str, object]]:
-    """Flatten nested results into (dotted name, value) rows, skipping long lists."""
-    rows = []
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            rows += _rows(value, name + ".")
-        elif not isinstance(value, list) or len(value) <= 8:
-            rows.append((name, value))
-    return rows
-
-
-def table_html(tree: dict) -> str:
-    body = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in _rows(tree))
-    return f"<table>{body}</table>"
-
-
-PAGE_STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1100px}"
-              "table{border-collapse:collapse;margin:1em 0}td{border:1px solid #ccc;padding:2px 8px;font-size:13px}"
-              "h2{margin-top:1.5em}")
-
-
-def _write_page(path: Path, title: str, body: str) -> None:
-    """A self-contained HTML page, written atomically so a finished page is never half-replaced."""
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>" \
-           f"<style>{PAGE_STYLE}</style></head><body>{body}</body></html>"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page)
-    os.replace(tmp, path)
-
-
-def write_evaluation_html(path: Path, result: dict, figures: dict) -> None:
-    sections = [f"<h1>{html.escape(result['model'])} on {html.escape(result['dataset'])}</h1>",
-                f"<p>run {html.escape(result['run'])}, {result['n']} {result['split']} images, seed {result['seed']}; "
-                f"feature space: {html.escape(result['feature_space']['name'])}</p>"]
-    for key in ("sample_quality", "latent_quality", "disentanglement", "feature_space", "timings_s"):
-        if key in result:
-            sections.append(f"<h2>{key.replace('_', ' ')}</h2>{table_html(result[key])}")
-    for title, fig in figures.items():
-        sections.append(f"<h2>{html.escape(title)}</h2>{_img_tag(fig)}")
-    _write_page(path, "avae evaluation", ''.join(sections))
-
-
-BENCHMARK_PICTURES = ("samples", "reconstructions", "latents")  # traversals are on each run's own page
-
-
-def write_benchmark_html(path: Path, table_markdown: str, records: list[dict]) -> None:
-    """The suite's tables and, per dataset, each model's evaluation pictures (first seed) side by side."""
-    body = [f"<pre>{html.escape(table_markdown)}</pre>"]
-    seen = set()
-    for r in records:
-        key = (r["dataset"], r["model"])
-        if key in seen:
-            continue
-        seen.add(key)
-        folder = Path(r["run_dir"]) / "evaluation"
-        pictures = [f"<figure>{_img_tag(folder / f'{name}.png', jpeg=True)}<figcaption>{name}</figcaption></figure>"
-                    for name in BENCHMARK_PICTURES if (folder / f"{name}.png").is_file()]
-        body.append(f"<h2>{html.escape(r['dataset'])} — {html.escape(r['model'])} (seed {r['seed']})</h2>"
-                    f"<div style='display:flex;gap:1em;flex-wrap:wrap;align-items:flex-start'>{''.join(pictures)}</div>")
-    _write_page(path, "avae benchmark", ''.join(body))
+    save_latent_scatter(folder / "latents.png", z, variance, split)
+    save_norm_histogram(folder / "norms.png", z, variance, split)
+    return {f"Codes of {split} images": folder / "latents.png",
+            f"‖z‖² of {split} codes against the sampling distribution": folder / "norms.png"}

@@ -293,12 +293,14 @@ class Trainer:
         model.eval()
         with torch.no_grad():
             gen = torch.Generator().manual_seed(self.seed)  # the same codes every epoch
-            report.save_grid(folder / "samples.png", report.to_uint8(model.sample(64, gen).float().cpu(), vr), 8)
+            report.save_samples(folder / "samples.png", report.to_uint8(model.sample(64, gen).float().cpu(), vr),
+                                model.sampler)
             originals = self.data.val.images(np.arange(min(32, len(self.data.val))))
             recon = model.decode(model.encode(self.prepare(originals))).float().cpu()
-            report.save_reconstructions(folder / "reconstructions.png", originals.numpy(), report.to_uint8(recon, vr))
+            report.save_reconstructions(folder / "reconstructions.png", originals.numpy(), report.to_uint8(recon, vr),
+                                        "validation")
         model.train()
-        report.save_latent_figures(folder, codes.numpy(), model.latent_variance)
+        report.save_latent_figures(folder, codes.numpy(), model.latent_variance, "validation")
 
     # --- checkpoints ------------------------------------------------------------------------
     @property
