@@ -45,10 +45,11 @@ def run(model: str, name: str, init_seed: int, data_seed: int, epochs: int, root
 
 def shared_initialisation(seed: int) -> dict:
     """How many encoder and decoder tensors each model shares with the AVAE at one seed, before training."""
-    nets = {}
+    nets, spec = {}, None
     for model in ["avae", "rae", "aae", "wae", "vae", "beta_tcvae"]:
         cfg = config.resolve(None, SUITE + OWN.get(model, []) + [f"model.name={model}", f"train.seed={seed}"])
-        built = train.build(cfg, train.data_spec(train.prepare_data(cfg)))
+        spec = spec or train.data_spec(train.prepare_data(cfg))
+        built = train.build(cfg, spec)
         nets[model] = {k: v for k, v in built.state_dict().items() if k.startswith(("encoder", "decoder"))}
     ref = nets["avae"]
     return {model: f"{sum(k in sd and torch.equal(sd[k], ref[k]) for k in ref)}/{len(ref)}"
@@ -64,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="rae")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--epochs", type=int, help="train every variant this many epochs instead")
     parser.add_argument("--runs", type=Path, default=Path("benchmarks/runs/dsprites-seed"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/dsprites_seed.json"))
     args = parser.parse_args()
@@ -72,7 +74,7 @@ def main() -> None:
     print(results["tensors_identical_to_the_avae_at_seed_1"], flush=True)
     for name in args.variants.split(","):
         init_seed, data_seed, epochs = VARIANTS[name]
-        epochs_ = run(args.model, name, init_seed, data_seed, epochs, args.runs)
+        epochs_ = run(args.model, name, init_seed, data_seed, args.epochs or epochs, args.runs)
         results["runs"][f"{args.model}-{name}"] = {
             "model": args.model, "init_seed": init_seed, "data_seed": data_seed,
             "val_recon": [e["val_recon"] for e in epochs_], "epoch_s": [e["epoch_s"] for e in epochs_]}
