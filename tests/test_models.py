@@ -344,8 +344,8 @@ def test_params_dataclasses_hold_generic_defaults():
     ("beta_vae", {"beta": "big"}, "model.beta must be a number"),
     ("beta_tcvae", {"beta": -1}, "model.beta must be a number ≥ 0"),
     ("wae", {"recon_scale": 0}, "model.recon_scale must be a number > 0"),
-    ("factor_vae", {"disc_hidden": [0, 10]}, "model.disc_hidden must be a list of positive integers"),
-    ("aae", {"disc_betas": [0.5]}, "model.disc_betas must be two numbers"),
+    ("factor_vae", {"disc_hidden": [0, 10]}, "model.disc_hidden must be a non-empty list of integers ≥ 1"),
+    ("aae", {"disc_betas": [0.5]}, "model.disc_betas must be a list of 2 numbers ≥ 0 and < 1"),
     ("rae", {"nonsense": 1}, "no setting nonsense"),
 ])
 def test_bad_settings_name_the_problem(name, setting, says):

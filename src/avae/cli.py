@@ -8,31 +8,72 @@ import sys
 import time
 from pathlib import Path
 
+from . import schema
 from .errors import AvaeError
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a bad flag (already reported in one line)
+        return e.code if isinstance(e.code, int) else 0
     try:
         return args.run(args) or 0
     except AvaeError as e:
-        print(f"avae: error: {e}", file=sys.stderr)
+        print(f"avae: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a place the user named that cannot be written (full disk, read-only folder)
+        print(f"avae: error: {e.strerror or e}: {e.filename or ''}; choose another place or free it", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("avae: interrupted; a run continues with `avae train --resume RUN_DIR`", file=sys.stderr)
         return 130
 
 
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad flag in one line (the usage is one `--help` away)."""
+
+    def error(self, message):
+        self.exit(2, f"avae: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _flag(kind, rules: dict):
+    """An argparse type that checks a flag's value with the settings' validator."""
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = text
+        try:
+            return schema.check_value("value", value, kind, rules)
+        except AvaeError:
+            raise argparse.ArgumentTypeError(f"must be {schema.describe(kind, rules)}, got {text!r}") from None
+
+    return convert
+
+
+def _setting_flag(cls, name: str):
+    """The argparse type of a config setting: its declared type and range."""
+    return _flag(*schema.fields(cls)[name])
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avae", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    from .config import EVALUATE_SETTINGS as EVALUATE, TrainConfig
+
+    p = _Parser(prog="avae", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model (the AVAE or a baseline) into a run directory")
     t.add_argument("--config", help="YAML file or preset name (e.g. demo)")
     t.add_argument("--dataset", help="dataset name (its preset supplies the paper's settings)")
     t.add_argument("--model", help="model name, see `avae models`")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--seed", type=int)
+    t.add_argument("--epochs", type=_setting_flag(TrainConfig, "epochs"))
+    t.add_argument("--seed", type=_setting_flag(TrainConfig, "seed"))
     t.add_argument("--data-root", help="folder holding the dataset's files (else $AVAE_DATA_ROOT); for the images "
                    "dataset the folder of images, for array the .npy/.npz file")
     t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
@@ -46,17 +87,18 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate images from a trained run")
     s.add_argument("run_dir")
-    s.add_argument("-n", type=int, default=64, help="number of images")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-n", type=_flag(int, {"minimum": 1}), default=64, help="number of images")
+    s.add_argument("--seed", type=_flag(int, {"minimum": 0}), default=0)
     s.add_argument("--checkpoint", choices=["last", "best"], default="last")
     s.add_argument("--out", help="output path prefix (default RUN_DIR/samples)")
     s.set_defaults(run=_sample)
 
     e = sub.add_parser("evaluate", help="score a trained run: sample quality, latent quality, disentanglement")
     e.add_argument("run_dir")
-    e.add_argument("-n", type=int, default=10000, help="held-out images, samples and interpolations (each)")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--features", choices=["auto", "classifier", "random", "inception"], default="auto",
+    e.add_argument("-n", type=_flag(*EVALUATE["n"]), default=10000,
+                   help="held-out images, samples and interpolations (each)")
+    e.add_argument("--seed", type=_flag(*EVALUATE["seed"]), default=0)
+    e.add_argument("--features", choices=EVALUATE["features"][1]["choices"], default="auto",
                    help="feature space for FD and precision/recall: classifier (trained on the labels or factors), "
                         "random (an untrained fixed-seed CNN, needs no labels), inception (needs avae[fid]); "
                         "auto: classifier where the data have labels or factors, else random")
@@ -64,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", choices=["last", "best"], default="last")
     e.add_argument("--split", choices=["test", "val"], help="held-out split (default: test where it exists)")
     e.add_argument("--disentanglement", choices=["default", "fast", "none"], default="fast",
-                   help="metric sizes for datasets with ground-truth factors (default: disentanglement_lib and the authors' sizes, hours on a CPU)")
+                   help="metric sizes for datasets with ground-truth factors: fast (the default: reduced sizes, "
+                        "minutes), default (disentanglement_lib's and the authors' sizes, hours on a CPU), none")
     e.set_defaults(run=_evaluate)
 
     k = sub.add_parser("benchmark", help="train and evaluate every model × dataset × seed of a suite (resumable)")
@@ -78,9 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     k.set_defaults(run=_benchmark)
 
     b = sub.add_parser("bandwidth", help="the bias-corrected KDE bandwidth for latent size l and KDE size m")
-    b.add_argument("-l", "--latent-dim", type=int, required=True)
-    b.add_argument("-m", "--kde-size", type=int, required=True)
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("-l", "--latent-dim", type=_flag(int, {"minimum": 1}), required=True)
+    b.add_argument("-m", "--kde-size", type=_flag(int, {"minimum": 2}), required=True)
+    b.add_argument("--seed", type=_flag(int, {"minimum": 0}), default=0)
     b.add_argument("--no-cache", action="store_true")
     b.add_argument("--json", action="store_true", help="print JSON")
     b.set_defaults(run=_bandwidth)
@@ -138,8 +181,6 @@ def _sample(args) -> int:
 
     from . import report, train
 
-    if args.n < 1:
-        raise AvaeError(f"-n must be a positive number of images, got {args.n}")
     run_dir = Path(args.run_dir)
     cfg, spec = train.read_run(run_dir)
     model = train.build(cfg, spec)
@@ -161,8 +202,6 @@ def _sample(args) -> int:
 def _evaluate(args) -> int:
     from .evaluate import evaluate
 
-    if args.n < 10:
-        raise AvaeError(f"-n must be at least 10 images, got {args.n}")
     result = evaluate(args.run_dir, n=args.n, seed=args.seed, features=args.features,
                       inception_weights=args.inception_weights, checkpoint=args.checkpoint, split=args.split,
                       disentanglement=args.disentanglement)

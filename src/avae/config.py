@@ -15,7 +15,10 @@ from pathlib import Path
 
 import yaml
 
+from . import schema
 from .errors import AvaeError
+from .schema import setting
+
 
 class _Loader(yaml.SafeLoader):
     """YAML that also reads 5e-4 (no dot) as a number, as people write learning rates."""
@@ -32,92 +35,171 @@ def load_yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-DEFAULTS = {
-    # split_seed fixes random train/validation splits (dSprites, 3D Shapes) across runs, as the paper
-    "data": {"name": "dsprites", "root": None, "split_seed": 0, "train_size": None, "val_size": None, "options": {}},
-    "model": {"name": "avae", "latent_dim": 16, "arch": None, "width": 1.0},
-    "train": {},  # TrainConfig's defaults
-}
+@dataclass
+class DataSettings:
+    name: str = setting("dsprites")
+    root: str | None = setting(None)
+    # fixes random train/validation splits (dSprites, 3D Shapes) across runs, as the paper
+    split_seed: int = setting(0, minimum=0)
+    train_size: int | None = setting(None, minimum=1)
+    val_size: int | None = setting(None, minimum=1)
+    options: dict = setting(factory=dict)  # the dataset's own options (each loader checks their names)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 100
-    lr: float = 5e-4
-    lr_factor: float = 0.5  # ReduceLROnPlateau on the validation objective
-    lr_patience: int = 5
-    lr_threshold: float = 1e-4
-    seed: int = 0
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
-    precision: str = "float32"  # or bfloat16 (autocast; KDE and losses stay float32)
-    channels_last: bool = True
-    val_batch_size: int = 500
-    figures_every: int = 1  # epochs between figure sets, and after the last (0: none)
-    figure_points: int = 2000  # validation codes in the latent figures
-    checkpoint_minutes: float = 5.0  # mid-epoch checkpoint interval
-    progress: bool = True
+    epochs: int = setting(10, minimum=1)
+    batch_size: int = setting(100, minimum=2)
+    lr: float = setting(5e-4, above=0)
+    lr_factor: float = setting(0.5, above=0, below=1)  # ReduceLROnPlateau on the validation objective
+    lr_patience: int = setting(5, minimum=0)
+    lr_threshold: float = setting(1e-4, minimum=0)
+    seed: int = setting(0, minimum=0)
+    device: str = setting("auto")  # auto, cpu, cuda, cuda:N
+    precision: str = setting("float32", choices=("float32", "bfloat16"))  # bfloat16: autocast; KDE and losses stay float32
+    channels_last: bool = setting(True)
+    val_batch_size: int = setting(500, minimum=1)
+    figures_every: int = setting(1, minimum=0)  # epochs between figure sets, and after the last (0: none)
+    figure_points: int = setting(2000, minimum=2)  # validation codes in the latent figures
+    checkpoint_minutes: float = setting(5.0, minimum=0)  # mid-epoch checkpoint interval
+    progress: bool = setting(True)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise AvaeError(f"unknown train setting {', '.join(unknown)}; known: {', '.join(known)}")
-        tc = cls(**values)
-        for name, f in known.items():
-            default = f.default
-            value = getattr(tc, name)
-            if isinstance(default, (int, float)) and not isinstance(default, bool):
-                if not isinstance(value, (int, float)) or isinstance(value, bool):
-                    raise AvaeError(f"train.{name} must be a number, got {value!r}")
-        if tc.epochs < 1 or tc.batch_size < 2 or tc.lr <= 0:
-            raise AvaeError("train.epochs must be ≥ 1, train.batch_size ≥ 2 and train.lr > 0")
-        if tc.precision not in ("float32", "bfloat16"):
-            raise AvaeError(f"train.precision must be float32 or bfloat16, got {tc.precision!r}")
-        return tc
+        return cls(**check_section("train", cls, values))
+
+
+# the settings of an evaluation (keyword arguments of `evaluate.evaluate`, a suite's `evaluate:`,
+# `avae evaluate` flags): name → (type, rules)
+EVALUATE_SETTINGS = {
+    "n": (int, {"minimum": 10}),
+    "seed": (int, {"minimum": 0}),
+    "features": (str, {"choices": ("auto", "classifier", "random", "inception")}),
+    "inception_weights": (str | None, {}),
+    "checkpoint": (str, {"choices": ("last", "best")}),
+    "split": (str | None, {"choices": ("test", "val")}),
+    "disentanglement": (str, {"choices": ("default", "fast", "none")}),
+    "entropy_kde_size": (int, {"minimum": 2}),
+    "classifier_images": (int, {"minimum": 10}),
+    "classifier_epochs": (int, {"minimum": 1}),
+    "progress": (bool, {}),
+}
+
+
+def check_evaluate_settings(values: dict, where: str = "evaluate") -> dict:
+    unknown = sorted(set(values) - set(EVALUATE_SETTINGS))
+    if unknown:
+        raise AvaeError(f"unknown {where} setting {', '.join(unknown)}; known: {', '.join(EVALUATE_SETTINGS)}")
+    return schema.check_fields(where, EVALUATE_SETTINGS, values)
+
+
+SECTIONS = ("data", "model", "train")
+
+
+def check_section(section: str, cls, values) -> dict:
+    """A section's values checked against the dataclass that declares them."""
+    if not isinstance(values, dict):
+        raise AvaeError(f"config section '{section}' must be a mapping of settings, got {schema.show(values)}")
+    declared = schema.fields(cls)
+    unknown = sorted(set(values) - set(declared))
+    if unknown:
+        raise AvaeError(f"unknown {section} setting {', '.join(map(str, unknown))}; known: {', '.join(declared)}")
+    missing = [name for name in schema.required(cls) if name not in values]
+    if missing:
+        raise AvaeError(f"{section} has no {', '.join(missing)}; it needs: {', '.join(schema.required(cls))}")
+    return schema.check_fields(section, declared, values)
+
+
+def validate(cfg) -> dict:
+    """A whole config checked: its sections, every value's type and range (values normalised)."""
+    from .models import check_model_section
+
+    if not isinstance(cfg, dict):
+        raise AvaeError(f"a config must be a mapping of sections ({', '.join(SECTIONS)}), got {schema.show(cfg)}")
+    for section in cfg:
+        if section not in SECTIONS:
+            raise AvaeError(f"unknown config section '{section}'; sections are: {', '.join(SECTIONS)}")
+    missing = [s for s in SECTIONS if s not in cfg]
+    if missing:
+        raise AvaeError(f"config has no section {', '.join(missing)}; sections are: {', '.join(SECTIONS)}")
+    return {"data": check_section("data", DataSettings, cfg["data"]), "model": check_model_section(cfg["model"]),
+            "train": check_section("train", TrainConfig, cfg["train"])}
 
 
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in _configs().iterdir() if p.suffix == ".yaml")
+    return sorted(_presets())
+
+
+def _presets() -> dict:
+    """{name: path} of the run configs shipped in configs/ (files of other content are not presets)."""
+    found = {}
+    for path in _configs().iterdir():
+        if path.suffix == ".yaml":
+            content = load_yaml(path.read_text())
+            if isinstance(content, dict) and set(content) <= set(SECTIONS):
+                found[path.stem] = path
+    return found
 
 
 def resolve(config: str | None = None, overrides: list[str] = ()) -> dict:
-    """The full configuration for a run. `config` is a YAML path or a preset name."""
-    user = _read_yaml(_find(config)) if config else {}
+    """The full, validated configuration for a run. `config` is a YAML path or a preset name."""
+    user = read_yaml(_find(config), "config") if config else {}
+    _check_sections(user, f"config {config}")
     patch: dict = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
+        if not sep or not key or "" in key.split("."):
             raise AvaeError(f"override '{item}' must look like section.key=value, e.g. model.kde_size=1000")
-        _set(patch, key.split("."), load_yaml(raw))
-    for section in list(user) + list(patch):
-        if section not in DEFAULTS:
-            raise AvaeError(f"unknown config section '{section}'; sections are: data, model, train")
+        _set(patch, key.split("."), _override_value(key, raw))
+    _check_sections(patch, "--set")
 
     dataset = _pick(patch, user, "data")
     model = _pick(patch, user, "model")
     preset = _dataset_preset(dataset)
     per_model = preset.pop("models", {})
-    cfg = _merge(DEFAULTS, preset)
+    cfg = _merge(defaults(), preset)
     cfg = _merge(cfg, {"model": per_model.get(model, {})})
     cfg = _merge(cfg, user)
     cfg = _merge(cfg, patch)
-    TrainConfig.from_dict(cfg["train"])  # fail early on a bad train section
-    return cfg
+    return validate(cfg)
+
+
+def defaults() -> dict:
+    """The built-in config: every data and common model setting, no train setting (TrainConfig's apply)."""
+    from .models import ModelSettings
+
+    return {"data": dataclasses.asdict(DataSettings()), "model": dataclasses.asdict(ModelSettings()), "train": {}}
+
+
+def _check_sections(tree: dict, where: str) -> None:
+    for section, values in tree.items():
+        if section not in SECTIONS:
+            raise AvaeError(f"unknown config section '{section}' in {where}; sections are: {', '.join(SECTIONS)}")
+        if values is not None and not isinstance(values, dict):
+            raise AvaeError(f"config section '{section}' in {where} must be a mapping of settings "
+                            f"(e.g. {section}.name=...), got {schema.show(values)}")
+        if values is None:
+            tree[section] = {}
+
+
+def _override_value(key: str, raw: str):
+    try:
+        return load_yaml(raw)
+    except yaml.YAMLError as e:
+        raise AvaeError(f"--set {key}={raw}: the value is not valid YAML ({_first_line(e)}); quote it or fix it") from None
 
 
 def _pick(patch, user, section):
     for source in (patch, user):
         name = source.get(section, {}).get("name")
         if name is not None:
-            return name
-    return DEFAULTS[section]["name"]
+            return schema.check_value(f"{section}.name", name, str, {})
+    return defaults()[section]["name"]
 
 
 def _dataset_preset(name: str) -> dict:
     path = _configs() / "datasets" / f"{name}.yaml"
-    return _read_yaml(path) if path.is_file() else {}
+    return read_yaml(path, "preset") if path.is_file() else {}
 
 
 def _configs():
@@ -128,27 +210,44 @@ def _find(config: str):
     path = Path(config)
     if path.is_file():
         return path
-    preset = _configs() / f"{config}.yaml"
-    if preset.is_file():
+    if path.exists():
+        raise AvaeError(f"config {config} is not a file; give a YAML file or a preset ({', '.join(preset_names())})")
+    preset = _presets().get(config)
+    if preset is not None:
         return preset
     raise AvaeError(f"config '{config}' is neither a file nor a preset; presets are: {', '.join(preset_names())}")
 
 
-def _read_yaml(path) -> dict:
+def read_yaml(path, what: str) -> dict:
+    """A YAML mapping from a file, every way it can be unreadable reported in one line."""
     try:
-        data = load_yaml(path.read_text())
+        data = load_yaml(Path(path).read_text())
+    except OSError as e:
+        raise AvaeError(f"{what} {path} cannot be read ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise AvaeError(f"{what} {path} is not a text file; give a YAML file") from None
     except yaml.YAMLError as e:
-        raise AvaeError(f"config {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise AvaeError(f"{what} {path} is not valid YAML ({_first_line(e)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise AvaeError(f"config {path} must be a mapping of sections (data, model, train)")
+        raise AvaeError(f"{what} {path} must be a mapping (key: value), got {schema.show(data)}")
     return data
 
 
+def _first_line(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    hint = "; indent with spaces, not tabs" if "\\t" in problem or "tab" in problem else ""
+    return problem + where + hint
+
+
 def _set(tree: dict, keys: list[str], value) -> None:
-    for key in keys[:-1]:
+    for i, key in enumerate(keys[:-1]):
         tree = tree.setdefault(key, {})
+        if not isinstance(tree, dict):
+            raise AvaeError(f"--set {'.'.join(keys)}: {'.'.join(keys[: i + 1])} is already set to a value, not a section")
     tree[keys[-1]] = value
 
 

@@ -10,6 +10,7 @@ import torch
 
 from . import __version__, pages, report, train
 from .bandwidth import bandwidth
+from .config import check_evaluate_settings
 from .data import check_unchanged, load_dataset, to_float
 from .errors import AvaeError
 from .metrics import generative, latent
@@ -57,28 +58,40 @@ class Evaluation:
         if self.n < 10:
             raise AvaeError(f"the {self.split} split holds {self.n} images; evaluation needs at least 10 "
                             "(add images or give a larger test set)")
+        if self.n <= self.model.latent_dim:
+            raise AvaeError(f"evaluating with {self.n} held-out images: the Gaussian fit of {self.model.latent_dim}-dimensional "
+                            f"codes needs more than {self.model.latent_dim}; raise -n")
         self.images = held_out.images(np.arange(self.n)).numpy()
         self.vr = self.spec.value_range
 
     @torch.no_grad()
     def encode(self, images_uint8: np.ndarray) -> np.ndarray:
-        return np.concatenate([
+        return self._finite("the encoder", "codes of held-out images", np.concatenate([
             self.model.encode(to_float(torch.as_tensor(images_uint8[i : i + 500]), self.vr)).double().numpy()
             for i in range(0, len(images_uint8), 500)
-        ])
+        ]))
 
     @torch.no_grad()
-    def decode(self, z: np.ndarray) -> np.ndarray:
+    def decode(self, z: np.ndarray, what: str = "images") -> np.ndarray:
         """Float images in the data's value range."""
-        return np.concatenate([
+        return self._finite("the decoder", what, np.concatenate([
             self.model.decode(torch.as_tensor(z[i : i + 500], dtype=torch.float32)).double().numpy()
             for i in range(0, len(z), 500)
-        ])
+        ]))
 
     @torch.no_grad()
     def samples(self) -> np.ndarray:
         gen = torch.Generator().manual_seed(self.seed)
-        return self.decode(self.model.sample_latent(self.n, gen).double().numpy())
+        z = self._finite("the sampler", "codes", self.model.sample_latent(self.n, gen).double().numpy())
+        return self.decode(z, "samples")
+
+    def _finite(self, part: str, what: str, values: np.ndarray) -> np.ndarray:
+        """A model that outputs NaN gets an error naming the part, not a score."""
+        bad = int(values.size - np.isfinite(values).sum())
+        if bad:
+            raise AvaeError(f"{part} of {self.run_dir} produced {bad} non-finite values (NaN or inf) in its {what}; "
+                            "the model cannot be scored (retrain it, e.g. with a lower train.lr)")
+        return values
 
 
 def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", inception_weights=None,
@@ -90,6 +103,10 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
     `features`: classifier, random, inception, or auto (classifier where the data have labels or
     factors, else random).
     """
+    check_evaluate_settings({"n": n, "seed": seed, "features": features, "inception_weights": inception_weights,
+                             "checkpoint": checkpoint, "split": split, "disentanglement": disentanglement,
+                             "entropy_kde_size": entropy_kde_size, "classifier_images": classifier_images,
+                             "classifier_epochs": classifier_epochs, "progress": progress})
     ev = Evaluation(run_dir, n, seed, checkpoint, split)
     timings: dict[str, float] = {}
 
@@ -103,8 +120,8 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
     codes = timed("encode", ev.encode, ev.images)
     x = ev.images.astype(np.float64) / 255 * (ev.vr[1] - ev.vr[0]) + ev.vr[0]
     sets = {
-        "REC": timed("decode_rec", ev.decode, codes),
-        "INT": timed("decode_int", ev.decode, slerp_midpoints(codes, rng)),
+        "REC": timed("decode_rec", ev.decode, codes, "reconstructions"),
+        "INT": timed("decode_int", ev.decode, slerp_midpoints(codes, rng), "interpolations"),
         "N": timed("sample", ev.samples),
     }
     sets_u8 = {name: report.to_uint8(images, ev.vr) for name, images in sets.items()}

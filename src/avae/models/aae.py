@@ -12,15 +12,15 @@ with the encoder) and β = (0.5, 0.999), the β₁ = 0.5 that GAN discriminators
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
 
-from . import checks
 from .base import Model, register_model
 from .discriminator import Discriminated
 from .regularisers import standard_normal
+from ..schema import setting
 
 
 @register_model
@@ -30,16 +30,15 @@ class AAE(Discriminated, Model):
 
     @dataclass
     class Params:
-        recon_scale: float = 0.05  # the paper's RECONS-SCALAR
-        adv_weight: float = 1.0  # the paper's β on the adversarial term
-        disc_hidden: list = field(default_factory=lambda: [1024, 1024, 1024])
-        disc_lr: float = 5e-4
-        disc_betas: list = field(default_factory=lambda: [0.5, 0.999])
+        recon_scale: float = setting(0.05, above=0)  # the paper's RECONS-SCALAR
+        adv_weight: float = setting(1.0, minimum=0)  # the paper's β on the adversarial term
+        disc_hidden: list = setting(factory=lambda: [1024, 1024, 1024], items={"kind": int, "minimum": 1}, min_length=1)
+        disc_lr: float = setting(5e-4, above=0)
+        disc_betas: list = setting(factory=lambda: [0.5, 0.999], items={"kind": float, "minimum": 0, "below": 1}, length=2)
 
     def __init__(self, spec, latent_dim, arch, width, params: Params):
         super().__init__(spec, latent_dim, arch, width, params)
-        self.recon_scale = checks.number(params.recon_scale, "recon_scale", strict=True)
-        self.adv_weight = checks.number(params.adv_weight, "adv_weight")
+        self.recon_scale, self.adv_weight = params.recon_scale, params.adv_weight
         self.init_discriminator(params.disc_hidden, 1, width, params.disc_lr, params.disc_betas)
         self._codes = None
 

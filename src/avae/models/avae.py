@@ -14,6 +14,7 @@ from .. import bandwidth as bw
 from ..errors import AvaeError
 from ..kde import kl_to_standard_normal
 from .base import Model, register_model
+from ..schema import setting
 
 ENCODE_BATCH = 1000
 
@@ -38,14 +39,16 @@ class AVAE(Model):
 
     @dataclass
     class Params:
-        kde_size: int = 10000  # m, images in the KDE set (redrawn every epoch)
-        kde_refresh_every: int = 10  # k, steps between re-encodings of the KDE set
-        sigma0_sq: float = 200.0  # σ₀², the first epoch's reconstruction scale
-        density_floor_quantile: float | None = 1 - 1e-6  # c of the floor ε; None: no floor
-        kl_log_base: float = 10.0  # the authors' code uses log10
-        prior_floor: float | None = None  # the authors' code uses p(z) + 1e-30, which leaves far codes no gradient
-        kde_precision: str = "bfloat16"  # autocast dtype for re-encoding the KDE set ("float32": none)
-        bandwidth_seed: int = 0
+        kde_size: int = setting(10000, minimum=2)  # m, images in the KDE set (redrawn every epoch)
+        kde_refresh_every: int = setting(10, minimum=1)  # k, steps between re-encodings of the KDE set
+        sigma0_sq: float = setting(200.0, above=0)  # σ₀², the first epoch's reconstruction scale
+        density_floor_quantile: float | None = setting(1 - 1e-6, above=0, below=1)  # c of the floor ε; None: no floor
+        kl_log_base: float = setting(10.0, above=1)  # the authors' code uses log10
+        # the authors' code uses p(z) + 1e-30, which leaves far codes no gradient
+        prior_floor: float | None = setting(None, above=0, below=1)
+        # autocast dtype for re-encoding the KDE set ("float32": none)
+        kde_precision: str = setting("bfloat16", choices=("float32", "bfloat16"))
+        bandwidth_seed: int = setting(0, minimum=0)
 
     def __init__(self, spec, latent_dim, arch, width, params: Params):
         super().__init__(spec, latent_dim, arch, width, params)
@@ -55,16 +58,6 @@ class AVAE(Model):
                 f"model.kde_size m={p.kde_size} must be at least 2 and smaller than the training set "
                 f"({spec.train_size} images); lower model.kde_size or use more data"
             )
-        if p.kde_refresh_every < 1:
-            raise AvaeError(f"model.kde_refresh_every must be ≥ 1, got {p.kde_refresh_every}")
-        if p.sigma0_sq <= 0:
-            raise AvaeError(f"model.sigma0_sq must be positive, got {p.sigma0_sq}")
-        if p.kde_precision not in ("float32", "bfloat16"):
-            raise AvaeError(f"model.kde_precision must be float32 or bfloat16, got {p.kde_precision!r}")
-        if p.density_floor_quantile is not None and not 0 < p.density_floor_quantile < 1:
-            raise AvaeError(f"model.density_floor_quantile must be in (0, 1) or null, got {p.density_floor_quantile}")
-        if p.prior_floor is not None and not 0 < p.prior_floor < 1:
-            raise AvaeError(f"model.prior_floor must be in (0, 1) or null, got {p.prior_floor}")
         self.bandwidth = bw.bandwidth(latent_dim, p.kde_size, seed=p.bandwidth_seed)
         self.h = self.bandwidth.h
         self.log_floor = (

@@ -6,16 +6,16 @@ happens inside the hooks.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .. import nets
+from .. import nets, schema
 from ..errors import AvaeError
 from ..likelihood import Likelihood
+from ..schema import setting
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,16 @@ class DataSpec:
     has_factors: bool = False
 
 
+@dataclass
+class ModelSettings:
+    """The settings every model has (its Params add its own)."""
+
+    name: str = setting("avae")
+    latent_dim: int = setting(16, minimum=1)
+    arch: str | None = setting(None)  # None: the paper's network for the image size
+    width: float = setting(1.0, above=0)  # channel and hidden widths scaled by this
+
+
 class Model(nn.Module):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -42,8 +52,6 @@ class Model(nn.Module):
 
     def __init__(self, spec: DataSpec, latent_dim: int, arch: str | None, width: float, params):
         super().__init__()
-        if latent_dim < 1:
-            raise AvaeError(f"model.latent_dim must be a positive integer, got {latent_dim}")
         self.spec, self.latent_dim, self.params = spec, latent_dim, params
         self.arch = arch or nets.default_arch(spec.shape, spec.has_factors)
         self.likelihood = Likelihood(spec.likelihood, spec.value_range)
@@ -128,21 +136,25 @@ def register_model(cls: type[Model]) -> type[Model]:
     return cls
 
 
-COMMON_KEYS = ("name", "latent_dim", "arch", "width")
+def check_model_section(values) -> dict:
+    """The model section checked: a known model, and each setting against ModelSettings or the model's Params."""
+    if not isinstance(values, dict):
+        raise AvaeError(f"config section 'model' must be a mapping of settings, got {schema.show(values)}")
+    name = values.get("name")
+    if name not in MODELS:
+        raise AvaeError(f"unknown model '{name}'; choose one of: {', '.join(sorted(MODELS))} (see `avae models`)")
+    common, own = schema.fields(ModelSettings), schema.fields(MODELS[name].Params)
+    unknown = sorted(set(values) - set(common) - set(own))
+    if unknown:
+        raise AvaeError(f"model '{name}' has no setting {', '.join(unknown)}; its settings are: "
+                        f"{', '.join(sorted(own)) or 'none'} (and {', '.join(common)})")
+    return schema.check_fields("model", {**common, **own}, values)
 
 
 def build_model(config: dict, spec: DataSpec) -> Model:
-    """A model from the `model` section of a resolved config."""
-    name = config.get("name")
-    if name not in MODELS:
-        raise AvaeError(f"unknown model '{name}'; choose one of: {', '.join(sorted(MODELS))} (see `avae models`)")
-    cls = MODELS[name]
-    specific = {k: v for k, v in config.items() if k not in COMMON_KEYS}
-    known = {f.name for f in dataclasses.fields(cls.Params)}
-    unknown = sorted(set(specific) - known)
-    if unknown:
-        raise AvaeError(f"model '{name}' has no setting {', '.join(unknown)}; its settings are: {', '.join(sorted(known)) or 'none'}")
-    latent_dim = config.get("latent_dim")
-    if not isinstance(latent_dim, int) or isinstance(latent_dim, bool):
-        raise AvaeError(f"model.latent_dim must be a positive integer, got {latent_dim!r}")
-    return cls(spec, latent_dim, config.get("arch"), float(config.get("width", 1.0)), cls.Params(**specific))
+    """A model from the `model` section of a config."""
+    values = check_model_section(config)
+    cls = MODELS[values["name"]]
+    settings = ModelSettings(**{k: v for k, v in values.items() if k in schema.fields(ModelSettings)})
+    params = cls.Params(**{k: v for k, v in values.items() if k not in schema.fields(ModelSettings)})
+    return cls(spec, settings.latent_dim, settings.arch, settings.width, params)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import checks
 from .base import register_model
 from .regularisers import tc_decomposition
 from .vae import GaussianVAE
+from ..schema import setting
 
 
 @register_model
@@ -18,15 +18,13 @@ class BetaTCVAE(GaussianVAE):
 
     @dataclass
     class Params:
-        beta: float = 2.0  # weight of the total correlation
-        alpha: float = 1.0  # weight of the index-code mutual information
-        gamma: float = 1.0  # weight of the dimension-wise KL
+        beta: float = setting(2.0, minimum=0)  # weight of the total correlation
+        alpha: float = setting(1.0, minimum=0)  # weight of the index-code mutual information
+        gamma: float = setting(1.0, minimum=0)  # weight of the dimension-wise KL
 
     def __init__(self, spec, latent_dim, arch, width, params: Params):
         super().__init__(spec, latent_dim, arch, width, params)
-        self.alpha = checks.number(params.alpha, "alpha")
-        self.beta = checks.number(params.beta, "beta")
-        self.gamma = checks.number(params.gamma, "gamma")
+        self.alpha, self.beta, self.gamma = params.alpha, params.beta, params.gamma
 
     def regulariser(self, z, mu, logvar):
         # N for the stratified weights: the training-set size (in validation too)

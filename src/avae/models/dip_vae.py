@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import checks
 from .base import register_model
 from .regularisers import dip_penalty, gaussian_kl
 from .vae import GaussianVAE
+from ..schema import setting
 
 
 @register_model
@@ -17,13 +17,12 @@ class DIPVAE(GaussianVAE):
 
     @dataclass
     class Params:
-        lambda_od: float = 10.0  # off-diagonal weight
-        lambda_d: float = 100.0  # diagonal weight (DIP-VAE-I: 10·λ_od)
+        lambda_od: float = setting(10.0, minimum=0)  # off-diagonal weight
+        lambda_d: float = setting(100.0, minimum=0)  # diagonal weight (DIP-VAE-I: 10·λ_od)
 
     def __init__(self, spec, latent_dim, arch, width, params: Params):
         super().__init__(spec, latent_dim, arch, width, params)
-        self.lambda_od = checks.number(params.lambda_od, "lambda_od")
-        self.lambda_d = checks.number(params.lambda_d, "lambda_d")
+        self.lambda_od, self.lambda_d = params.lambda_od, params.lambda_d
 
     def regulariser(self, z, mu, logvar):
         kl = gaussian_kl(mu, logvar).mean()

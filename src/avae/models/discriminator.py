@@ -13,7 +13,6 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from . import checks
 
 LEAKY_SLOPE = 0.2  # LeakyReLU slope of both discriminators (Kim & Mnih; Table X leaves it open)
 
@@ -39,11 +38,8 @@ class Discriminated:
     """Mixin for a Model with a latent discriminator and its own optimizer."""
 
     def init_discriminator(self, hidden, out_dim: int, width: float, lr, betas) -> None:
-        hidden = checks.layer_sizes(hidden, "disc_hidden")
-        lr = checks.number(lr, "disc_lr", strict=True)
-        betas = checks.betas(betas, "disc_betas")
         self.discriminator = mlp(self.latent_dim, hidden, out_dim, width)
-        self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)
+        self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=tuple(betas))
         self.disc_loss_sum, self.disc_steps = 0.0, 0
 
     def frozen_discriminator(self, z: torch.Tensor) -> torch.Tensor:

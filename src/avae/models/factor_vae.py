@@ -9,16 +9,16 @@ paper draws a second batch for the permuted codes; the halves are independent in
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
 
-from . import checks
 from .base import register_model
 from .discriminator import Discriminated
 from .regularisers import gaussian_kl, permute_dims, reparameterise
 from .vae import GaussianVAE
+from ..schema import setting
 
 
 @register_model
@@ -28,14 +28,14 @@ class FactorVAE(Discriminated, GaussianVAE):
 
     @dataclass
     class Params:
-        gamma: float = 10.0  # weight of the total correlation
-        disc_hidden: list = field(default_factory=lambda: [1000] * 6)
-        disc_lr: float = 1e-4
-        disc_betas: list = field(default_factory=lambda: [0.5, 0.9])
+        gamma: float = setting(10.0, minimum=0)  # weight of the total correlation
+        disc_hidden: list = setting(factory=lambda: [1000] * 6, items={"kind": int, "minimum": 1}, min_length=1)
+        disc_lr: float = setting(1e-4, above=0)
+        disc_betas: list = setting(factory=lambda: [0.5, 0.9], items={"kind": float, "minimum": 0, "below": 1}, length=2)
 
     def __init__(self, spec, latent_dim, arch, width, params: Params):
         super().__init__(spec, latent_dim, arch, width, params)
-        self.gamma = checks.number(params.gamma, "gamma")
+        self.gamma = params.gamma
         self.init_discriminator(params.disc_hidden, 2, width, params.disc_lr, params.disc_betas)
         self._codes = None  # the last training step's sampled codes (constants), for after_step
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import torch
 
-from . import checks
 from .autoencoder import FittedGaussianSampler
 from .base import Model, register_model
 from .regularisers import code_l2, weight_l2
+from ..schema import setting
 
 
 @register_model
@@ -21,13 +21,12 @@ class RAE(FittedGaussianSampler, Model):
 
     @dataclass
     class Params:
-        code_weight: float = 1e-4  # β
-        decoder_l2: float = 1e-7  # λ
+        code_weight: float = setting(1e-4, minimum=0)  # β
+        decoder_l2: float = setting(1e-7, minimum=0)  # λ
 
     def __init__(self, spec, latent_dim, arch, width, params: Params):
         super().__init__(spec, latent_dim, arch, width, params)
-        self.code_weight = checks.number(params.code_weight, "code_weight")
-        self.decoder_l2 = checks.number(params.decoder_l2, "decoder_l2")
+        self.code_weight, self.decoder_l2 = params.code_weight, params.decoder_l2
         self.register_buffer("code_mean", torch.zeros(latent_dim, dtype=torch.float64))
         self.register_buffer("code_cov", torch.eye(latent_dim, dtype=torch.float64))
 

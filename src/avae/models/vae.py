@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from . import checks
 from .base import Model, register_model
 from .regularisers import gaussian_kl, reparameterise
+from ..schema import setting
 
 VALIDATION_SEED = 0
 
@@ -71,11 +71,11 @@ class BetaVAE(GaussianVAE):
 
     @dataclass
     class Params:
-        beta: float = 4.0  # Higgins et al.'s dSprites value
+        beta: float = setting(4.0, minimum=0)  # Higgins et al.'s dSprites value
 
     def __init__(self, spec, latent_dim, arch, width, params: Params):
         super().__init__(spec, latent_dim, arch, width, params)
-        self.beta = checks.number(params.beta, "beta")
+        self.beta = params.beta
 
     def regulariser(self, z, mu, logvar):
         kl = gaussian_kl(mu, logvar).mean()

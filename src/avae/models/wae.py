@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from . import checks
 from .base import Model, register_model
 from .regularisers import mmd, standard_normal, wae_scales
+from ..schema import setting
 
 VALIDATION_SEED = 0
 
@@ -25,15 +25,14 @@ class WAE(Model):
 
     @dataclass
     class Params:
-        recon_scale: float = 0.05
-        mmd_weight: float = 10.0  # λ
-        prior_var: float = 1.0  # σ_p², used in the kernel scales (the prior stays N(0, I) for sampling)
+        recon_scale: float = setting(0.05, above=0)
+        mmd_weight: float = setting(10.0, minimum=0)  # λ
+        prior_var: float = setting(1.0, above=0)  # σ_p², used in the kernel scales (the prior stays N(0, I) for sampling)
 
     def __init__(self, spec, latent_dim, arch, width, params: Params):
         super().__init__(spec, latent_dim, arch, width, params)
-        self.recon_scale = checks.number(params.recon_scale, "recon_scale", strict=True)
-        self.mmd_weight = checks.number(params.mmd_weight, "mmd_weight")
-        self.scales = wae_scales(latent_dim, checks.number(params.prior_var, "prior_var", strict=True))
+        self.recon_scale, self.mmd_weight = params.recon_scale, params.mmd_weight
+        self.scales = wae_scales(latent_dim, params.prior_var)
 
     def _losses(self, x, generator=None):
         z = self.encoder(x).float()
