@@ -6,13 +6,12 @@ import numpy as np
 import torch
 
 from ..errors import AvaeError
+from .inputs import finite, points
 
 
 def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and unbiased covariance (ddof = 1), float64."""
-    f = np.asarray(features, dtype=np.float64)
-    if f.ndim != 2 or len(f) < 2:
-        raise AvaeError(f"features must be an (n ≥ 2, d) array, got shape {f.shape}")
+    f = points(features, "features")
     return f.mean(0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
 
 
@@ -22,9 +21,10 @@ def frechet_distance_from_stats(mu1, cov1, mu2, cov2) -> float:
     Tr (Σ₁Σ₂)^{1/2} is the sum of square roots of the eigenvalues of Σ₁Σ₂ (real and ≥ 0 for
     covariance matrices up to rounding), which avoids an explicit matrix square root.
     """
-    eig = np.linalg.eigvals(np.asarray(cov1, np.float64) @ np.asarray(cov2, np.float64))
+    mu1, cov1, mu2, cov2 = (finite(np.asarray(a, np.float64), "Fréchet statistics") for a in (mu1, cov1, mu2, cov2))
+    eig = np.linalg.eigvals(cov1 @ cov2)
     tr_sqrt = np.sqrt(np.clip(eig.real, 0, None)).sum()
-    diff = np.asarray(mu1, np.float64) - np.asarray(mu2, np.float64)
+    diff = mu1 - mu2
     return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2 * tr_sqrt)
 
 
@@ -43,15 +43,17 @@ def prd(eval_features, ref_features, *, seed: int, num_clusters: int = 20, num_a
     from sklearn.cluster import MiniBatchKMeans
     from threadpoolctl import threadpool_limits
 
-    a, b = np.asarray(eval_features, np.float64), np.asarray(ref_features, np.float64)
-    if len(a) != len(b):
-        raise AvaeError(f"PRD needs equal set sizes, got {len(a)} and {len(b)}")
+    a, b = points(eval_features, "evaluated features"), points(ref_features, "reference features")
+    if len(a) != len(b) or a.shape[1] != b.shape[1]:
+        raise AvaeError(f"PRD needs equal set sizes and dimensions, got {a.shape} and {b.shape}")
+    if len(a) + len(b) < num_clusters:
+        raise AvaeError(f"PRD needs at least {num_clusters} points (num_clusters) in the two sets, got {len(a) + len(b)}")
     data = np.vstack([a, b])
     precisions, recalls = [], []
-    for run in range(num_runs):
+    for state in run_seeds(seed, num_runs):
         # One OpenMP thread: on a busy 2-core machine more threads made 20,000 points 24x slower
         with threadpool_limits(1):
-            labels = MiniBatchKMeans(n_clusters=num_clusters, n_init=10, random_state=seed + run).fit(data).labels_
+            labels = MiniBatchKMeans(n_clusters=num_clusters, n_init=10, random_state=state).fit(data).labels_
         p_eval = np.bincount(labels[: len(a)], minlength=num_clusters) / len(a)
         p_ref = np.bincount(labels[len(a) :], minlength=num_clusters) / len(b)
         precision, recall = prd_curve(p_eval, p_ref, num_angles)
@@ -64,8 +66,16 @@ def prd(eval_features, ref_features, *, seed: int, num_clusters: int = 20, num_a
         "curve_precision": precision.tolist(),
         "curve_recall": recall.tolist(),
         "params": {"num_clusters": num_clusters, "num_angles": num_angles, "num_runs": num_runs, "beta": beta,
-                   "seed": seed, "clustering": "MiniBatchKMeans(n_init=10) on the union"},
+                   "seed": seed, "clustering": "MiniBatchKMeans(n_init=10) on the union",
+                   "run_seeds": "SeedSequence(seed, spawn_key=(run,))"},
     }
+
+
+def run_seeds(seed: int, num_runs: int) -> list[int]:
+    """One clustering seed per run, each from its own (seed, run) stream: no two seeds share a run."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise AvaeError(f"seed must be a non-negative integer, got {seed!r}")
+    return [int(np.random.SeedSequence(int(seed), spawn_key=(run,)).generate_state(1)[0]) for run in range(num_runs)]
 
 
 def prd_curve(p_eval: np.ndarray, p_ref: np.ndarray, num_angles: int = 1001, epsilon: float = 1e-10):
@@ -99,7 +109,13 @@ def _radii(x: torch.Tensor, k: int) -> torch.Tensor:
 
 def _manifolds(real, fake, k: int, strict: bool) -> dict:
     """Coverage counts of each set by the other's k-NN balls, streamed over chunks of real rows."""
-    real, fake = torch.as_tensor(np.asarray(real), dtype=torch.float64), torch.as_tensor(np.asarray(fake), dtype=torch.float64)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise AvaeError(f"k must be a positive integer, got {k!r}")
+    need = f"(k = {k} needs more than {k} points)"
+    real, fake = points(real, f"real features {need}", min_rows=k + 1), points(fake, f"generated features {need}", min_rows=k + 1)
+    if real.shape[1] != fake.shape[1]:
+        raise AvaeError(f"real and generated features differ in dimension: {real.shape[1]} and {fake.shape[1]}")
+    real, fake = torch.from_numpy(real), torch.from_numpy(fake)
     r_real, r_fake = _radii(real, k), _radii(fake, k)
     inside = torch.lt if strict else torch.le
     fake_in_real = torch.zeros(len(fake), dtype=torch.bool)

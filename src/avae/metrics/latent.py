@@ -8,15 +8,17 @@ import numpy as np
 import torch
 from scipy import stats
 
+from ..errors import AvaeError
 from ..kde import loo_log_density
 from ..models.avae import log_density_floor
+from .inputs import finite, points, same_shape
 
 COLLAPSE_VARIANCE = 0.01  # an axis is collapsed when the codes' variance along it is below this
 
 
 def whiten(z: np.ndarray, jitter: float = 1e-4) -> np.ndarray:
     """ZCA whitening with C = ZᵀZ/(n−1), not mean-centred (the paper's entropy script)."""
-    z = np.asarray(z, np.float64)
+    z = points(z, "codes")
     c = z.T @ z / (len(z) - 1)
     eigval, eigvec = np.linalg.eigh(c)
     return z @ (eigvec @ np.diag(1 / np.sqrt(eigval + jitter)) @ eigvec.T)
@@ -47,12 +49,15 @@ def gaussian_entropy_reference(latent_dim: int, n: int, h: float, seed: int,
 def gaussian_kl(z: np.ndarray, variance=1.0, mean=None) -> float:
     """KL( N(μ̂, Σ̂) ‖ N(mean, Σ) ) of a Gaussian fitted to the codes; Σ = variance·I for a scalar
     variance, else the given l × l covariance (mean 0 unless given)."""
-    z = np.asarray(z, np.float64)
+    z = points(z, "codes")
     l = z.shape[1]
     mu, cov = z.mean(0), np.cov(z, rowvar=False).reshape(l, l)
     target_mean, target_cov = _target(l, variance, mean)
     diff = mu - target_mean
-    _, logdet = np.linalg.slogdet(cov)
+    sign, logdet = np.linalg.slogdet(cov)
+    if sign <= 0:
+        raise AvaeError(f"the codes' covariance is singular ({len(z)} codes in {l} dimensions, or an axis without "
+                        f"variation), so a Gaussian fit has no density; use more than {l} codes")
     _, target_logdet = np.linalg.slogdet(target_cov)
     inverse = np.linalg.inv(target_cov)
     return float(0.5 * (np.trace(inverse @ cov) + diff @ inverse @ diff - l + target_logdet - logdet))
@@ -61,7 +66,7 @@ def gaussian_kl(z: np.ndarray, variance=1.0, mean=None) -> float:
 def norm_chi2_test(z: np.ndarray, variance=1.0, mean=None) -> dict:
     """Kolmogorov–Smirnov test of the squared Mahalanobis norm (z−mean)ᵀΣ⁻¹(z−mean) against χ²_l
     (for Σ = variance·I: ‖z‖²/variance)."""
-    z = np.asarray(z, np.float64)
+    z = points(z, "codes")
     l = z.shape[1]
     target_mean, target_cov = _target(l, variance, mean)
     white = np.linalg.solve(np.linalg.cholesky(target_cov), (z - target_mean).T)
@@ -79,13 +84,17 @@ def _target(l: int, variance, mean) -> tuple[np.ndarray, np.ndarray]:
 
 def collapsed_axes(z: np.ndarray, threshold: float = COLLAPSE_VARIANCE) -> dict:
     """Axes along which the codes barely vary: per-axis variance below `threshold`."""
-    var = np.asarray(z, np.float64).var(0, ddof=1)
+    var = points(z, "codes").var(0, ddof=1)
     return {"count": int((var < threshold).sum()), "criterion": f"per-axis code variance < {threshold}",
             "variances": var.tolist()}
 
 
 def reconstruction_errors(x: np.ndarray, x_hat: np.ndarray) -> dict:
     """Per-pixel MSE and per-image SSE, in the data's value range."""
-    diff = np.asarray(x, np.float64) - np.asarray(x_hat, np.float64)
+    x, x_hat = np.asarray(x, np.float64), np.asarray(x_hat, np.float64)
+    same_shape(x, x_hat, "images and their reconstructions")
+    if x.ndim < 2 or len(x) == 0:
+        raise AvaeError(f"reconstruction errors need a batch of images (n ≥ 1, ...), got shape {x.shape}")
+    diff = finite(x, "images") - finite(x_hat, "reconstructions")
     sse = (diff.reshape(len(diff), -1) ** 2).sum(1)
     return {"mse_per_pixel": float(sse.mean() / diff[0].size), "sse_per_image": float(sse.mean())}
