@@ -24,6 +24,7 @@ from . import __version__, config, pages, train
 from .errors import AvaeError
 from .evaluate import evaluate
 from .metrics.catalogue import Metric, describe
+from .schema import setting
 
 # headline metrics: short name → path in evaluate.json (or metrics.jsonl for training numbers)
 HEADLINES = {
@@ -85,31 +86,78 @@ class Job:
         return f"{self.dataset}-{self.model}-s{self.seed}"
 
 
+SEEDS = {"kind": int, "minimum": 0}
+
+
+@dataclass
+class SuiteSettings:
+    """A suite file's top level."""
+
+    experiments: list = setting(items={"kind": dict}, min_length=1)
+    name: str | None = setting(None)
+    description: str | None = setting(None)
+    seeds: list = setting(factory=lambda: [0], items=SEEDS, min_length=1)
+    evaluate: dict = setting(factory=dict)  # keyword arguments of `evaluate` (config.EVALUATE_SETTINGS)
+
+
+@dataclass
+class ExperimentSettings:
+    """One entry of a suite's experiments: a dataset, its models, their settings (SECTION.KEY: value)."""
+
+    dataset: str = setting()
+    models: list = setting(items={"kind": str}, min_length=1)
+    seeds: list | None = setting(None, items=SEEDS, min_length=1)  # None: the suite's seeds
+    settings: dict = setting(factory=dict)
+    model_settings: dict = setting(factory=dict)  # model name → its own settings
+
+
 def load_suite(name: str) -> dict:
+    """A suite, every entry checked (its run configs too) before anything runs."""
     path = Path(name)
     if not path.is_file():
         path = resources.files("avae") / "configs" / "suites" / f"{name}.yaml"
         if not path.is_file():
             names = sorted(p.stem for p in (resources.files("avae") / "configs" / "suites").iterdir())
             raise AvaeError(f"unknown suite '{name}'; suites are: {', '.join(names)} (or give a YAML file)")
-    suite = config.load_yaml(path.read_text())
-    if not isinstance(suite, dict) or not suite.get("experiments"):
-        raise AvaeError(f"suite {path} has no experiments")
-    suite.setdefault("name", Path(str(name)).stem)
+    suite = config.check_section("suite", SuiteSettings, config.read_yaml(path, "suite"))
+    suite["experiments"] = [_experiment(i, exp) for i, exp in enumerate(suite["experiments"], 1)]
+    config.check_evaluate_settings(suite.get("evaluate", {}), "suite evaluate")
+    suite["name"] = suite.get("name") or Path(str(name)).stem
+    for job in plan(suite):
+        try:
+            config.resolve(None, job.overrides)
+        except AvaeError as e:
+            raise AvaeError(f"suite {path}, run {job.name}: {e}") from None
     return suite
 
 
+def _experiment(i: int, exp: dict) -> dict:
+    where = f"suite.experiments[{i}]"
+    exp = config.check_section(where, ExperimentSettings, exp)
+    for model, settings in exp.get("model_settings", {}).items():
+        if model not in exp["models"] or not isinstance(settings, (dict, type(None))):
+            raise AvaeError(f"{where}.model_settings.{model} must be a mapping of settings for one of the "
+                            f"experiment's models ({', '.join(exp['models'])}), got {settings!r}")
+    return exp
+
+
 def plan(suite: dict) -> list[Job]:
-    jobs = []
+    """Every run of a suite; two runs of one name (one model listed twice for a dataset) are refused."""
+    jobs: dict[str, Job] = {}
     for exp in suite["experiments"]:
         shared = [f"{k}={v}" for k, v in (exp.get("settings") or {}).items()]
         for model in exp["models"]:
             own = [f"{k}={v}" for k, v in ((exp.get("model_settings") or {}).get(model) or {}).items()]
-            for seed in exp.get("seeds", suite.get("seeds", [0])):
+            for seed in exp.get("seeds") or suite.get("seeds", [0]):
                 overrides = [f"data.name={exp['dataset']}", f"model.name={model}", f"train.seed={seed}",
                              "train.progress=false", *shared, *own]
-                jobs.append(Job(exp["dataset"], model, seed, overrides))
-    return jobs
+                job = Job(exp["dataset"], model, seed, overrides)
+                if job.name in jobs:
+                    raise AvaeError(f"suite {suite.get('name')} has run {job.name} twice (model {model} on "
+                                    f"{exp['dataset']} with seed {seed}); list each model once per dataset, or put "
+                                    "its other settings in a suite of their own")
+                jobs[job.name] = job
+    return list(jobs.values())
 
 
 def run_suite(name: str, runs_root: Path = Path("benchmarks/runs"), results_root: Path = Path("benchmarks/results"),
