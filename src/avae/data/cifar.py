@@ -96,6 +96,9 @@ def read_folder(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     batches = {}
     for name in TRAIN_BATCHES + (TEST_BATCH,):
         path = folder / name
+        if not path.is_file():
+            raise AvaeError(f"{folder} holds some CIFAR-10 batches but not {name}; the folder needs "
+                            f"data_batch_1..5 and test_batch: copy it again from {ARCHIVE}")
         try:
             raw = path.read_bytes()
         except OSError as err:
@@ -124,10 +127,10 @@ def read_archive(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def locate(folders: list[Path]) -> Path | None:
-    """The first folder of extracted batches, or archive, in the search order."""
+    """The first folder of extracted batches (complete or not: a gap is reported), or archive, in the search order."""
     for folder in folders:
         for candidate in (folder / FOLDER, folder):
-            if all((candidate / name).is_file() for name in TRAIN_BATCHES + (TEST_BATCH,)):
+            if any((candidate / name).is_file() for name in TRAIN_BATCHES + (TEST_BATCH,)):
                 return candidate
         if (folder / ARCHIVE).is_file():
             return folder / ARCHIVE
