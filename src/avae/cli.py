@@ -137,7 +137,8 @@ def _train(args) -> int:
     from . import config, train
 
     if args.resume:
-        if args.config or args.dataset or args.model or args.set or args.out:
+        given = (args.config, args.dataset, args.model, args.epochs, args.seed, args.data_root, args.out)
+        if args.set or any(value is not None for value in given):
             raise AvaeError("--resume continues a run with its own config; give no other settings")
         run_dir = train.resume(Path(args.resume))
         return _finished(run_dir)

@@ -247,7 +247,8 @@ def _set(tree: dict, keys: list[str], value) -> None:
     for i, key in enumerate(keys[:-1]):
         tree = tree.setdefault(key, {})
         if not isinstance(tree, dict):
-            raise AvaeError(f"--set {'.'.join(keys)}: {'.'.join(keys[: i + 1])} is already set to a value, not a section")
+            raise AvaeError(f"--set {'.'.join(keys)}: {'.'.join(keys[: i + 1])} is set to {schema.show(tree)}, "
+                            "which is not a mapping of settings")
     tree[keys[-1]] = value
 
 

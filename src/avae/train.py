@@ -401,6 +401,7 @@ def _start(cfg: dict, run_dir: Path, dist: Dist) -> Path:
     spec = data_spec(data)
     model = build(cfg, spec)
     run_dir = Path(dist.broadcast(str(run_dir)))  # one folder, even if ranks' clocks named it differently
+    trainer = Trainer(cfg, run_dir, data, model, dist)  # checks the device before anything is written
     if dist.is_main:
         if (run_dir / "run.json").exists():
             raise AvaeError(f"{run_dir} already holds a run; resume it with `avae train --resume {run_dir}` or pick --out")
@@ -413,7 +414,7 @@ def _start(cfg: dict, run_dir: Path, dist: Dist) -> Path:
     dist.barrier()
     if dist.enabled:
         _seed_rank(cfg["train"].get("seed", 0), dist.rank)
-    Trainer(cfg, run_dir, data, model, dist).fit()
+    trainer.fit()
     return run_dir
 
 

@@ -1,0 +1,202 @@
+"""Every mistake a user can make, through the `avae` command: exit status 2, one line on stderr, no
+traceback, and the run directory left as it should be (absent, untouched, resumable or retryable)."""
+import pytest
+import torch
+import yaml
+
+from avae import config, train
+from avae.cli import main
+from fixtures import write_cifar10, write_mnist
+
+ROOT, OUT, RUN = "{root}", "{out}", "{run}"
+TRAIN = ["train", "--dataset", "mnist", "--data-root", ROOT, "--set", "model.width=0.125", "--set", "model.kde_size=100",
+         "--set", "train.progress=false", "--set", "train.figures_every=0", "--out", OUT]
+TINY = ["data.name=mnist", "data.train_size=250", "data.val_size=50", "model.latent_dim=16", "model.width=0.125", "model.kde_size=100", "train.batch_size=50",
+        "train.epochs=1", "train.progress=false", "train.figures_every=0"]
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist")
+    write_mnist(root, n_train=600, n_test=60)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, mnist_root):
+    cfg = config.resolve(None, [*TINY, f"data.root={mnist_root}"])
+    return train.start(cfg, tmp_path_factory.mktemp("runs") / "trained")
+
+
+def fails(capsys, argv, says):
+    """Runs the command; asserts exit 2 and one error line (no traceback) that contains `says`."""
+    assert main([str(a) for a in argv]) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.startswith("avae: error:") and err.count("\n") == 1, err
+    assert "Traceback" not in err and says in err, err
+    return err
+
+
+def fill(argv, **places):
+    return [str(places.get(a.strip("{}"), a)) if a in (ROOT, OUT, RUN) else a for a in argv]
+
+
+# --- values of the wrong type or range: refused before the run directory exists -------------------
+SETTINGS = [
+    ("model.kde_size=abc", "model.kde_size must be an integer ≥ 2, got 'abc'"),
+    ("model.kde_size=2.5", "model.kde_size must be an integer ≥ 2, got 2.5"),
+    ("model.kde_refresh_every=abc", "model.kde_refresh_every must be an integer ≥ 1"),
+    ("model.sigma0_sq=abc", "model.sigma0_sq must be a number > 0"),
+    ("model.sigma0_sq=0", "model.sigma0_sq must be a number > 0, got 0"),
+    ("model.width=abc", "model.width must be a number > 0"),
+    ("model.density_floor_quantile=abc", "model.density_floor_quantile must be a number > 0 and < 1 or null"),
+    ("model.kde_precision=float16", "model.kde_precision must be one of float32, bfloat16"),
+    ("model.latent_dim=0", "model.latent_dim must be an integer ≥ 1"),
+    ("model.latent_dim=abc", "model.latent_dim must be an integer ≥ 1"),
+    ("model.kde_size=500", "smaller than the training set"),
+    ("model.nonsense=1", "no setting nonsense"),
+    ("model.name=3", "model.name must be a string"),
+    ("train.seed=-1", "train.seed must be an integer ≥ 0, got -1"),
+    ("train.seed=1.5", "train.seed must be an integer ≥ 0, got 1.5"),
+    ("train.epochs=2.5", "train.epochs must be an integer ≥ 1, got 2.5"),
+    ("train.batch_size=2.5", "train.batch_size must be an integer ≥ 2, got 2.5"),
+    ("train.lr=.nan", "train.lr must be a number > 0, got nan"),
+    ("train.lr=nan", "train.lr must be a number > 0, got 'nan'"),
+    ("train.lr=fast", "train.lr must be a number"),
+    ("train.lr_factor=2", "train.lr_factor must be a number > 0 and < 1, got 2"),
+    ("train.val_batch_size=0", "train.val_batch_size must be an integer ≥ 1, got 0"),
+    ("train.figure_points=0", "train.figure_points must be an integer ≥ 2, got 0"),
+    ("train.precision=float16", "train.precision must be one of float32, bfloat16"),
+    ("train.progress=maybe", "train.progress must be true or false"),
+    ("train.nonsense=1", "unknown train setting nonsense"),
+    ("train.device=gpu9", "train.device 'gpu9' is not a device"),
+    ("data.options=abc", "data.options must be a mapping"),
+    ("data.options={nonsense: 1}", "has no option(s) nonsense"),
+    ("data.train_size=0", "data.train_size must be an integer ≥ 1 or null, got 0"),
+    ("data.train_size=100000", "data.train_size must be between 1 and 500"),
+    ("model.name.x=1", "model.name must be a string"),
+    ("data=3", "--set data.name: data is set to 3, which is not a mapping of settings"),
+    ("model=3", "config section 'model' in --set must be a mapping"),
+    ("train=[1]", "config section 'train' in --set must be a mapping"),
+    ("train.lr=[", "--set train.lr=[: the value is not valid YAML"),
+    ("train.lr={", "the value is not valid YAML"),
+    ("oops", "must look like section.key=value"),
+    ("model.=1", "must look like section.key=value"),
+    ("extra.key=1", "unknown config section 'extra'"),
+]
+if not torch.cuda.is_available():
+    SETTINGS.append(("train.device=cuda", "train.device asks for cuda but no GPU is available"))
+
+
+@pytest.mark.parametrize("setting,says", SETTINGS, ids=[s for s, _ in SETTINGS])
+def test_a_bad_setting_is_refused_before_the_run_directory_exists(capsys, tmp_path, mnist_root, setting, says):
+    out = tmp_path / "run"
+    fails(capsys, fill(TRAIN, root=mnist_root, out=out) + ["--set", setting], says)
+    assert not out.exists()
+
+
+CONFIG_FILES = [
+    ("scalar.yaml", b"3\n", "must be a mapping (key: value), got 3"),
+    ("section.yaml", b"data: 3\n", "config section 'data' in config"),
+    ("list_section.yaml", b"model: [avae]\n", "config section 'model' in config"),
+    ("unknown.yaml", b"loss: {x: 1}\n", "unknown config section 'loss'"),
+    ("tabs.yaml", b"train:\n\tepochs: 2\n", "not valid YAML (found character '\\t' that cannot start any token"),
+    ("broken.yaml", b"train: {epochs: 2\n", "is not valid YAML"),
+    ("binary.yaml", bytes(range(256)), "is not a text file"),
+    ("wrong_value.yaml", b"train: {epochs: 2.5}\n", "train.epochs must be an integer ≥ 1, got 2.5"),
+]
+
+
+@pytest.mark.parametrize("name,content,says", CONFIG_FILES, ids=[c[0] for c in CONFIG_FILES])
+def test_a_bad_config_file_is_refused(capsys, tmp_path, mnist_root, name, content, says):
+    path = tmp_path / name
+    path.write_bytes(content)
+    out = tmp_path / "run"
+    fails(capsys, fill(TRAIN, root=mnist_root, out=out) + ["--config", path], says)
+    assert not out.exists()
+
+
+FLAGS = [
+    (["train", "--epochs", "2.5"], "argument --epochs: must be an integer ≥ 1, got '2.5'"),
+    (["train", "--seed", "-1"], "argument --seed: must be an integer ≥ 0, got '-1'"),
+    (["train", "--config", "paper_results"], "config 'paper_results' is neither a file nor a preset; presets are: demo"),
+    (["train", "--config", "nope"], "presets are: demo"),
+    (["train", "--dataset", "nope", "--out", OUT], "unknown dataset 'nope'"),
+    (["train", "--model", "nope", "--out", OUT], "unknown model 'nope'"),
+    (["train", "--resume", OUT, "--epochs", "3"], "--resume continues a run with its own config"),
+    (["train", "--resume", OUT], "is not a run directory"),
+    (["train", "--nonsense"], "unrecognized arguments: --nonsense"),
+    (["sample", RUN, "-n", "0"], "argument -n: must be an integer ≥ 1, got '0'"),
+    (["sample", RUN, "--seed", "x"], "argument --seed: must be an integer ≥ 0"),
+    (["sample", RUN, "--checkpoint", "first"], "argument --checkpoint: invalid choice"),
+    (["sample", OUT], "is not a run directory"),
+    (["evaluate", RUN, "-n", "5"], "argument -n: must be an integer ≥ 10, got '5'"),
+    (["evaluate", RUN, "--seed", "-3"], "argument --seed: must be an integer ≥ 0"),
+    (["evaluate", OUT], "is not a run directory"),
+    (["evaluate", RUN, "-n", "15"], "the Gaussian fit of 16-dimensional codes needs more than 16; raise -n"),
+    (["bandwidth", "-l", "0", "-m", "100"], "argument -l/--latent-dim: must be an integer ≥ 1, got '0'"),
+    (["bandwidth", "-l", "2", "-m", "1"], "argument -m/--kde-size: must be an integer ≥ 2, got '1'"),
+    (["bandwidth", "-l", "abc", "-m", "100"], "argument -l/--latent-dim: must be an integer ≥ 1, got 'abc'"),
+    (["bandwidth", "-l", "2"], "the following arguments are required: -m/--kde-size"),
+    (["nonsense"], "argument command: invalid choice: 'nonsense'"),
+    ([], "the following arguments are required: command"),
+]
+
+
+@pytest.mark.parametrize("argv,says", FLAGS, ids=[" ".join(a) for a, _ in FLAGS])
+def test_a_bad_flag_is_refused_in_one_line(capsys, tmp_path, trained_run, argv, says):
+    before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
+    out = tmp_path / "nothing"
+    fails(capsys, fill(argv, out=out, run=trained_run), says)
+    assert not out.exists()
+    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before
+
+
+def test_help_still_exits_zero(capsys):
+    assert main(["evaluate", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "fast (the default" in text
+
+
+def test_a_cifar_folder_missing_one_batch_names_it(capsys, tmp_path):
+    write_cifar10(tmp_path / "data", archive=False)
+    (tmp_path / "data" / "cifar-10-batches-py" / "test_batch").unlink()
+    out = tmp_path / "run"
+    fails(capsys, ["train", "--dataset", "cifar10", "--data-root", tmp_path / "data", "--out", out],
+          "cifar-10-batches-py holds some CIFAR-10 batches but not test_batch")
+    assert not out.exists()
+
+
+# --- suites -----------------------------------------------------------------------------------------
+GOOD_EXPERIMENT = {"dataset": "mnist", "models": ["ae"], "settings": {"train.epochs": 1}}
+SUITES = [
+    ("tabs", "experiments:\n\t- dataset: mnist\n", "is not valid YAML"),
+    ("scalar", "3\n", "must be a mapping (key: value), got 3"),
+    ("no experiments", {"seeds": [0]}, "suite has no experiments"),
+    ("empty experiments", {"experiments": []}, "suite.experiments must be a non-empty list of mappings"),
+    ("scalar experiment", {"experiments": [3]}, "suite.experiments must be a non-empty list of mappings"),
+    ("bad seeds", {"seeds": [-1], "experiments": [GOOD_EXPERIMENT]}, "suite.seeds must be a non-empty list of integers ≥ 0"),
+    ("no dataset", {"experiments": [{"models": ["ae"]}]}, "suite.experiments[1] has no dataset"),
+    ("models scalar", {"experiments": [{"dataset": "mnist", "models": "ae"}]},
+     "suite.experiments[1].models must be a non-empty list of strings"),
+    ("unknown key", {"experiments": [{**GOOD_EXPERIMENT, "model": "ae"}]}, "unknown suite.experiments[1] setting model"),
+    ("foreign model_settings", {"experiments": [{**GOOD_EXPERIMENT, "model_settings": {"avae": {"model.kde_size": 9}}}]},
+     "suite.experiments[1].model_settings.avae must be a mapping of settings for one of the experiment's models"),
+    ("bad setting", {"experiments": [{**GOOD_EXPERIMENT, "settings": {"train.epochs": 2.5}}]},
+     "run mnist-ae-s0: train.epochs must be an integer ≥ 1, got 2.5"),
+    ("bad evaluate", {"evaluate": {"n": 2}, "experiments": [GOOD_EXPERIMENT]}, "suite evaluate.n must be an integer ≥ 10"),
+    ("unknown evaluate", {"evaluate": {"size": 2}, "experiments": [GOOD_EXPERIMENT]}, "unknown suite evaluate setting size"),
+    ("duplicate run", {"experiments": [GOOD_EXPERIMENT, {**GOOD_EXPERIMENT, "settings": {"train.epochs": 2}}]},
+     "has run mnist-ae-s0 twice"),
+]
+
+
+@pytest.mark.parametrize("name,suite,says", SUITES, ids=[s[0] for s in SUITES])
+def test_a_bad_suite_is_refused_before_anything_runs(capsys, tmp_path, name, suite, says):
+    path = tmp_path / "suite.yaml"
+    path.write_text(suite if isinstance(suite, str) else yaml.safe_dump(suite))
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    fails(capsys, ["benchmark", "--suite", path, "--runs", runs, "--results", results], says)
+    assert not runs.exists() and not results.exists()
+
