@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from avae.bandwidth import bandwidth
+from avae.errors import AvaeError
 from avae.metrics import generative as gen
 from avae.metrics import latent
 
@@ -150,3 +151,68 @@ def test_collapsed_axes_and_reconstruction_errors():
     x = np.zeros((2, 1, 2, 2))
     x_hat = np.full((2, 1, 2, 2), 0.5)
     assert latent.reconstruction_errors(x, x_hat) == {"mse_per_pixel": 0.25, "sse_per_image": 1.0}
+
+
+# --- broken and degenerate inputs are refused, never scored -------------------------------------------
+def _with_nan(x):
+    x = x.copy()
+    x[3, 1] = np.nan
+    return x
+
+
+def test_every_metric_refuses_non_finite_features():
+    x = np.random.default_rng(5).normal(size=(60, 4))
+    calls = [
+        lambda: gen.frechet_distance(_with_nan(x), x),
+        lambda: gen.frechet_distance_from_stats(np.zeros(4), np.full((4, 4), np.inf), np.zeros(4), np.eye(4)),
+        lambda: gen.prd(x, _with_nan(x), seed=0, num_runs=1),
+        lambda: gen.knn_precision_recall(x, _with_nan(x)),
+        lambda: gen.density_coverage(_with_nan(x), x),
+        lambda: latent.gaussian_kl(_with_nan(x)),
+        lambda: latent.collapsed_axes(_with_nan(x)),
+        lambda: latent.norm_chi2_test(_with_nan(x)),
+        lambda: latent.whitened_entropy(_with_nan(x), 0.5),
+        lambda: latent.reconstruction_errors(x, _with_nan(x)),
+    ]
+    for call in calls:
+        with pytest.raises(AvaeError, match="non-finite values"):
+            call()
+
+
+def test_knn_metrics_need_more_points_than_k():
+    x = np.random.default_rng(6).normal(size=(3, 4))
+    with pytest.raises(AvaeError, match=r"k = 3 needs more than 3 points"):
+        gen.knn_precision_recall(x, x, k=3)
+    with pytest.raises(AvaeError, match=r"k = 5 needs more than 5 points"):
+        gen.density_coverage(np.ones((10, 4)), x[:3], k=5)
+    with pytest.raises(AvaeError, match="differ in dimension"):
+        gen.knn_precision_recall(np.ones((10, 4)), np.ones((10, 3)), k=3)
+    assert gen.knn_precision_recall(x[:2].repeat(2, 0), x[:2].repeat(2, 0), k=3)["precision"] == 1.0  # n = k + 1 works
+
+
+def test_gaussian_kl_refuses_a_singular_covariance():
+    rng = np.random.default_rng(7)
+    with pytest.raises(AvaeError, match="singular"):
+        latent.gaussian_kl(rng.normal(size=(15, 16)))  # n ≤ l: rank 14
+    z = rng.normal(size=(500, 4))
+    z[:, 1] = 0.5  # a collapsed axis
+    with pytest.raises(AvaeError, match="singular"):
+        latent.gaussian_kl(z)
+
+
+def test_reconstruction_errors_refuse_mismatched_shapes():
+    with pytest.raises(AvaeError, match="same shape"):
+        latent.reconstruction_errors(np.zeros((4, 1, 8, 8)), np.zeros((4, 1, 8, 1)))  # would broadcast
+    with pytest.raises(AvaeError, match="same shape"):
+        latent.reconstruction_errors(np.zeros((4, 1, 8, 8)), np.zeros((1, 1, 8, 8)))
+
+
+def test_prd_streams_of_different_seeds_share_no_clustering():
+    seeds = {s: gen.run_seeds(s, 10) for s in range(5)}
+    assert seeds[0] == gen.run_seeds(0, 10)  # reproducible
+    for a in range(5):
+        assert len(set(seeds[a])) == 10
+        for b in range(a + 1, 5):
+            assert not set(seeds[a]) & set(seeds[b])
+    with pytest.raises(AvaeError, match="non-negative integer"):
+        gen.run_seeds(-1, 2)

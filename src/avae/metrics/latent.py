@@ -55,7 +55,7 @@ def gaussian_kl(z: np.ndarray, variance=1.0, mean=None) -> float:
     target_mean, target_cov = _target(l, variance, mean)
     diff = mu - target_mean
     sign, logdet = np.linalg.slogdet(cov)
-    if sign <= 0:
+    if sign <= 0 or np.linalg.matrix_rank(cov, hermitian=True) < l:  # rounding can leave a positive sign
         raise AvaeError(f"the codes' covariance is singular ({len(z)} codes in {l} dimensions, or an axis without "
                         f"variation), so a Gaussian fit has no density; use more than {l} codes")
     _, target_logdet = np.linalg.slogdet(target_cov)
