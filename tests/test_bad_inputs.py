@@ -1,5 +1,11 @@
 """Every mistake a user can make, through the `avae` command: exit status 2, one line on stderr, no
 traceback, and the run directory left as it should be (absent, untouched, resumable or retryable)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 import torch
 import yaml
@@ -200,3 +206,163 @@ def test_a_bad_suite_is_refused_before_anything_runs(capsys, tmp_path, name, sui
     fails(capsys, ["benchmark", "--suite", path, "--runs", runs, "--results", results], says)
     assert not runs.exists() and not results.exists()
 
+
+
+# --- run directories: damaged, diverged, locked, or in a place that cannot be written ------------------
+def copy_of(run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def snapshot(run_dir):
+    """Every file's bytes (the lock file aside: it names the last process that held it)."""
+    return {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+def _save(obj):
+    return lambda path: torch.save(obj, path)
+
+
+def _edit_checkpoint(edit):
+    def write(path):
+        state = torch.load(path, weights_only=True)
+        edit(state)
+        torch.save(state, path)
+    return write
+
+
+def _nan_weight(state):
+    name = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][name] = torch.full_like(state["model"][name], float("nan"))
+
+
+def _wrong_shape(state):
+    name = next(k for k, v in state["model"].items() if v.is_floating_point() and v.ndim > 1)
+    state["model"][name] = state["model"][name][:1]
+
+
+DAMAGE = [  # (what, file, how to damage it, what the error says)
+    ("checkpoint not a dict", "checkpoints/last.pt", _save([1, 2, 3]), "holds a list, not a checkpoint"),
+    ("checkpoint without keys", "checkpoints/last.pt", _save({"model": {}}), "lacks model_extra"),
+    ("checkpoint of another model", "checkpoints/last.pt", _edit_checkpoint(_wrong_shape), "does not fit this run's model"),
+    ("checkpoint with NaN weights", "checkpoints/last.pt", _edit_checkpoint(_nan_weight), "non-finite weights"),
+    ("checkpoint truncated", "checkpoints/last.pt", lambda p: p.write_bytes(p.read_bytes()[:100]), "cannot be read"),
+    ("config scalar", "config.yaml", lambda p: p.write_text("3\n"), "config.yaml is damaged"),
+    ("config without sections", "config.yaml", lambda p: p.write_text("{}\n"), "config.yaml is damaged"),
+    ("config bad value", "config.yaml", lambda p: p.write_text(p.read_text().replace("epochs: 1", "epochs: 2.5")),
+     "config.yaml is damaged"),
+    ("config not YAML", "config.yaml", lambda p: p.write_text("data: {\n"), "config.yaml is damaged"),
+    ("run.json a list", "run.json", lambda p: p.write_text("[1, 2]"), "run.json is damaged"),
+    ("run.json empty data spec", "run.json",
+     lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "data_spec": {}})), "run.json is damaged"),
+    ("run.json not JSON", "run.json", lambda p: p.write_text("{"), "run.json is damaged"),
+    ("metrics.jsonl torn in the middle", "metrics.jsonl", lambda p: p.write_text('{"epoch": 1\n{"epoch": 2}\n'),
+     "metrics.jsonl is damaged at line 1"),
+]
+COMMANDS = {"resume": ["train", "--resume", RUN], "evaluate": ["evaluate", RUN, "-n", "20"],
+            "sample": ["sample", RUN, "-n", "4"]}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("what,file,damage,says", DAMAGE, ids=[d[0] for d in DAMAGE])
+def test_a_damaged_run_directory_is_named_and_left_as_it_was(capsys, tmp_path, trained_run, command, what, file,
+                                                             damage, says):
+    if file == "metrics.jsonl" and command != "resume":
+        pytest.skip("only training reads the metrics log")
+    run_dir = copy_of(trained_run, tmp_path)
+    damage(run_dir / file)
+    before = snapshot(run_dir)
+    err = fails(capsys, fill(COMMANDS[command], run=run_dir), says)
+    assert file.split("/")[-1] in err
+    assert snapshot(run_dir) == before
+
+
+def test_a_torn_last_metrics_line_is_dropped_on_resume(capsys, tmp_path, trained_run):
+    run_dir = copy_of(trained_run, tmp_path)
+    log = run_dir / "metrics.jsonl"
+    first = log.read_text()
+    log.write_text(first + '{"epoch": 2, "train_lo')  # a kill in the middle of a write
+    config_path = run_dir / "config.yaml"
+    config_path.write_text(config_path.read_text().replace("epochs: 1", "epochs: 2"))
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    lines = log.read_text().splitlines()
+    assert lines[0] == first.strip() and [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_output_places_that_cannot_be_written(capsys, tmp_path, mnist_root, trained_run):
+    a_file = tmp_path / "file"
+    a_file.write_text("not a folder")
+    fails(capsys, fill(TRAIN, root=mnist_root, out=a_file), "is a file, not a folder")
+    fails(capsys, fill(TRAIN, root=mnist_root, out=a_file / "run"), "cannot be created")
+    assert a_file.read_text() == "not a folder"
+    fails(capsys, ["sample", trained_run, "-n", "4", "--out", a_file / "samples"], "is a file, not a folder")
+    fails(capsys, ["sample", trained_run, "-n", "4", "--out", a_file / "sub" / "samples"], "cannot be created")
+    fails(capsys, ["sample", trained_run, "-n", "4", "--out", tmp_path], "is a folder")
+
+
+def test_a_run_that_diverges_before_its_first_checkpoint_is_failed_and_can_be_started_again(capsys, tmp_path,
+                                                                                            mnist_root):
+    out = tmp_path / "run"
+    argv = fill(TRAIN, root=mnist_root, out=out) + ["--set", "data.train_size=250", "--set", "data.val_size=50",
+                                                     "--epochs", "1", "--set", "train.batch_size=50"]
+    fails(capsys, argv + ["--set", "train.lr=1e12"], "diverged at epoch 1, step")
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+    assert not (out / "checkpoints" / "last.pt").exists()
+    assert main([str(a) for a in argv]) == 0  # the same --out starts again
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
+    assert config.load_yaml((out / "config.yaml").read_text())["train"].get("lr") is None
+
+
+def test_a_run_that_diverges_later_keeps_its_last_good_checkpoint(capsys, tmp_path, mnist_root, monkeypatch):
+    from avae.models.avae import AVAE
+
+    calls = {"n": 0}
+    original = AVAE.training_loss
+
+    def diverging(self, x):
+        out = original(self, x)
+        calls["n"] += 1
+        if calls["n"] > 3:  # epoch 1 has 3 steps: (250 − m=100) / 50
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(AVAE, "training_loss", diverging)
+    out = tmp_path / "run"
+    argv = fill(TRAIN, root=mnist_root, out=out) + ["--set", "data.train_size=250", "--set", "data.val_size=50",
+                                                     "--epochs", "3", "--set", "train.batch_size=50"]
+    fails(capsys, argv, "diverged at epoch 2, step 1")
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1]
+    monkeypatch.setattr(AVAE, "training_loss", original)
+    assert main(["sample", str(out), "-n", "4"]) == 0  # the last good weights still sample
+    fails(capsys, fill(TRAIN, root=mnist_root, out=out), "already holds a run")
+
+
+LOCK_HOLDER = """
+import sys, time
+from pathlib import Path
+from avae import train
+with train.lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_run_being_trained_refuses_a_second_trainer_until_its_process_dies(capsys, tmp_path, trained_run):
+    run_dir = copy_of(trained_run, tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(run_dir)], stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        before = snapshot(run_dir)
+        fails(capsys, ["train", "--resume", run_dir], f"is being trained by another process (pid {holder.pid})")
+        assert snapshot(run_dir) == before
+    finally:
+        holder.kill()  # SIGKILL: the lock goes with the process
+        holder.wait()
+    config_path = run_dir / "config.yaml"
+    config_path.write_text(config_path.read_text().replace("epochs: 1", "epochs: 2"))
+    assert main(["train", "--resume", str(run_dir)]) == 0

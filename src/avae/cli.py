@@ -184,16 +184,22 @@ def _sample(args) -> int:
 
     run_dir = Path(args.run_dir)
     cfg, spec = train.read_run(run_dir)
+    prefix = Path(args.out) if args.out else run_dir / "samples"
+    if prefix.is_dir():
+        raise AvaeError(f"--out {prefix} is a folder; give a path prefix such as {prefix / 'samples'}")
     model = train.build(cfg, spec)
     train.load_weights(model, run_dir, args.checkpoint)
     model.eval()
     images = []
     gen = torch.Generator().manual_seed(args.seed)
     for start in range(0, args.n, 1000):
-        images.append(report.to_uint8(model.sample(min(1000, args.n - start), gen), spec.value_range))
+        batch = model.sample(min(1000, args.n - start), gen)
+        if not torch.isfinite(batch).all():
+            raise AvaeError(f"the model of {run_dir} produced non-finite images (NaN or inf); it cannot be sampled, "
+                            "retrain it (e.g. with a lower train.lr)")
+        images.append(report.to_uint8(batch, spec.value_range))
     images = np.concatenate(images)
-    prefix = Path(args.out) if args.out else run_dir / "samples"
-    prefix.parent.mkdir(parents=True, exist_ok=True)
+    train.make_folder(prefix.parent)
     np.save(prefix.with_suffix(".npy"), images)
     report.save_grid(prefix.with_suffix(".png"), images[:256])
     print(f"{len(images)} samples ({model.sampler}): {prefix.with_suffix('.npy')} and {prefix.with_suffix('.png')}")

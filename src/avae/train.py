@@ -9,12 +9,14 @@ Run directory:
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import platform
 import time
-from dataclasses import asdict
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -69,30 +71,146 @@ def build(cfg: dict, spec: DataSpec) -> Model:
     return build_model(cfg["model"], spec)
 
 
+NEW_RUN = "start a new run with `avae train --out NEW_DIR`"
+
+
 def read_run(run_dir: Path) -> tuple[dict, DataSpec]:
-    """The config and data spec of an existing run directory."""
+    """The config and data spec of an existing run directory (checked: a damaged file is named)."""
     cfg_path, info_path = run_dir / "config.yaml", run_dir / "run.json"
     if not cfg_path.is_file() or not info_path.is_file():
         raise AvaeError(f"{run_dir} is not a run directory (no config.yaml/run.json); give a folder made by `avae train`")
     try:
-        cfg = config_mod.load_yaml(cfg_path.read_text())
-        spec = json.loads(info_path.read_text())["data_spec"]
-    except (ValueError, KeyError, config_mod.yaml.YAMLError):
-        raise AvaeError(f"{run_dir} has a corrupt config.yaml or run.json; start a new run") from None
-    spec["shape"], spec["value_range"] = tuple(spec["shape"]), tuple(spec["value_range"])
-    return cfg, DataSpec(**spec)
+        cfg = config_mod.validate(config_mod.load_yaml(cfg_path.read_text()))
+    except (ValueError, config_mod.yaml.YAMLError, AvaeError) as e:
+        raise AvaeError(f"{cfg_path} is damaged ({_first_line(e)}); {NEW_RUN}") from None
+    return cfg, _data_spec(run_info(run_dir), info_path)
+
+
+def run_info(run_dir: Path) -> dict:
+    """run.json: status, data spec, data provenance, versions."""
+    path = run_dir / "run.json"
+    try:
+        info = json.loads(path.read_text())
+    except ValueError as e:
+        raise AvaeError(f"{path} is damaged (not JSON: {_first_line(e)}); {NEW_RUN}") from None
+    if not isinstance(info, dict):
+        raise AvaeError(f"{path} is damaged (it holds a {type(info).__name__}, not a mapping); {NEW_RUN}")
+    return info
+
+
+def _data_spec(info: dict, path: Path) -> DataSpec:
+    spec = info.get("data_spec")
+    known = [f.name for f in fields(DataSpec)]
+    try:
+        spec = DataSpec(**{**spec, "shape": tuple(spec["shape"]), "value_range": tuple(spec["value_range"])})
+        ok = (len(spec.shape) == 3 and all(isinstance(v, int) and v > 0 for v in spec.shape)
+              and len(spec.value_range) == 2 and isinstance(spec.train_size, int) and isinstance(spec.likelihood, str))
+    except (TypeError, KeyError):
+        ok = False
+    if not ok:
+        raise AvaeError(f"{path} is damaged (its data_spec must hold {', '.join(known)}); {NEW_RUN}")
+    return spec
 
 
 def recorded_data(run_dir: Path) -> dict:
     """The description of its data that a run recorded when it started (run.json's dataset_info)."""
-    return json.loads((run_dir / "run.json").read_text()).get("dataset_info", {})
+    return run_info(run_dir).get("dataset_info", {})
 
 
 def load_weights(model: Model, run_dir: Path, which: str = "last") -> dict:
-    state = load_checkpoint(run_dir / "checkpoints" / f"{which}.pt")
-    model.load_state_dict(state["model"])
-    model.load_extra_state(state["model_extra"])
+    """A checkpoint's weights loaded into `model`: finite, and of this model's shapes."""
+    path = run_dir / "checkpoints" / f"{which}.pt"
+    state = load_checkpoint(path)
+    bad = [name for name, value in state["model"].items() if torch.is_tensor(value) and not _finite(value)]
+    if bad:
+        raise AvaeError(f"checkpoint {path} holds non-finite weights ({bad[0]}): the run diverged; "
+                        f"{NEW_RUN} and a lower train.lr")
+    try:
+        model.load_state_dict(state["model"])
+        model.load_extra_state(state["model_extra"])
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise AvaeError(f"checkpoint {path} does not fit this run's model ({_first_line(e)}); "
+                        "it was copied from another run: put back this run's file or start a new run") from None
     return state
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    return not tensor.is_floating_point() or bool(torch.isfinite(tensor).all())
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+# --- run states: one writer, failed runs marked -------------------------------------------------
+@contextmanager
+def lock(run_dir: Path):
+    """Hold RUN_DIR/.lock while training: a second trainer is refused, and the kernel releases the
+    lock when its process dies (even by SIGKILL), so a killed run never stays locked."""
+    handle = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise AvaeError(f"{run_dir} is being trained by another process (pid {holder}); wait for it to end, "
+                        "or stop it and resume") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def make_folder(path: Path, what: str = "--out") -> Path:
+    """A folder to write into, or one line saying why it cannot be."""
+    if path.exists() and not path.is_dir():
+        raise AvaeError(f"{what} {path} is a file, not a folder; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AvaeError(f"{what} {path} cannot be created ({e.strerror}); give a folder you can write to") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise AvaeError(f"{what} {path} is not writable; give a folder you can write to")
+    return path
+
+
+def _may_start_again(run_dir: Path) -> bool:
+    """A run that ended (failed, or killed) before its first checkpoint holds nothing to resume."""
+    try:
+        status = run_info(run_dir).get("status")
+    except AvaeError:
+        return False
+    return status in ("failed", "running") and not (run_dir / "checkpoints" / "last.pt").exists()
+
+
+def _clear(run_dir: Path) -> None:
+    import shutil
+
+    for name in ("config.yaml", "run.json", "metrics.jsonl"):
+        (run_dir / name).unlink(missing_ok=True)
+    for name in ("checkpoints", "figures"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
+def mark_failed(run_dir: Path, reason: str) -> None:
+    write_json(run_dir / "run.json", {**run_info(run_dir), "status": "failed", "error": reason})
+
+
+def _training(trainer: "Trainer") -> None:
+    """Fit, and mark the run failed (keeping its last good checkpoint) if training raises."""
+    try:
+        trainer.fit()
+    except KeyboardInterrupt:
+        raise  # an interrupted run resumes
+    except Exception as e:
+        if trainer.dist.is_main:
+            mark_failed(trainer.run_dir, _first_line(e))
+        raise
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -102,13 +220,25 @@ def atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+CHECKPOINT_KEYS = ("model", "model_extra", "optimizer", "scheduler", "torch_rng", "epoch", "step", "sums",
+                   "train_seconds", "best")
+
+
 def load_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise AvaeError(f"checkpoint {path} does not exist; train the run first")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a damaged file
         raise AvaeError(f"checkpoint {path} cannot be read ({type(e).__name__}); it is corrupt, resume from another run") from None
+    if not isinstance(state, dict):
+        raise AvaeError(f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint; put back this run's file "
+                        "or start a new run")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing or not isinstance(state["model"], dict):
+        raise AvaeError(f"checkpoint {path} lacks {', '.join(missing) or 'model weights'}; it is not a checkpoint of "
+                        "`avae train`: put back this run's file or start a new run")
+    return state
 
 
 def write_json(path: Path, obj) -> None:
@@ -140,6 +270,7 @@ class Trainer:
         )
         self.forward = self._wrap(params) if self.dist.enabled else model
         self.epoch, self.step, self.best = 0, 0, math.inf
+        self._saved_epoch = None  # the epochs held by the last checkpoint written or resumed from
         self.sums: dict[str, float] = {}  # image-weighted sums of the epoch's training losses
         self.train_seconds = 0.0
 
@@ -184,6 +315,14 @@ class Trainer:
             info = json.loads((self.run_dir / "run.json").read_text())
             write_json(self.run_dir / "run.json", {**info, "status": "finished", "epochs_done": self.epoch})
 
+    def _diverged(self, step: int, what: str) -> AvaeError:
+        """The error that stops a diverging run; nothing non-finite has been written."""
+        kept = (f"its last good checkpoint (epoch {self._saved_epoch}) is kept" if self._saved_epoch is not None
+                else "no checkpoint was written")
+        return AvaeError(f"training diverged at epoch {self.epoch + 1}, step {step + 1}: {what}; likely "
+                         f"train.lr={self.tc.lr:g} is too high{self.model.divergence_hint}; the run is marked failed "
+                         f"and {kept}: start it again with a lower train.lr")
+
     def _train_epoch(self) -> None:
         model, tc = self.model, self.tc
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.data.train))
@@ -205,6 +344,8 @@ class Trainer:
             x = self.prepare(self.data.train.images(shard))
             with self.autocast():
                 losses = self.forward(x)
+            if not torch.isfinite(losses["loss"].detach()).all():
+                raise self._diverged(step, f"the training loss is {float(losses['loss'].detach())}")
             # DDP averages gradients over ranks; weighting by the shard's share of the batch
             # makes that the gradient of the global batch mean, as in one process.
             weight = len(shard) * self.dist.world / len(batch)
@@ -254,6 +395,8 @@ class Trainer:
     def _end_epoch(self) -> None:
         start = time.perf_counter()
         val = self.validate()
+        if not all(math.isfinite(val[key]) for key in ("loss", "objective")):
+            raise self._diverged(self.step, f"the validation loss is {val['loss']}")
         self.model.on_validation_end(self, val)
         self.scheduler.step(val["objective"])
         val_seconds = time.perf_counter() - start
@@ -312,6 +455,9 @@ class Trainer:
         sums = self.dist.sum(self.sums, self.device)
         if not self.dist.is_main:
             return
+        bad = [name for name, value in self.model.state_dict().items() if not _finite(value)]
+        if bad:
+            raise self._diverged(max(self.step - 1, 0), f"the weights became non-finite ({bad[0]})")
         state = {
             "model": self.model.state_dict(),
             "model_extra": self.model.extra_state(),
@@ -326,6 +472,7 @@ class Trainer:
         }
         atomic_save(state, self.checkpoint_dir / f"{which}.pt")
         self._last_save = time.monotonic()
+        self._saved_epoch = self.epoch
 
     def resume(self) -> None:
         """Continue from checkpoints/last.pt (a fresh start if the run died before saving).
@@ -335,19 +482,26 @@ class Trainer:
         path = self.checkpoint_dir / "last.pt"
         if not path.is_file():
             return
-        state = load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
-        self.model.load_extra_state(state["model_extra"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
+        state = load_weights(self.model, self.run_dir, "last")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["torch_rng"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as e:
+            raise AvaeError(f"checkpoint {path} does not fit this run's optimizer ({_first_line(e)}); "
+                            "put back this run's file or start a new run") from None
         self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
+        self._saved_epoch = self.epoch
         self.sums = dict(state["sums"]) if self.dist.is_main else {}  # the saved sums are already global
         self.train_seconds = state["train_seconds"]
         if self.dist.enabled:
             _seed_rank(self.seed, self.dist.rank, self.epoch, self.step)
         if self.dist.is_main:
             _truncate_metrics(self.run_dir / "metrics.jsonl", self.epoch)
+
+    def check_metrics_log(self) -> None:
+        """Fail before training if the metrics log is damaged beyond a torn last line."""
+        _metric_records(self.run_dir / "metrics.jsonl")
 
 
 def _seed_rank(seed: int, rank: int, *position: int) -> None:
@@ -356,11 +510,31 @@ def _seed_rank(seed: int, rank: int, *position: int) -> None:
 
 
 def _truncate_metrics(path: Path, epochs_done: int) -> None:
-    """Drop lines of epochs the checkpoint does not hold (a kill between log and save)."""
+    """Drop lines of epochs the checkpoint does not hold (a kill between log and save), and a torn last line."""
     if not path.is_file():
         return
-    lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= epochs_done]
-    path.write_text("".join(line + "\n" for line in lines))
+    kept = [r for r in _metric_records(path) if r["epoch"] <= epochs_done]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _metric_records(path: Path) -> list[dict]:
+    """The epochs of metrics.jsonl; a torn last line (a kill in mid-write) is left out, any other damage named."""
+    if not path.is_file():
+        return []
+    text = path.read_text(errors="replace")
+    lines = text.splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                raise ValueError("no epoch number")
+        except ValueError as e:
+            if number == len(lines) and not text.endswith("\n"):
+                break  # torn by a kill: the checkpoint's epochs are re-run
+            raise AvaeError(f"{path} is damaged at line {number} ({_first_line(e)}); delete that line and resume") from None
+        records.append(record)
+    return records
 
 
 def _summary_line(r: dict) -> str:
@@ -402,20 +576,27 @@ def _start(cfg: dict, run_dir: Path, dist: Dist) -> Path:
     model = build(cfg, spec)
     run_dir = Path(dist.broadcast(str(run_dir)))  # one folder, even if ranks' clocks named it differently
     trainer = Trainer(cfg, run_dir, data, model, dist)  # checks the device before anything is written
-    if dist.is_main:
-        if (run_dir / "run.json").exists():
-            raise AvaeError(f"{run_dir} already holds a run; resume it with `avae train --resume {run_dir}` or pick --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config_mod.dump(cfg))
-        write_json(run_dir / "run.json", {
-            "status": "running", "data_spec": asdict(spec), "avae": __version__, "torch": torch.__version__,
-            "python": platform.python_version(), "dataset_info": data.info,
-        })
-    dist.barrier()
-    if dist.enabled:
-        _seed_rank(cfg["train"].get("seed", 0), dist.rank)
-    trainer.fit()
+    with lock(make_folder(run_dir)) if dist.is_main else nullcontext():
+        if dist.is_main:
+            _create(run_dir, cfg, spec, data.info)
+        dist.barrier()
+        if dist.enabled:
+            _seed_rank(cfg["train"].get("seed", 0), dist.rank)
+        _training(trainer)
     return run_dir
+
+
+def _create(run_dir: Path, cfg: dict, spec: DataSpec, dataset_info: dict) -> None:
+    """config.yaml and a 'running' run.json; a run that ended before its first checkpoint is started again."""
+    if (run_dir / "run.json").exists():
+        if not _may_start_again(run_dir):
+            raise AvaeError(f"{run_dir} already holds a run; resume it with `avae train --resume {run_dir}` or pick --out")
+        _clear(run_dir)
+    (run_dir / "config.yaml").write_text(config_mod.dump(cfg))
+    write_json(run_dir / "run.json", {
+        "status": "running", "data_spec": asdict(spec), "avae": __version__, "torch": torch.__version__,
+        "python": platform.python_version(), "dataset_info": dataset_info,
+    })
 
 
 def resume(run_dir: Path) -> Path:
@@ -432,6 +613,8 @@ def _resume(run_dir: Path, dist: Dist) -> Path:
     check_unchanged(data, recorded_data(run_dir))
     model = build(cfg, data_spec(data))
     trainer = Trainer(cfg, run_dir, data, model, dist)
-    trainer.resume()
-    trainer.fit()
+    with lock(run_dir) if dist.is_main else nullcontext():
+        trainer.check_metrics_log()
+        trainer.resume()
+        _training(trainer)
     return run_dir

@@ -36,6 +36,7 @@ class AVAE(Model):
     name = "avae"
     description = "Aggregate VAE: KDE aggregate posterior matched to N(0,I), σ set from validation error"
     sampler = "N(0, (1−h²)I) with the bias-corrected bandwidth h"
+    divergence_hint = " or model.sigma0_sq (σ₀²) too small"
 
     @dataclass
     class Params:

@@ -45,6 +45,7 @@ class Model(nn.Module):
     description: ClassVar[str] = ""
     sampler: ClassVar[str] = "prior N(0, I)"  # how generation draws codes, in words
     codes_per_latent: ClassVar[int] = 1  # 2 for Gaussian encoders (mean and log-variance)
+    divergence_hint: ClassVar[str] = ""  # what else may make the loss non-finite (named when training diverges)
 
     @dataclass
     class Params:
