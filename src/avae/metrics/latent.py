@@ -2,8 +2,6 @@
 collapsed axes, and reconstruction errors. Pure functions of arrays."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from scipy import stats
