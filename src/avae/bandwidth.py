@@ -142,11 +142,11 @@ def bandwidth(latent_dim: int, kde_size: int, seed: int = 0, cache: bool = True)
     _check(latent_dim, kde_size)
     n, draws = sizes(latent_dim, kde_size)
     key = f"v{CACHE_VERSION}/l={latent_dim}/m={kde_size}/seed={seed}/targets={n}/draws={draws}"
-    entries = _read_cache() if cache else {}
+    entries = read_json_cache(cache_path()) if cache else {}
     if key not in entries:
         entries[key] = estimate_h_opt(latent_dim, kde_size, seed, n, draws)
         if cache:
-            _write_cache(entries)
+            write_json_cache(cache_path(), entries)
     h_opt = entries[key]
     h, std = corrected(h_opt)
     return Bandwidth(latent_dim, kde_size, h_opt, h, std, seed, n, draws)
@@ -164,15 +164,14 @@ def cache_path() -> Path:
     return Path(root) / "bandwidth.json"
 
 
-def _read_cache() -> dict:
+def read_json_cache(path: Path) -> dict:
     try:
-        return json.loads(cache_path().read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}  # no cache yet, or an unreadable one: recompute and rewrite it
 
 
-def _write_cache(entries: dict) -> None:
-    path = cache_path()
+def write_json_cache(path: Path, entries: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:

@@ -56,8 +56,10 @@ class TrainConfig:
     lr_threshold: float = setting(1e-4, minimum=0)
     seed: int = setting(0, minimum=0)
     device: str = setting("auto")  # auto, cpu, cuda, cuda:N
-    precision: str = setting("float32", choices=("float32", "bfloat16"))  # bfloat16: autocast; KDE and losses stay float32
-    channels_last: bool = setting(True)
+    # auto: what is fastest on the machine at hand (avae.hardware), made concrete in the run
+    precision: str = setting("auto", choices=("auto", "float32", "bfloat16"))  # bfloat16: autocast; KDE, losses float32
+    channels_last: bool | None = setting(None)  # null: auto
+    threads: int | None = setting(None, minimum=1)  # torch's intra-op threads; null: auto
     val_batch_size: int = setting(500, minimum=1)
     figures_every: int = setting(1, minimum=0)  # epochs between figure sets, and after the last (0: none)
     figure_points: int = setting(2000, minimum=2)  # validation codes in the latent figures

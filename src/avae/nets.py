@@ -14,6 +14,7 @@ zero biases; BatchNorm uses Keras' momentum 0.99 (PyTorch 0.01) and eps 1e-3.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .errors import AvaeError
 
@@ -120,6 +122,29 @@ class Encoder(nn.Module):
 
     def forward(self, x):
         return self.net(x * 2 - 1 if self.shift else x)
+
+
+@torch.no_grad()
+def inference_encoder(encoder: Encoder) -> Encoder:
+    """A frozen copy of `encoder` for inference: each BatchNorm (on its running statistics) is
+    folded into the convolution before it, so the copy gives the eval-mode encoder's codes with
+    one layer fewer per block. Cheap enough to make anew whenever the weights have changed."""
+    frozen = copy.deepcopy(encoder).eval().requires_grad_(False)
+    layers = []
+    for layer in frozen.net:
+        if isinstance(layer, nn.BatchNorm2d):
+            layers[-1] = _fold(layers[-1], layer)
+        else:
+            layers.append(layer)
+    frozen.net = nn.Sequential(*layers)
+    return frozen
+
+
+def _fold(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
+    fused = fuse_conv_bn_eval(conv, norm)
+    # keep the convolution's memory layout (channels-last or not), which the fusion may change
+    fused.weight = nn.Parameter(torch.empty_like(conv.weight).copy_(fused.weight), requires_grad=False)
+    return fused
 
 
 class Decoder(nn.Module):

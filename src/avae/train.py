@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from . import __version__, config as config_mod, report
+from . import __version__, config as config_mod, hardware, report
 from .config import TrainConfig
 from .data import Dataset, check_unchanged, load_dataset, to_float
 from .distributed import Dist, from_environment
@@ -254,9 +254,11 @@ class Trainer:
     def __init__(self, cfg: dict, run_dir: Path, data: Dataset, model: Model, dist: Dist | None = None):
         self.cfg, self.run_dir, self.data, self.model = cfg, Path(run_dir), data, model
         self.dist = dist or Dist()
+        self.device = _device(TrainConfig.from_dict(cfg["train"]).device, self.dist)
+        self.auto = self._resolve_auto()
         self.tc = TrainConfig.from_dict(cfg["train"])
         self.seed = self.tc.seed
-        self.device = _device(self.tc.device, self.dist)
+        torch.set_num_threads(self.tc.threads)
         if self.dist.enabled and self.tc.batch_size < 2 * self.dist.world:
             raise AvaeError(f"train.batch_size {self.tc.batch_size} is too small for {self.dist.world} ranks")
         self.memory_format = torch.channels_last if self.tc.channels_last else torch.contiguous_format
@@ -273,6 +275,17 @@ class Trainer:
         self._saved_epoch = None  # the epochs held by the last checkpoint written or resumed from
         self.sums: dict[str, float] = {}  # image-weighted sums of the epoch's training losses
         self.train_seconds = 0.0
+
+    def _resolve_auto(self) -> dict:
+        """Settings left at `auto` made concrete in the config: decided on rank 0 for this
+        machine, the same on every rank. Returns the record of the choice for run.json."""
+        choices = self.dist.broadcast(hardware.fastest(self.model, self.device) if self.dist.is_main else None)
+        chosen = hardware.apply(self.cfg, self.model, choices)
+        facts = hardware.machine()
+        if chosen and self.dist.is_main and self.cfg["train"].get("progress", True):
+            settings = ", ".join(f"{k}={str(v).lower()}" for k, v in chosen.items())
+            tqdm.write(f"auto: {settings} ({facts['cpu']}, {facts['capability']}; {choices['basis']})")
+        return {"chosen": chosen, "basis": choices["basis"], "seconds": choices["seconds"], "machine": facts}
 
     def _wrap(self, autoencoder_params):
         """DistributedDataParallel over the encoder and decoder; other parameters (a discriminator)
@@ -575,10 +588,10 @@ def _start(cfg: dict, run_dir: Path, dist: Dist) -> Path:
     spec = data_spec(data)
     model = build(cfg, spec)
     run_dir = Path(dist.broadcast(str(run_dir)))  # one folder, even if ranks' clocks named it differently
-    trainer = Trainer(cfg, run_dir, data, model, dist)  # checks the device before anything is written
+    trainer = Trainer(cfg, run_dir, data, model, dist)  # checks the device, makes `auto` settings concrete
     with lock(make_folder(run_dir)) if dist.is_main else nullcontext():
         if dist.is_main:
-            _create(run_dir, cfg, spec, data.info)
+            _create(run_dir, cfg, spec, data.info, trainer.auto)
         dist.barrier()
         if dist.enabled:
             _seed_rank(cfg["train"].get("seed", 0), dist.rank)
@@ -586,7 +599,7 @@ def _start(cfg: dict, run_dir: Path, dist: Dist) -> Path:
     return run_dir
 
 
-def _create(run_dir: Path, cfg: dict, spec: DataSpec, dataset_info: dict) -> None:
+def _create(run_dir: Path, cfg: dict, spec: DataSpec, dataset_info: dict, auto: dict) -> None:
     """config.yaml and a 'running' run.json; a run that ended before its first checkpoint is started again."""
     if (run_dir / "run.json").exists():
         if not _may_start_again(run_dir):
@@ -595,7 +608,7 @@ def _create(run_dir: Path, cfg: dict, spec: DataSpec, dataset_info: dict) -> Non
     (run_dir / "config.yaml").write_text(config_mod.dump(cfg))
     write_json(run_dir / "run.json", {
         "status": "running", "data_spec": asdict(spec), "avae": __version__, "torch": torch.__version__,
-        "python": platform.python_version(), "dataset_info": dataset_info,
+        "python": platform.python_version(), "dataset_info": dataset_info, "auto": auto,
     })
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from scipy.stats import chi2
 
-from .. import bandwidth as bw
+from .. import bandwidth as bw, nets
 from ..errors import AvaeError
 from ..kde import kl_to_standard_normal
 from .base import Model, register_model
@@ -47,8 +47,8 @@ class AVAE(Model):
         kl_log_base: float = setting(10.0, above=1)  # the authors' code uses log10
         # the authors' code uses p(z) + 1e-30, which leaves far codes no gradient
         prior_floor: float | None = setting(None, above=0, below=1)
-        # autocast dtype for re-encoding the KDE set ("float32": none)
-        kde_precision: str = setting("bfloat16", choices=("float32", "bfloat16"))
+        # re-encoding the KDE set: float32, bfloat16 (autocast), auto (the trainer picks)
+        kde_precision: str = setting("auto", choices=("auto", "float32", "bfloat16"))
         bandwidth_seed: int = setting(0, minimum=0)
 
     def __init__(self, spec, latent_dim, arch, width, params: Params):
@@ -91,6 +91,12 @@ class AVAE(Model):
         return {"loss": recon / float(self.sigma) + kl, "objective": recon + kl, "recon": recon, "kl": kl, "z": z}
 
     # --- hooks ----------------------------------------------------------------------------
+    def resolve_auto(self, choices):
+        if self.params.kde_precision != "auto":
+            return {}
+        self.params.kde_precision = choices["inference_precision"]
+        return {"kde_precision": self.params.kde_precision}
+
     def on_epoch_start(self, trainer, order):
         """A fresh KDE set of m training images each epoch; SGD runs on the others."""
         m = self.params.kde_size
@@ -102,24 +108,21 @@ class AVAE(Model):
         if step % self.params.kde_refresh_every == 0:
             self.refresh_kde_codes(trainer)
 
-    @torch.no_grad()
     def refresh_kde_codes(self, trainer):
-        """Re-encode the KDE set in inference mode (BatchNorm on running statistics).
+        """Re-encode the KDE set with an inference copy of the current encoder (BatchNorm on its
+        running statistics, folded into the convolutions).
 
         Under torchrun each rank encodes its share and all ranks gather the same m codes.
         """
         start = time.perf_counter()
-        was_training = self.training
-        self.eval()
-        autocast = torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=self.params.kde_precision == "bfloat16")
+        encoder = nets.inference_encoder(self.encoder)
+        bf16 = self.params.kde_precision == "bfloat16"
         mine = trainer.dist.shard(np.arange(len(self.kde_images)))
-        codes = []
-        with autocast:
-            for i in range(0, len(mine), ENCODE_BATCH):
-                x = trainer.prepare(self.kde_images[mine[i : i + ENCODE_BATCH]])
-                codes.append(self.encoder(x).float())
-        self.kde_codes = trainer.dist.gather_rows(torch.cat(codes))
-        self.train(was_training)
+        with torch.inference_mode(), torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=bf16):
+            codes = [encoder(trainer.prepare(self.kde_images[mine[i : i + ENCODE_BATCH]])).float()
+                     for i in range(0, len(mine), ENCODE_BATCH)]
+            codes = trainer.dist.gather_rows(torch.cat(codes))
+        self.kde_codes = codes.clone()  # cloned outside inference mode, so autograd may save it
         self.refresh_seconds += time.perf_counter() - start
 
     def on_validation_end(self, trainer, val):

@@ -108,6 +108,11 @@ class Model(nn.Module):
     # --- hooks the trainer calls (no-ops unless a model needs them) -------------------------
     checkpoint_alignment: int = 1  # mid-epoch checkpoints only at steps that are multiples of this
 
+    def resolve_auto(self, choices: dict) -> dict:
+        """Make this model's settings left at `auto` concrete from `avae.hardware.fastest`'s
+        choices; returns them ({setting: value}) for the run's config."""
+        return {}
+
     def on_epoch_start(self, trainer, order):
         """Receives this epoch's shuffled training indices; returns those to take SGD steps on."""
         return order

@@ -1,0 +1,138 @@
+"""`auto` settings resolved for the machine at hand, and the inference encoder of the KDE refresh."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from avae import config, hardware, nets, train
+from avae.errors import AvaeError
+from fixtures import write_mnist
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist")
+    write_mnist(root, n_train=300, n_test=30)  # 250 train, 50 validation
+    return root
+
+
+def tiny(root, *extra):
+    return ["data.name=mnist", f"data.root={root}", "model.latent_dim=4", "model.width=0.125", "model.kde_size=100",
+            "model.kde_refresh_every=3", "train.batch_size=50", "train.epochs=1", "train.figures_every=0",
+            "train.progress=false", *extra]
+
+
+def randomise_batch_norm(encoder, seed=0):
+    """Running statistics and affine maps far from their initial identity, as after training."""
+    g = torch.Generator().manual_seed(seed)
+    for m in encoder.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            for t in (m.running_mean, m.weight.data, m.bias.data):
+                t.copy_(torch.randn(t.shape, generator=g))
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+
+
+@pytest.mark.parametrize("arch,shape", [("mnist", (1, 32, 32)), ("cifar10", (3, 32, 32)), ("disentangle", (1, 64, 64))])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_inference_encoder_gives_the_eval_encoders_codes(arch, shape, channels_last):
+    torch.manual_seed(0)
+    encoder, _ = nets.build(arch, shape, 6, 6, 0.25, (0.0, 1.0))
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    encoder.to(memory_format=layout)
+    randomise_batch_norm(encoder)
+    frozen = nets.inference_encoder(encoder)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in frozen.modules())
+    assert encoder.training and not frozen.training  # the training encoder is left as it was
+    x = torch.rand(20, *shape, generator=torch.Generator().manual_seed(1)).contiguous(memory_format=layout)
+    with torch.no_grad():
+        expected = encoder.eval()(x)
+        got = frozen(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_kde_refresh_follows_the_current_weights(mnist_root, tmp_path):
+    cfg = config.resolve(None, tiny(mnist_root, "model.kde_precision=float32"))
+    data = train.prepare_data(cfg)
+    model = train.build(cfg, train.data_spec(data))
+    trainer = train.Trainer(cfg, tmp_path, data, model)
+    model.on_epoch_start(trainer, np.arange(len(data.train)))
+
+    def eval_codes():
+        model.eval()
+        with torch.no_grad():
+            codes = model.encoder(trainer.prepare(model.kde_images))
+        model.train()
+        return codes
+
+    for seed in (0, 1):  # new weights and statistics between refreshes: the codes follow them
+        randomise_batch_norm(model.encoder, seed)
+        model.refresh_kde_codes(trainer)
+        assert model.training
+        torch.testing.assert_close(model.kde_codes, eval_codes(), rtol=1e-4, atol=1e-5)
+    losses = model.training_loss(trainer.prepare(data.train.images(np.arange(150, 160))))
+    losses["loss"].backward()  # the refreshed codes enter autograd as constants
+    assert not model.kde_codes.requires_grad
+
+
+def test_auto_settings_are_resolved_and_recorded(mnist_root, tmp_path):
+    run_dir = train.start(config.resolve(None, tiny(mnist_root)), tmp_path / "auto")
+    saved = config.load_yaml((run_dir / "config.yaml").read_text())
+    assert saved["train"]["precision"] in ("float32", "bfloat16")
+    assert saved["train"]["channels_last"] in (True, False)
+    assert isinstance(saved["train"]["threads"], int) and saved["train"]["threads"] >= 1
+    assert saved["model"]["kde_precision"] in ("float32", "bfloat16")
+    record = json.loads((run_dir / "run.json").read_text())["auto"]
+    assert record["chosen"] == {
+        "train.precision": saved["train"]["precision"], "train.channels_last": saved["train"]["channels_last"],
+        "train.threads": saved["train"]["threads"], "model.kde_precision": saved["model"]["kde_precision"],
+    }
+    assert record["machine"]["capability"] == torch.backends.cpu.get_cpu_capability()
+    if not hardware.native_bf16(torch.device("cpu")):  # never the emulated bfloat16
+        assert "bfloat16" not in (saved["train"]["precision"], saved["model"]["kde_precision"])
+    # the resolved config resumes as it is, with nothing left to choose
+    assert train.resume(run_dir) == run_dir
+
+
+def test_explicit_settings_win_over_auto(mnist_root, tmp_path):
+    settings = ["train.precision=bfloat16", "train.channels_last=false", "train.threads=1", "model.kde_precision=float32"]
+    run_dir = train.start(config.resolve(None, tiny(mnist_root, *settings)), tmp_path / "explicit")
+    saved = config.load_yaml((run_dir / "config.yaml").read_text())
+    assert (saved["train"]["precision"], saved["train"]["channels_last"], saved["train"]["threads"]) == ("bfloat16", False, 1)
+    assert saved["model"]["kde_precision"] == "float32"
+    assert json.loads((run_dir / "run.json").read_text())["auto"]["chosen"] == {}
+
+
+def facts(capability, flags):
+    return {"capability": capability, "native_bf16_flags": flags}
+
+
+def test_bfloat16_counts_as_native_only_where_the_kernels_may_use_it(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    assert hardware.native_bf16(cpu, facts("AVX512", ["avx512_bf16"]))
+    assert not hardware.native_bf16(cpu, facts("AVX512", []))  # AVX-512 without bfloat16
+    assert not hardware.native_bf16(cpu, facts("AVX2", ["avx512_bf16"]))  # ATEN_CPU_CAPABILITY=avx2
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not hardware.native_bf16(cpu, facts("AVX512", ["avx512_bf16"]))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_amx")
+    assert hardware.native_bf16(cpu, facts("AVX512", ["avx512_bf16", "amx_bf16"]))
+
+
+def test_choices_are_measured_once_and_cached(mnist_root, monkeypatch):
+    cfg = config.resolve(None, tiny(mnist_root))
+    model = train.build(cfg, train.data_spec(train.prepare_data(cfg)))
+    first = hardware.fastest(model, torch.device("cpu"))
+    assert first["train_precision"] in ("float32", "bfloat16") and first["seconds"]
+    monkeypatch.setattr(hardware, "_measure", lambda *a: pytest.fail("measured again"))
+    assert hardware.fastest(model, torch.device("cpu")) == first
+
+
+@pytest.mark.parametrize("setting", ["train.precision=half", "train.channels_last=maybe", "train.threads=0",
+                                     "model.kde_precision=float16"])
+def test_bad_hardware_settings_are_rejected(mnist_root, tmp_path, setting):
+    with pytest.raises(AvaeError):
+        train.start(config.resolve(None, tiny(mnist_root, setting)), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
