@@ -62,7 +62,7 @@ def dsprites(*extra):
     # the disentanglement network has no batch norm, so 2 CPU ranks compute exactly what one process does
     return ["data.name=dsprites", "data.train_size=500", "data.val_size=100", "model.width=0.125", "model.kde_size=100",
             "model.kde_refresh_every=3", "model.kde_precision=float32", "train.batch_size=50", "train.progress=false",
-            "train.figures_every=0", *extra]
+            "train.figures_every=0", "train.precision=float32", "train.channels_last=true", *extra]
 
 
 def test_two_ranks_train_like_one_process_and_resume_on_one(tmp_path):

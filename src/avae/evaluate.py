@@ -96,7 +96,7 @@ class Evaluation:
 
 def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", inception_weights=None,
              checkpoint: str = "last", split: str | None = None, disentanglement: str = "fast",
-             entropy_kde_size: int = 10000, classifier_images: int = 50000, classifier_epochs: int = 3,
+             entropy_kde_size: int = 10000, classifier_images: int = 10000, classifier_epochs: int = 3,
              progress: bool = True) -> dict:
     """Score a run; writes RUN_DIR/evaluate.json, RUN_DIR/evaluation/*.png and evaluate.html.
 
@@ -114,6 +114,8 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
         start = time.perf_counter()
         out = fn(*args, **kwargs)
         timings[name] = time.perf_counter() - start
+        if progress:
+            print(f"  {name}: {timings[name]:.1f} s", flush=True)
         return out
 
     rng = np.random.default_rng(seed)

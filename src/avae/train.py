@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from . import __version__, config as config_mod, hardware, report
 from .config import TrainConfig
-from .data import Dataset, check_unchanged, load_dataset, to_float
+from .data import ArrayImages, Dataset, ImageSet, Subset, check_unchanged, load_dataset, to_float
 from .distributed import Dist, from_environment
 from .errors import AvaeError
 from .models import DataSpec, Model, build_model
@@ -53,7 +53,18 @@ def prepare_data(cfg: dict) -> Dataset:
     if len(data.train) < batch_size:
         raise AvaeError(f"the training split holds {len(data.train)} images, fewer than train.batch_size {batch_size}; "
                         "lower train.batch_size or add images")
+    data.train, data.val = _held(data.train), _held(data.val)
     return data
+
+
+HELD_BYTES = 1 << 29  # a set cut to at most this size is read (or rendered) once and kept in memory
+
+
+def _held(images: ImageSet) -> ImageSet:
+    """A cut set as one array: every epoch reads it again, and rendered sets are slow to read."""
+    if not isinstance(images, Subset) or len(images) * math.prod(images.shape) > HELD_BYTES:
+        return images
+    return ArrayImages(images.images(np.arange(len(images))).numpy())
 
 
 def data_spec(data: Dataset) -> DataSpec:

@@ -128,7 +128,7 @@ class RandomFeatures(NetFeatures):
                         "one size and channel count; not comparable with Inception FID"}
 
 
-def classifier_features(data: Dataset, seed: int = 0, epochs: int = 3, max_train: int = 50000,
+def classifier_features(data: Dataset, seed: int = 0, epochs: int = 3, max_train: int = 10000,
                         progress: bool = True) -> ClassifierFeatures:
     """The cached feature classifier of a dataset, trained on first use."""
     key = hashlib.sha256(json.dumps(
@@ -159,6 +159,9 @@ def _fit(net, data, targets, seed, epochs, max_train, progress):
 
     rng = np.random.default_rng([seed, 7])
     pool = rng.choice(len(data.train), min(max_train, len(data.train)), replace=False)
+    stored = np.sort(pool)  # the pool's images, read (or rendered) once for all epochs
+    images = torch.cat([data.train.images(stored[i : i + 1000]) for i in tqdm(
+        range(0, len(stored), 1000), desc="feature classifier images", disable=not progress, leave=False)])
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     net.train()
@@ -167,7 +170,7 @@ def _fit(net, data, targets, seed, epochs, max_train, progress):
         for i in tqdm(range(0, len(order), 100), desc=f"feature classifier {epoch + 1}/{epochs}", disable=not progress,
                       leave=False):
             idx = np.sort(order[i : i + 100])
-            x = to_float(data.train.images(idx), data.value_range)
+            x = to_float(images[np.searchsorted(stored, idx)], data.value_range)
             y = torch.as_tensor(targets[idx])
             _, logits = net(x)
             loss = sum(loss_fn(out, y[:, k]) for k, out in enumerate(logits))
