@@ -128,8 +128,8 @@ def main() -> None:
     torch.set_num_threads(hardware.threads())
     result = {
         "machine": facts | {"torch_threads": torch.get_num_threads(), "loadavg_at_start": os.getloadavg()},
-        "command": " ".join(f"{k}={shlex.quote(v)}" for k, v in facts["kernel_env"].items())
-                   + " python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": " ".join([*(f"{k}={shlex.quote(v)}" for k, v in facts["kernel_env"].items()),
+                             "python", *map(shlex.quote, sys.argv)]),
         "reencoding_images_per_s": encode_speed(args.rounds),
         "avae": __version__,
     }
