@@ -286,7 +286,7 @@ class ProceduralShapes3D(Shapes3DFactors):
 
     def images(self, idx) -> torch.Tensor:
         """uint8 (n, 3, 64, 64)."""
-        return self.images_for_factors(self.factors(idx))
+        return self.images_for_factors(self.factor_classes(idx))
 
     def images_for_factors(self, classes) -> torch.Tensor:
         classes = np.atleast_2d(np.asarray(classes, dtype=np.int64))
@@ -348,13 +348,13 @@ class Shapes3DFile(Shapes3DFactors):
         self.factor_grids = self.check_order(np.round(values, 6))
 
     def check_order(self, values: np.ndarray) -> tuple[np.ndarray, ...]:
-        """The file's images must be in row-major factor order, or `factors(i)` would lie.
+        """The file's images must be in row-major factor order, or `factor_classes(i)` would lie.
 
         Each label column must take exactly its factor's number of values, in increasing order
         along the grid; those values (the official ones, e.g. hues 0, 0.1, ..., 0.9) become the
         factor grids, so `factor_values` reports the file's own labels.
         """
-        expected = self.factors(np.arange(len(self)))
+        expected = self.factor_classes(np.arange(len(self)))
         grids = []
         for k, size in enumerate(self.factor_sizes):
             grid = np.unique(values[:, k])
