@@ -92,8 +92,8 @@ def test_evaluation_page_names_matrix_rows_and_columns(trained_run, tmp_path):
     factors = disentangle.SyntheticFactors((3, 4, 5, 6), ("shape", "scale", "pos_x", "pos_y"))
     sizes = {"mig": {"num_train": 500}, "pca_factor_vae": {"images_per_vote": 32, "num_train": 40, "num_eval": 20}}
     result["factors"] = list(factors.factor_names)
-    result["disentanglement"] = disentangle.evaluate(factors, lambda x: factors.read_factors(x) @ np.eye(4)[::-1],
-                                                     0, ["mig", "pca_factor_vae"], **sizes)
+    result["disentanglement"] = disentangle.scores(factors, lambda x: factors.read_factors(x) @ np.eye(4)[::-1],
+                                                   0, ["mig", "pca_factor_vae"], **sizes)
     pages.write_evaluation_page(trained_run / "evaluate.html", result)
     page = check_page(trained_run / "evaluate.html")
     assert "Disentanglement" in page.headings
