@@ -19,24 +19,25 @@ def _entropy_base(p: np.ndarray, base: int, axis: int) -> np.ndarray:
     return -terms.sum(axis=axis) / math.log(base)
 
 
+def _weighted_specificity(importance: np.ndarray, axis: int) -> float:
+    """Σ ρ (1 − H(importance normalised along `axis`)), entropies in base = its length, weighted by the sums."""
+    importance = np.asarray(importance, dtype=np.float64)
+    other = 1 - axis
+    size = importance.shape[axis]
+    specificity = 1.0 - _entropy_base(importance + 1e-11, size, axis=axis) if size > 1 \
+        else np.ones(importance.shape[other])
+    weights = importance if importance.sum() > 0 else np.ones_like(importance)
+    return float(np.sum(specificity * weights.sum(axis=axis) / weights.sum()))
+
+
 def dci_disentanglement(importance: np.ndarray) -> float:
     """Σ_i ρ_i (1 − H_K(P_i·)), P_i· = row i of the (codes × factors) importance matrix, normalised."""
-    importance = np.asarray(importance, dtype=np.float64)
-    num_factors = importance.shape[1]
-    per_code = 1.0 - _entropy_base(importance + 1e-11, num_factors, axis=1) if num_factors > 1 \
-        else np.ones(importance.shape[0])
-    weights = importance if importance.sum() > 0 else np.ones_like(importance)
-    return float(np.sum(per_code * weights.sum(axis=1) / weights.sum()))
+    return _weighted_specificity(importance, axis=1)
 
 
 def dci_completeness(importance: np.ndarray) -> float:
     """Σ_j ρ̃_j (1 − H_D(R_·j normalised)), with D = number of codes."""
-    importance = np.asarray(importance, dtype=np.float64)
-    num_codes = importance.shape[0]
-    per_factor = 1.0 - _entropy_base(importance + 1e-11, num_codes, axis=0) if num_codes > 1 \
-        else np.ones(importance.shape[1])
-    weights = importance if importance.sum() > 0 else np.ones_like(importance)
-    return float(np.sum(per_factor * weights.sum(axis=0) / weights.sum()))
+    return _weighted_specificity(importance, axis=0)
 
 
 def dci_from_codes(train_codes, train_factors, test_codes, test_factors, random_state: int = 0) -> dict:
