@@ -136,15 +136,13 @@ def _sample(args) -> int:
     import numpy as np
     import torch
 
-    from . import report, train
+    from . import report, run
 
     if args.n < 1:
         raise AvaeError(f"-n must be a positive number of images, got {args.n}")
     run_dir = Path(args.run_dir)
-    cfg, spec = train.read_run(run_dir)
-    model = train.build(cfg, spec)
-    train.load_weights(model, run_dir, args.checkpoint)
-    model.eval()
+    model = run.trained_model(run_dir, args.checkpoint)
+    spec = model.spec
     images = []
     gen = torch.Generator().manual_seed(args.seed)
     for start in range(0, args.n, 1000):

@@ -1,20 +1,9 @@
-"""The one training loop. Models plug in through the hooks of `models.base.Model`.
-
-Run directory:
-  config.yaml        the resolved configuration
-  run.json           status (running/finished), data spec, versions
-  metrics.jsonl      one line per epoch
-  checkpoints/       last.pt and best.pt, each written atomically
-  figures/epoch_NNN/ samples, reconstructions, latent scatter matrix, ‖z‖² histogram
-"""
+"""The one training loop. Models plug in through the hooks of `models.base.Model`, which get a
+`TrainContext`; the run directory is read and written through `avae.run`."""
 from __future__ import annotations
 
-import json
 import math
-import os
-import platform
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,98 +12,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from . import __version__, config as config_mod, report
+from . import report, run
 from .config import TrainConfig
-from .data import Dataset, check_unchanged, load_dataset, to_float
+from .data import Dataset, ImageSet, check_unchanged, to_float
 from .distributed import Dist, from_environment
 from .errors import AvaeError
-from .models import DataSpec, Model, build_model
-
-
-# --- building a run -------------------------------------------------------------------------
-def prepare_data(cfg: dict) -> Dataset:
-    """The dataset of a config, with the training and validation sets cut to size if asked."""
-    dc = cfg["data"]
-    options = dc.get("options") or {}
-    data = load_dataset(dc["name"], root=dc.get("root"), seed=dc.get("split_seed", 0), **options)
-    train_size, val_size = dc.get("train_size"), dc.get("val_size")
-    if train_size is not None:
-        if not isinstance(train_size, int) or not 1 <= train_size <= len(data.train):
-            raise AvaeError(f"data.train_size must be between 1 and {len(data.train)}, got {train_size!r}")
-        pick = np.random.default_rng([cfg["train"].get("seed", 0), 2]).choice(len(data.train), train_size, replace=False)
-        data.train = data.train.subset(np.sort(pick))
-    if val_size is not None:
-        if not isinstance(val_size, int) or not 1 <= val_size <= len(data.val):
-            raise AvaeError(f"data.val_size must be between 1 and {len(data.val)}, got {val_size!r}")
-        data.val = data.val.subset(np.arange(val_size))
-    batch_size = cfg["train"].get("batch_size", TrainConfig.batch_size)
-    if len(data.train) < batch_size:
-        raise AvaeError(f"the training split holds {len(data.train)} images, fewer than train.batch_size {batch_size}; "
-                        "lower train.batch_size or add images")
-    return data
-
-
-def data_spec(data: Dataset) -> DataSpec:
-    return DataSpec(
-        shape=tuple(data.shape),
-        likelihood=data.likelihood,
-        value_range=tuple(data.value_range),
-        train_size=len(data.train),
-        has_factors=data.factors is not None,
-    )
-
-
-def build(cfg: dict, spec: DataSpec) -> Model:
-    torch.manual_seed(cfg["train"].get("seed", 0))  # the initial weights depend on the seed alone
-    return build_model(cfg["model"], spec)
-
-
-def read_run(run_dir: Path) -> tuple[dict, DataSpec]:
-    """The config and data spec of an existing run directory."""
-    cfg_path, info_path = run_dir / "config.yaml", run_dir / "run.json"
-    if not cfg_path.is_file() or not info_path.is_file():
-        raise AvaeError(f"{run_dir} is not a run directory (no config.yaml/run.json); give a folder made by `avae train`")
-    try:
-        cfg = config_mod.load_yaml(cfg_path.read_text())
-        spec = json.loads(info_path.read_text())["data_spec"]
-    except (ValueError, KeyError, config_mod.yaml.YAMLError):
-        raise AvaeError(f"{run_dir} has a corrupt config.yaml or run.json; start a new run") from None
-    spec["shape"], spec["value_range"] = tuple(spec["shape"]), tuple(spec["value_range"])
-    return cfg, DataSpec(**spec)
-
-
-def recorded_data(run_dir: Path) -> dict:
-    """The description of its data that a run recorded when it started (run.json's dataset_info)."""
-    return json.loads((run_dir / "run.json").read_text()).get("dataset_info", {})
-
-
-def load_weights(model: Model, run_dir: Path, which: str = "last") -> dict:
-    state = load_checkpoint(run_dir / "checkpoints" / f"{which}.pt")
-    model.load_state_dict(state["model"])
-    model.load_extra_state(state["model_extra"])
-    return state
-
-
-# --- checkpoints ------------------------------------------------------------------------------
-def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise AvaeError(f"checkpoint {path} does not exist; train the run first")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a damaged file
-        raise AvaeError(f"checkpoint {path} cannot be read ({type(e).__name__}); it is corrupt, resume from another run") from None
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+from .models import Model, TrainContext, build_model
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -124,24 +27,26 @@ class Trainer:
     def __init__(self, cfg: dict, run_dir: Path, data: Dataset, model: Model, dist: Dist | None = None):
         self.cfg, self.run_dir, self.data, self.model = cfg, Path(run_dir), data, model
         self.dist = dist or Dist()
-        self.tc = TrainConfig.from_dict(cfg["train"])
-        self.seed = self.tc.seed
-        self.device = _device(self.tc.device, self.dist)
-        if self.dist.enabled and self.tc.batch_size < 2 * self.dist.world:
-            raise AvaeError(f"train.batch_size {self.tc.batch_size} is too small for {self.dist.world} ranks")
-        self.memory_format = torch.channels_last if self.tc.channels_last else torch.contiguous_format
+        self.settings = TrainConfig.from_dict(cfg["train"])
+        self.seed = self.settings.seed
+        self.device = _device(self.settings.device, self.dist)
+        if self.dist.enabled and self.settings.batch_size < 2 * self.dist.world:
+            raise AvaeError(f"train.batch_size {self.settings.batch_size} is too small for {self.dist.world} ranks")
+        self.memory_format = torch.channels_last if self.settings.channels_last else torch.contiguous_format
         if self.dist.enabled and self.device.type == "cuda":  # global batch statistics, as in one process
             nn.SyncBatchNorm.convert_sync_batchnorm(model)  # (CPU ranks keep per-rank BatchNorm statistics)
         self.model.to(self.device, memory_format=self.memory_format)
         params = list(model.encoder.parameters()) + list(model.decoder.parameters())
-        self.optimizer = torch.optim.Adam(params, lr=self.tc.lr, eps=1e-7)  # Keras' epsilon, as the paper
+        self.optimizer = torch.optim.Adam(params, lr=self.settings.lr, eps=1e-7)  # Keras' epsilon, as the paper
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, factor=self.tc.lr_factor, patience=self.tc.lr_patience, threshold=self.tc.lr_threshold
+            self.optimizer, factor=self.settings.lr_factor, patience=self.settings.lr_patience, threshold=self.settings.lr_threshold
         )
         self.forward = self._wrap(params) if self.dist.enabled else model
         self.epoch, self.step, self.best = 0, 0, math.inf
         self.sums: dict[str, float] = {}  # image-weighted sums of the epoch's training losses
         self.train_seconds = 0.0
+        self.context = TrainContext(train_images=data.train, device=self.device, prepare=self.prepare,
+                                    encode_images=self.encode_images, seed=self.seed, dist=self.dist)
 
     def _wrap(self, autoencoder_params):
         """DistributedDataParallel over the encoder and decoder; other parameters (a discriminator)
@@ -159,7 +64,7 @@ class Trainer:
         return x.contiguous(memory_format=self.memory_format)
 
     @torch.no_grad()
-    def encode(self, images, indices, batch: int = 1000) -> torch.Tensor:
+    def encode_images(self, images: ImageSet, indices: np.ndarray, batch: int = 1000) -> torch.Tensor:
         """Codes of images[indices] in inference mode (CPU float32)."""
         was_training = self.model.training
         self.model.eval()
@@ -171,35 +76,33 @@ class Trainer:
         return torch.cat(codes)
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.tc.precision == "bfloat16")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.precision == "bfloat16")
 
     # the run
     def fit(self) -> None:
-        if self.dist.is_main:
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        while self.epoch < self.tc.epochs:
+        while self.epoch < self.settings.epochs:
+            self.context.epoch = self.epoch
             self._train_epoch()
             self._end_epoch()
         if self.dist.is_main:
-            info = json.loads((self.run_dir / "run.json").read_text())
-            write_json(self.run_dir / "run.json", {**info, "status": "finished", "epochs_done": self.epoch})
+            run.mark_finished(self.run_dir, self.epoch)
 
     def _train_epoch(self) -> None:
-        model, tc = self.model, self.tc
+        model, settings = self.model, self.settings
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.data.train))
-        sgd = model.on_epoch_start(self, order)
-        batches = [sgd[i : i + tc.batch_size] for i in range(0, len(sgd), tc.batch_size)]
+        sgd = model.on_epoch_start(self.context, order)
+        batches = [sgd[i : i + settings.batch_size] for i in range(0, len(sgd), settings.batch_size)]
         batches = [b for b in batches if len(b) >= 2 * self.dist.world]  # BatchNorm needs two images a rank
         model.train()
         resumed_at, start = self.step, time.perf_counter() - self.train_seconds
         self._last_save = time.monotonic()
-        bar = tqdm(range(self.step, len(batches)), desc=f"epoch {self.epoch + 1}/{tc.epochs}",
-                   disable=not (tc.progress and self.dist.is_main), leave=False, dynamic_ncols=True)
+        bar = tqdm(range(self.step, len(batches)), desc=f"epoch {self.epoch + 1}/{settings.epochs}",
+                   disable=not (settings.progress and self.dist.is_main), leave=False, dynamic_ncols=True)
         for step in bar:
             if step > resumed_at and step % model.checkpoint_alignment == 0 and self._checkpoint_due():
                 self.step, self.train_seconds = step, time.perf_counter() - start
                 self._save("last")
-            model.on_step_start(self, step)
+            model.on_step_start(self.context, step)
             batch = batches[step]
             shard = self.dist.shard(batch)
             x = self.prepare(self.data.train.images(shard))
@@ -211,34 +114,34 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             (losses["loss"] * weight).backward()
             self.optimizer.step()
-            model.after_step(self, x)
-            for key, value in losses.items():
+            model.after_step(self.context, x, losses)
+            for key, value in _scalars(losses).items():
                 self.sums[key] = self.sums.get(key, 0.0) + float(value.detach()) * len(shard)
             self.sums["steps"] = self.sums.get("steps", 0) + 1 / self.dist.world
             self.sums["images"] = self.sums.get("images", 0) + len(shard)
             if step % 10 == 0:
-                bar.set_postfix({k: f"{float(v.detach()):.4g}" for k, v in losses.items()})
+                bar.set_postfix({k: f"{float(v.detach()):.4g}" for k, v in _scalars(losses).items()})
         bar.close()
         self.train_seconds = time.perf_counter() - start
 
     def _checkpoint_due(self) -> bool:
         """Rank 0's clock decides, so every rank takes part in the save's reduction."""
-        due = time.monotonic() - self._last_save > 60 * self.tc.checkpoint_minutes
+        due = time.monotonic() - self._last_save > 60 * self.settings.checkpoint_minutes
         return bool(self.dist.broadcast(due))
 
     @torch.no_grad()
     def validate(self) -> dict:
         """Batch-mean validation losses over the whole validation set (summed over ranks)."""
-        model, tc = self.model, self.tc
+        model, settings = self.model, self.settings
         model.eval()
         totals, codes, kept = {}, [], 0
         mine = self.dist.shard(np.arange(len(self.data.val)))
-        for i in range(0, len(mine), tc.val_batch_size):
-            idx = mine[i : i + tc.val_batch_size]
+        for i in range(0, len(mine), settings.val_batch_size):
+            idx = mine[i : i + settings.val_batch_size]
             with self.autocast():
                 out = model.validation_loss(self.prepare(self.data.val.images(idx)))
             z = out.pop("z")
-            if kept < tc.figure_points:
+            if kept < settings.figure_points:
                 codes.append(z.float().cpu())
                 kept += len(z)
             for key, value in out.items():
@@ -248,13 +151,13 @@ class Trainer:
         totals = self.dist.sum(totals, self.device)
         n = totals.pop("n")
         val = {key: value / n for key, value in totals.items()}
-        val["codes"] = torch.cat(codes)[: tc.figure_points]
+        val["codes"] = torch.cat(codes)[: settings.figure_points]
         return val
 
     def _end_epoch(self) -> None:
         start = time.perf_counter()
         val = self.validate()
-        self.model.on_validation_end(self, val)
+        self.model.on_validation_end(self.context, val)
         self.scheduler.step(val["objective"])
         val_seconds = time.perf_counter() - start
         sums = self.dist.sum(self.sums, self.device)
@@ -275,16 +178,15 @@ class Trainer:
         improved = val["loss"] < self.best
         self.best = min(self.best, val["loss"])
         if self.dist.is_main:
-            every = self.tc.figures_every
-            if every and ((self.epoch + 1) % every == 0 or self.epoch + 1 == self.tc.epochs):
+            every = self.settings.figures_every
+            if every and ((self.epoch + 1) % every == 0 or self.epoch + 1 == self.settings.epochs):
                 self.figures(self.run_dir / "figures" / f"epoch_{self.epoch + 1:03d}", val["codes"])
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            run.append_metrics(self.run_dir, record)
         self.epoch, self.step, self.sums, self.train_seconds = self.epoch + 1, 0, {}, 0.0
         self._save("last")
         if improved:
             self._save("best")
-        if self.tc.progress and self.dist.is_main:
+        if self.settings.progress and self.dist.is_main:
             tqdm.write(_summary_line(record))
 
     def figures(self, folder: Path, codes: torch.Tensor) -> None:
@@ -303,10 +205,6 @@ class Trainer:
         report.save_latent_figures(folder, codes.numpy(), model.latent_variance, "validation")
 
     # --- checkpoints ------------------------------------------------------------------------
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
-
     def _save(self, which: str) -> None:
         """Rank 0 writes; every rank must call (the epoch's partial sums are reduced first)."""
         sums = self.dist.sum(self.sums, self.device)
@@ -324,7 +222,7 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "best": self.best,
         }
-        atomic_save(state, self.checkpoint_dir / f"{which}.pt")
+        run.save_checkpoint(state, self.run_dir, which)
         self._last_save = time.monotonic()
 
     def resume(self) -> None:
@@ -332,10 +230,10 @@ class Trainer:
 
         A checkpoint holds no per-rank state, so it resumes under any number of ranks.
         """
-        path = self.checkpoint_dir / "last.pt"
+        path = run.checkpoint_path(self.run_dir, "last")
         if not path.is_file():
             return
-        state = load_checkpoint(path)
+        state = run.load_checkpoint(path)
         self.model.load_state_dict(state["model"])
         self.model.load_extra_state(state["model_extra"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -347,7 +245,7 @@ class Trainer:
         if self.dist.enabled:
             _seed_rank(self.seed, self.dist.rank, self.epoch, self.step)
         if self.dist.is_main:
-            _truncate_metrics(self.run_dir / "metrics.jsonl", self.epoch)
+            run.truncate_metrics(self.run_dir, self.epoch)
 
 
 def _seed_rank(seed: int, rank: int, *position: int) -> None:
@@ -355,12 +253,9 @@ def _seed_rank(seed: int, rank: int, *position: int) -> None:
     torch.manual_seed(int(np.random.SeedSequence([seed, rank, *position]).generate_state(1)[0]))
 
 
-def _truncate_metrics(path: Path, epochs_done: int) -> None:
-    """Drop lines of epochs the checkpoint does not hold (a kill between log and save)."""
-    if not path.is_file():
-        return
-    lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= epochs_done]
-    path.write_text("".join(line + "\n" for line in lines))
+def _scalars(losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The logged numbers of a training step (without its codes)."""
+    return {key: value for key, value in losses.items() if key != "z"}
 
 
 def _summary_line(r: dict) -> str:
@@ -387,6 +282,13 @@ def _device(name: str, dist: Dist) -> torch.device:
 
 
 # --- entry points -------------------------------------------------------------------------------
+def seeded_model(cfg: dict, data: Dataset) -> Model:
+    """A new model for training: its initial weights, and torch's global noise stream after them
+    (VAE noise, prior draws; checkpoints save and restore it), follow from train.seed."""
+    torch.manual_seed(cfg["train"].get("seed", 0))
+    return build_model(cfg["model"], run.data_spec(data))
+
+
 def start(cfg: dict, run_dir: Path) -> Path:
     """Validate everything, then create the run directory (rank 0) and train."""
     dist = from_environment()
@@ -397,19 +299,12 @@ def start(cfg: dict, run_dir: Path) -> Path:
 
 
 def _start(cfg: dict, run_dir: Path, dist: Dist) -> Path:
-    data = prepare_data(cfg)
-    spec = data_spec(data)
-    model = build(cfg, spec)
+    data = run.load_data(cfg)
+    spec = run.data_spec(data)
+    model = seeded_model(cfg, data)
     run_dir = Path(dist.broadcast(str(run_dir)))  # one folder, even if ranks' clocks named it differently
     if dist.is_main:
-        if (run_dir / "run.json").exists():
-            raise AvaeError(f"{run_dir} already holds a run; resume it with `avae train --resume {run_dir}` or pick --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config_mod.dump(cfg))
-        write_json(run_dir / "run.json", {
-            "status": "running", "data_spec": asdict(spec), "avae": __version__, "torch": torch.__version__,
-            "python": platform.python_version(), "dataset_info": data.info,
-        })
+        run.create(run_dir, cfg, spec, data.info)
     dist.barrier()
     if dist.enabled:
         _seed_rank(cfg["train"].get("seed", 0), dist.rank)
@@ -426,10 +321,10 @@ def resume(run_dir: Path) -> Path:
 
 
 def _resume(run_dir: Path, dist: Dist) -> Path:
-    cfg, _ = read_run(run_dir)
-    data = prepare_data(cfg)
-    check_unchanged(data, recorded_data(run_dir))
-    model = build(cfg, data_spec(data))
+    cfg, _ = run.read(run_dir)
+    data = run.load_data(cfg)
+    check_unchanged(data, run.recorded_data(run_dir))
+    model = seeded_model(cfg, data)
     trainer = Trainer(cfg, run_dir, data, model, dist)
     trainer.resume()
     trainer.fit()

@@ -20,10 +20,10 @@ class FittedGaussianSampler:
 
     sampler = "Gaussian fitted to training codes (mean and full covariance)"
 
-    def fit_sampler(self, trainer):
-        n = min(FIT_CODES, len(trainer.data.train))
-        idx = np.random.default_rng([trainer.seed, trainer.epoch, 1]).choice(len(trainer.data.train), n, replace=False)
-        z = trainer.encode(trainer.data.train, np.sort(idx)).double()
+    def fit_sampler(self, ctx):
+        n = min(FIT_CODES, len(ctx.train_images))
+        idx = ctx.rng(1).choice(len(ctx.train_images), n, replace=False)
+        z = ctx.encode_images(ctx.train_images, np.sort(idx)).double()
         self.code_mean.copy_(z.mean(0))
         self.code_cov.copy_(torch.cov(z.T).reshape(self.latent_dim, self.latent_dim))
 
@@ -57,13 +57,14 @@ class Autoencoder(FittedGaussianSampler, Model):
         self.register_buffer("code_cov", torch.eye(latent_dim, dtype=torch.float64))
 
     def training_loss(self, x):
-        recon = self.likelihood.per_image(self.decoder(self.encoder(x)), x).mean()
-        return {"loss": recon, "recon": recon}
+        z = self.encoder(x)
+        recon = self.likelihood.per_image(self.decoder(z), x).mean()
+        return {"loss": recon, "recon": recon, "z": z}
 
     def validation_loss(self, x):
         z = self.encoder(x)
         recon = self.likelihood.per_image(self.decoder(z), x).mean()
         return {"loss": recon, "objective": recon, "recon": recon, "z": z}
 
-    def on_validation_end(self, trainer, val):
-        self.fit_sampler(trainer)
+    def on_validation_end(self, ctx, val):
+        self.fit_sampler(ctx)

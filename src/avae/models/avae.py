@@ -88,8 +88,8 @@ class AVAE(Model):
         return z, recon, kl
 
     def training_loss(self, x):
-        _, recon, kl = self._losses(x)
-        return {"loss": recon / float(self.sigma) + kl, "recon": recon, "kl": kl}
+        z, recon, kl = self._losses(x)
+        return {"loss": recon / float(self.sigma) + kl, "recon": recon, "kl": kl, "z": z}
 
     def validation_loss(self, x):
         z, recon, kl = self._losses(x)
@@ -97,19 +97,19 @@ class AVAE(Model):
         return {"loss": recon / float(self.sigma) + kl, "objective": recon + kl, "recon": recon, "kl": kl, "z": z}
 
     # --- hooks ----------------------------------------------------------------------------
-    def on_epoch_start(self, trainer, order):
+    def on_epoch_start(self, ctx, order):
         """A fresh KDE set of m training images each epoch; SGD runs on the others."""
         m = self.params.kde_size
-        self.kde_images = trainer.data.train.images(order[:m]).to(trainer.device)
+        self.kde_images = ctx.train_images.images(order[:m]).to(ctx.device)
         self.refresh_seconds = 0.0
         return order[m:]
 
-    def on_step_start(self, trainer, step):
+    def on_step_start(self, ctx, step):
         if step % self.params.kde_refresh_every == 0:
-            self.refresh_kde_codes(trainer)
+            self.refresh_kde_codes(ctx)
 
     @torch.no_grad()
-    def refresh_kde_codes(self, trainer):
+    def refresh_kde_codes(self, ctx):
         """Re-encode the KDE set in inference mode (BatchNorm on running statistics).
 
         Under torchrun each rank encodes its share and all ranks gather the same m codes.
@@ -117,18 +117,18 @@ class AVAE(Model):
         start = time.perf_counter()
         was_training = self.training
         self.eval()
-        autocast = torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=self.params.kde_precision == "bfloat16")
-        mine = trainer.dist.shard(np.arange(len(self.kde_images)))
+        autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=self.params.kde_precision == "bfloat16")
+        mine = ctx.dist.shard(np.arange(len(self.kde_images)))
         codes = []
         with autocast:
             for i in range(0, len(mine), ENCODE_BATCH):
-                x = trainer.prepare(self.kde_images[mine[i : i + ENCODE_BATCH]])
+                x = ctx.prepare(self.kde_images[mine[i : i + ENCODE_BATCH]])
                 codes.append(self.encoder(x).float())
-        self.kde_codes = trainer.dist.gather_rows(torch.cat(codes))
+        self.kde_codes = ctx.dist.gather_rows(torch.cat(codes))
         self.train(was_training)
         self.refresh_seconds += time.perf_counter() - start
 
-    def on_validation_end(self, trainer, val):
+    def on_validation_end(self, ctx, val):
         """σ ← √(mean per-image validation reconstruction cost), used for the whole next epoch."""
         self.sigma.fill_(math.sqrt(max(val["recon"], 1e-12)))
 

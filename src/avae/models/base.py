@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from .. import nets
+from ..data.base import ImageSet
+from ..distributed import Dist
 from ..errors import AvaeError
 from ..likelihood import Likelihood
 
@@ -28,6 +31,23 @@ class DataSpec:
     value_range: tuple[float, float]
     train_size: int
     has_factors: bool = False
+
+
+@dataclass
+class TrainContext:
+    """What a model's training hooks may use (the trainer makes one; a test or a user loop can too)."""
+
+    train_images: ImageSet  # the training set (uint8 NCHW images by index)
+    device: torch.device
+    prepare: Callable[[torch.Tensor], torch.Tensor]  # uint8 images → the model's float input on the device
+    encode_images: Callable[[ImageSet, np.ndarray], torch.Tensor]  # codes of stored images (inference mode)
+    seed: int = 0
+    epoch: int = 0  # the epoch under way (the trainer keeps it current)
+    dist: Dist = dataclasses.field(default_factory=Dist)  # rank, world size and collectives under torchrun
+
+    def rng(self, *stream: int) -> np.random.Generator:
+        """This epoch's numpy generator for one numbered stream: the same numbers on every resume."""
+        return np.random.default_rng([self.seed, self.epoch, *stream])
 
 
 class Model(nn.Module):
@@ -61,7 +81,8 @@ class Model(nn.Module):
         return self.likelihood.mean(self.decoder(z))
 
     def training_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Scalars for logging; 'loss' is the one minimised."""
+        """Scalars for logging ('loss' is the one minimised) and 'z', the batch's codes that the
+        decoder reconstructed from (a posterior sample for Gaussian encoders)."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -99,15 +120,16 @@ class Model(nn.Module):
     # --- hooks the trainer calls (no-ops unless a model needs them) -------------------------
     checkpoint_alignment: int = 1  # mid-epoch checkpoints only at steps that are multiples of this
 
-    def on_epoch_start(self, trainer, order):
+    def on_epoch_start(self, ctx: TrainContext, order: np.ndarray) -> np.ndarray:
         """Receives this epoch's shuffled training indices; returns those to take SGD steps on."""
         return order
 
-    def on_step_start(self, trainer, step: int) -> None: ...
+    def on_step_start(self, ctx: TrainContext, step: int) -> None: ...
 
-    def after_step(self, trainer, x: torch.Tensor) -> None: ...
+    def after_step(self, ctx: TrainContext, x: torch.Tensor, losses: dict[str, torch.Tensor]) -> None:
+        """After the optimizer step on batch x; `losses` is what `training_loss` returned for it."""
 
-    def on_validation_end(self, trainer, val: dict) -> None: ...
+    def on_validation_end(self, ctx: TrainContext, val: dict) -> None: ...
 
     def epoch_summary(self) -> dict:
         """Numbers to log with the epoch (e.g. σ, h, time spent refreshing)."""
