@@ -138,7 +138,7 @@ def make_dsprites_npz(path: Path) -> float:
     sprites = ProceduralDSprites()
     n = len(sprites)
     start = time.perf_counter()
-    classes = np.concatenate([np.zeros((n, 1), np.int64), sprites.factors(np.arange(n))], axis=1)
+    classes = np.concatenate([np.zeros((n, 1), np.int64), sprites.factor_classes(np.arange(n))], axis=1)
     values = np.concatenate([np.ones((n, 1)), sprites.factor_values(np.arange(n))], axis=1)
     tmp = path.with_suffix(".part")
     step = 8192

@@ -119,11 +119,11 @@ def test_dsprites_grid_and_index_arithmetic():
     assert len(SPRITES) == 737_280 and SPRITES.shape == (1, 64, 64)
     assert SPRITES.factor_names == ("shape", "scale", "orientation", "pos_x", "pos_y")
     assert SPRITES.factor_sizes == (3, 6, 40, 32, 32)
-    assert SPRITES.factors(0).tolist() == [[0, 0, 0, 0, 0]]
-    assert SPRITES.factors(737_279).tolist() == [[2, 5, 39, 31, 31]]
-    assert SPRITES.factors(330_885).tolist() == [[1, 2, 3, 4, 5]]  # ((((1·6+2)·40+3)·32+4)·32+5
+    assert SPRITES.factor_classes(0).tolist() == [[0, 0, 0, 0, 0]]
+    assert SPRITES.factor_classes(737_279).tolist() == [[2, 5, 39, 31, 31]]
+    assert SPRITES.factor_classes(330_885).tolist() == [[1, 2, 3, 4, 5]]  # ((((1·6+2)·40+3)·32+4)·32+5
     idx = np.random.default_rng(1).integers(0, len(SPRITES), 1000)
-    assert np.array_equal(SPRITES.index_of(SPRITES.factors(idx)), idx)
+    assert np.array_equal(SPRITES.index_of(SPRITES.factor_classes(idx)), idx)
     values = SPRITES.factor_values([737_279])[0]
     assert np.allclose(values, [3.0, 1.0, 2 * np.pi, 1.0, 1.0])
     sampled = SPRITES.sample_factors(500, np.random.default_rng(0))
@@ -136,7 +136,7 @@ def test_dsprites_is_deterministic_and_binary():
     assert first.dtype == torch.uint8 and first.shape == (4, 1, 64, 64)
     assert torch.equal(first, again.flip(0))
     assert set(torch.unique(first).tolist()) == {0, 255}
-    assert torch.equal(SPRITES.images_for_factors(SPRITES.factors(idx)), first)
+    assert torch.equal(SPRITES.images_for_factors(SPRITES.factor_classes(idx)), first)
 
 
 def test_dsprites_position_moves_the_centre_of_mass_right():
@@ -234,7 +234,7 @@ def test_dsprites_file_is_bit_packed_and_read_through_load_dataset(tmp_path, mon
     idx = np.array([11, 0, 5, 5])
     assert torch.equal(data.factors.images(idx), torch.from_numpy(imgs[idx, None] * 255))
     assert data.factors._packed.shape == (12, 64, 8)  # 8 pixels a byte: 512 bytes per image
-    assert data.factors.factors(7).tolist() == [[1, 0, 0, 1, 1]]
+    assert data.factors.factor_classes(7).tolist() == [[1, 0, 0, 1, 1]]
 
 
 def test_dsprites_file_with_non_binary_or_truncated_images(tmp_path, monkeypatch):
@@ -539,10 +539,10 @@ def test_shapes3d_grid_and_index_arithmetic():
     assert len(SHAPES) == 480_000 and SHAPES.shape == (3, 64, 64)
     assert SHAPES.factor_names == ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
     assert SHAPES.factor_sizes == (10, 10, 10, 8, 4, 15)
-    assert SHAPES.factors(479_999).tolist() == [[9, 9, 9, 7, 3, 14]]
-    assert SHAPES.factors(1_234).tolist() == [[0, 0, 2, 4, 2, 4]]  # (2·8+4)·60 + 2·15 + 4
+    assert SHAPES.factor_classes(479_999).tolist() == [[9, 9, 9, 7, 3, 14]]
+    assert SHAPES.factor_classes(1_234).tolist() == [[0, 0, 2, 4, 2, 4]]  # (2·8+4)·60 + 2·15 + 4
     idx = np.random.default_rng(2).integers(0, len(SHAPES), 1000)
-    assert np.array_equal(SHAPES.index_of(SHAPES.factors(idx)), idx)
+    assert np.array_equal(SHAPES.index_of(SHAPES.factor_classes(idx)), idx)
     assert np.allclose(SHAPES.factor_values([479_999])[0], [0.9, 0.9, 0.9, 1.25, 3.0, 30.0])
     assert np.allclose(SHAPES.factor_values([0])[0], [0.0, 0.0, 0.0, 0.75, 0.0, -30.0])
     sampled = SHAPES.sample_factors(300, np.random.default_rng(0))
@@ -556,7 +556,7 @@ def test_shapes3d_procedural_is_deterministic(monkeypatch):
     assert first.dtype == torch.uint8 and first.shape == (5, 3, 64, 64) and first.is_contiguous()
     assert torch.equal(first[2], first[4])
     assert torch.equal(SHAPES.images(idx[::-1].copy()), first.flip(0))
-    assert torch.equal(SHAPES.images_for_factors(SHAPES.factors(idx)), first)
+    assert torch.equal(SHAPES.images_for_factors(SHAPES.factor_classes(idx)), first)
     monkeypatch.setattr(ProceduralShapes3D, "_tables", None)  # render the geometry afresh
     assert torch.equal(ProceduralShapes3D().images(idx), first)
     with pytest.raises(ValueError):
@@ -634,7 +634,7 @@ def test_shapes3d_file_reads_lazily_in_official_layout(tmp_path, monkeypatch):
     assert np.array_equal(got.numpy(), images[idx].transpose(0, 3, 1, 2))
     assert np.array_equal(data.factors.images(np.arange(48)).numpy(), images.transpose(0, 3, 1, 2))
     assert data.factors.images([]).shape == (0, 3, 64, 64)
-    assert data.factors.factors(47).tolist() == [[1, 0, 1, 0, 3, 2]]
+    assert data.factors.factor_classes(47).tolist() == [[1, 0, 1, 0, 3, 2]]
     assert np.allclose(data.factors.factor_values([47, 5]), fixtures.shapes3d_values(REDUCED)[[47, 5]])
     assert torch.equal(data.val.images([0]), data.factors.images(data.val.indices[:1]))
 

@@ -57,7 +57,7 @@ class Evaluation:
         self.vr = self.spec.value_range
 
     @torch.no_grad()
-    def encode(self, images_uint8: np.ndarray) -> np.ndarray:
+    def encode_images(self, images_uint8: np.ndarray) -> np.ndarray:
         return np.concatenate([
             self.model.encode(to_float(torch.as_tensor(images_uint8[i : i + 500]), self.vr)).double().numpy()
             for i in range(0, len(images_uint8), 500)
@@ -96,7 +96,7 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
         return out
 
     rng = np.random.default_rng(seed)
-    codes = timed("encode", ev.encode, ev.images)
+    codes = timed("encode", ev.encode_images, ev.images)
     x = ev.images.astype(np.float64) / 255 * (ev.vr[1] - ev.vr[0]) + ev.vr[0]
     sets = {
         "REC": timed("decode_rec", ev.decode, codes),
@@ -172,9 +172,9 @@ def _disentanglement(ev: Evaluation, preset: str):
     from .metrics import disentangle
 
     def represent(images_uint8):
-        return ev.encode(np.asarray(images_uint8))
+        return ev.encode_images(np.asarray(images_uint8))
 
-    return disentangle.evaluate_all(ev.data.factors, represent, seed=ev.seed, preset=preset)
+    return disentangle.scores_with_directions(ev.data.factors, represent, seed=ev.seed, preset=preset)
 
 
 def _figures(ev: Evaluation, codes, sets_u8, folder: Path, directions) -> dict:

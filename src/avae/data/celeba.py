@@ -14,7 +14,7 @@ folder is read-only), atomically and with a progress bar, and then opens it memo
 hashes the image list (names and byte sizes) and the preprocessing, so a changed folder is rebuilt.
 
 Splits: the official partitions (162,770 / 19,867 / 19,962 images). The paper truncates train and
-val to multiples of 100 (162,700 and 19,800); `prepare_data`'s train_size/val_size can do the same.
+val to multiples of 100 (162,700 and 19,800); `run.load_data`'s train_size/val_size can do the same.
 """
 from __future__ import annotations
 

@@ -115,7 +115,7 @@ class ProceduralDSprites(DSpritesFactors):
 
     def images(self, idx) -> torch.Tensor:
         """uint8 (n, 1, 64, 64) with 0 (off) and 255 (on)."""
-        return self.images_for_factors(self.factors(idx))
+        return self.images_for_factors(self.factor_classes(idx))
 
     def images_for_factors(self, classes) -> torch.Tensor:
         classes = np.atleast_2d(np.asarray(classes, dtype=np.int64))
@@ -190,7 +190,7 @@ class DSpritesFile(DSpritesFactors):
     def check_order(self) -> None:
         """The file's images must be in row-major factor order, or `factors(i)` would lie."""
         classes = self.read_array("latents_classes")[:, 1:]
-        if not np.array_equal(classes, self.factors(np.arange(len(self)))):
+        if not np.array_equal(classes, self.factor_classes(np.arange(len(self)))):
             raise AvaeError(
                 f"{self.path}: latents_classes are not in the official row-major order; {HOW_TO_GET}"
             )

@@ -37,13 +37,13 @@ class FactorImages(ImageSet):
     def num_factors(self) -> int:
         return len(self.factor_sizes)
 
-    def factors(self, idx) -> np.ndarray:
+    def factor_classes(self, idx) -> np.ndarray:
         """Factor classes (n, n_factors) int64 of image indices."""
         idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
         return np.stack(np.unravel_index(idx, self.factor_sizes), axis=1).astype(np.int64)
 
     def index_of(self, classes) -> np.ndarray:
-        """Image indices of factor classes (n, n_factors): the inverse of `factors`."""
+        """Image indices of factor classes (n, n_factors): the inverse of `factor_classes`."""
         classes = np.atleast_2d(np.asarray(classes, dtype=np.int64))
         if classes.shape[1] != len(self.factor_sizes):
             raise ValueError(f"factor classes need {len(self.factor_sizes)} columns, got {classes.shape[1]}")
@@ -51,7 +51,7 @@ class FactorImages(ImageSet):
 
     def factor_values(self, idx) -> np.ndarray:
         """Factor values (n, n_factors) float64 of image indices."""
-        classes = self.factors(idx)
+        classes = self.factor_classes(idx)
         columns = [np.asarray(grid, np.float64)[classes[:, k]] for k, grid in enumerate(self.factor_grids)]
         return np.stack(columns, axis=1)
 

@@ -286,7 +286,7 @@ class ProceduralShapes3D(Shapes3DFactors):
 
     def images(self, idx) -> torch.Tensor:
         """uint8 (n, 3, 64, 64)."""
-        return self.images_for_factors(self.factors(idx))
+        return self.images_for_factors(self.factor_classes(idx))
 
     def images_for_factors(self, classes) -> torch.Tensor:
         classes = np.atleast_2d(np.asarray(classes, dtype=np.int64))
@@ -354,7 +354,7 @@ class Shapes3DFile(Shapes3DFactors):
         along the grid; those values (the official ones, e.g. hues 0, 0.1, ..., 0.9) become the
         factor grids, so `factor_values` reports the file's own labels.
         """
-        expected = self.factors(np.arange(len(self)))
+        expected = self.factor_classes(np.arange(len(self)))
         grids = []
         for k, size in enumerate(self.factor_sizes):
             grid = np.unique(values[:, k])

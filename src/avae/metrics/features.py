@@ -40,7 +40,7 @@ def _targets(images, data: Dataset) -> np.ndarray | None:
         targets = _targets(images.base, data)
         return None if targets is None else targets[images.indices]
     if images is data.factors:
-        return data.factors.factors(np.arange(len(images)))
+        return data.factors.factor_classes(np.arange(len(images)))
     return None
 
 
