@@ -383,7 +383,7 @@ def test_each_model_trains_writes_the_run_directory_and_samples(mnist_root, tmp_
 def test_rae_samples_from_the_gaussian_fitted_to_its_codes(mnist_root, tmp_path):
     run_dir = tmp_path / "rae"
     assert cli_train(mnist_root, run_dir, "rae", "train.epochs=1", "train.figures_every=0") == 0
-    model = run.trained_model(run_dir)
+    model = run.load(run_dir)
     assert not torch.equal(model.code_cov, torch.eye(4, dtype=torch.float64))
     z = model.sample_latent(20000, torch.Generator().manual_seed(0)).double()
     torch.testing.assert_close(z.mean(0), model.code_mean, atol=0.05 * model.code_cov.diagonal().max().sqrt().item(), rtol=0)

@@ -23,6 +23,7 @@ import torch
 from scipy import stats
 from scipy.stats import qmc
 
+from . import _callable_module
 from .errors import AvaeError
 from .kde import squared_distances
 
@@ -184,3 +185,6 @@ def _write_cache(entries: dict) -> None:
 
 def as_dict(bw: Bandwidth) -> dict:
     return asdict(bw)
+
+
+_callable_module(__name__, bandwidth)  # avae.bandwidth(latent_dim, kde_size)

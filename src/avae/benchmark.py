@@ -166,11 +166,11 @@ def _record(run_dir: Path, job: Job) -> dict:
 
 def headlines(evaluation: dict, training: dict) -> dict:
     """The HEADLINES values present in one run's evaluation and training summary."""
-    found = {k: _lookup({**evaluation, "training": training}, path) for k, path in HEADLINES.items()}
+    found = {k: lookup({**evaluation, "training": training}, path) for k, path in HEADLINES.items()}
     return {k: v for k, v in found.items() if v is not None}
 
 
-def _lookup(tree: dict, path: str):
+def lookup(tree: dict, path: str):
     for key in path.split("."):
         if not isinstance(tree, dict) or key not in tree:
             return None

@@ -57,6 +57,9 @@ class TrainConfig:
     figure_points: int = 2000  # validation codes in the latent figures
     checkpoint_minutes: float = 5.0  # mid-epoch checkpoint interval
     progress: bool = True
+    tensorboard: bool = False  # scalars and figures per epoch in RUN_DIR/tensorboard (avae[tensorboard])
+    wandb: bool = False  # Weights & Biases, offline unless WANDB_MODE is set (avae[wandb])
+    mlflow: bool = False  # MLflow, a file store in RUN_DIR/mlruns unless MLFLOW_TRACKING_URI is set (avae[mlflow])
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -82,9 +85,12 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in _configs().iterdir() if p.suffix == ".yaml")
 
 
-def resolve(config: str | None = None, overrides: list[str] = ()) -> dict:
-    """The full configuration for a run. `config` is a YAML path or a preset name."""
-    user = _read_yaml(_find(config)) if config else {}
+def resolve(config: str | Path | dict | None = None, overrides: list[str] = ()) -> dict:
+    """The full configuration for a run. `config` is a YAML path, a preset name or a dict of sections."""
+    if isinstance(config, dict):
+        user = copy.deepcopy(config)
+    else:
+        user = _read_yaml(_find(str(config))) if config else {}
     patch: dict = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -164,3 +170,14 @@ def _merge(base: dict, patch: dict) -> dict:
 
 def dump(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict:
+    """{'model': {'latent_dim': 16}} → {'model.latent_dim': 16} (the names `--set` uses)."""
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict) and value:
+            out |= flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

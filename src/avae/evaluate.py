@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, pages, report, run
+from . import __version__, _callable_module, pages, report, run
 from .bandwidth import bandwidth
 from .data import check_unchanged, to_float
 from .errors import AvaeError
@@ -44,7 +44,7 @@ class Evaluation:
         self.cfg, self.spec = run.read(self.run_dir)
         self.data = run.load_data(self.cfg, cut=False)
         check_unchanged(self.data, run.recorded_data(self.run_dir))
-        self.model = run.trained_model(self.run_dir, checkpoint)
+        self.model = run.load(self.run_dir, checkpoint)
         self.split = split or ("test" if self.data.test is not None else "val")
         held_out = getattr(self.data, self.split, None)
         if held_out is None:
@@ -216,3 +216,6 @@ def _figures(ev: Evaluation, codes, sets_u8, folder: Path, directions) -> dict:
 def _traverse(directions: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Codes at `values` along each direction (one row per direction), through the origin."""
     return np.concatenate([values[:, None] * d[None, :] for d in directions])
+
+
+_callable_module(__name__, evaluate)  # avae.evaluate(run_dir, ...)

@@ -15,6 +15,7 @@ import os
 import platform
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -114,12 +115,21 @@ def recorded_data(run_dir: Path) -> dict:
     return json.loads((run_dir / INFO).read_text()).get("dataset_info", {})
 
 
-def trained_model(run_dir: Path, checkpoint: str = "last") -> Model:
-    """The model of a run with the weights of one of its checkpoints, in eval mode on the CPU."""
+def load(run_dir, checkpoint: str = "last", device: str | torch.device = "cpu") -> Model:
+    """The trained model of a run directory (`checkpoint` 'last' or 'best') on `device`, in eval mode
+    with its parameters frozen: `encode`, `decode`, `reconstruct` and `sample` work on float images
+    in the data's value range. torch's global random state is left alone."""
+    run_dir = Path(run_dir)
+    if checkpoint not in ("last", "best"):
+        raise AvaeError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise AvaeError(f"'{device}' is not a device; use cpu, cuda or cuda:N") from None
     cfg, spec = read(run_dir)
     model = new_model(cfg, spec)
     load_weights(model, run_dir, checkpoint)
-    return model.eval()
+    return model.to(device).eval().requires_grad_(False)
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -130,9 +140,7 @@ def checkpoint_path(run_dir: Path, which: str) -> Path:
 def save_checkpoint(state: dict, run_dir: Path, which: str) -> None:
     path = checkpoint_path(run_dir, which)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    save_file(lambda tmp: torch.save(state, tmp), path)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -173,8 +181,13 @@ def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
 
-def write_json(path: Path, obj) -> None:
-    """Write JSON atomically (a reader never sees half a file)."""
+def save_file(write: Callable[[Path], object], path: Path) -> None:
+    """Write a file atomically: `write` fills a temporary file that then replaces `path`, so a
+    reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
+    write(tmp)
     os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    save_file(lambda tmp: tmp.write_text(json.dumps(obj, indent=1)), path)

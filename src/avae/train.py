@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from tqdm import tqdm
 
-from . import report, run
+from . import _callable_module, callbacks as reporting, config as config_mod, run
+from .callbacks import Callback, EpochEnd
 from .config import TrainConfig
 from .data import Dataset, ImageSet, check_unchanged, to_float
 from .distributed import Dist, from_environment
@@ -24,7 +24,8 @@ from .models import Model, TrainContext, build_model
 class Trainer:
     """Trains a model; under torchrun each rank takes its share of every global batch."""
 
-    def __init__(self, cfg: dict, run_dir: Path, data: Dataset, model: Model, dist: Dist | None = None):
+    def __init__(self, cfg: dict, run_dir: Path, data: Dataset, model: Model, dist: Dist | None = None,
+                 callbacks: list[Callback] | None = None):
         self.cfg, self.run_dir, self.data, self.model = cfg, Path(run_dir), data, model
         self.dist = dist or Dist()
         self.settings = TrainConfig.from_dict(cfg["train"])
@@ -47,6 +48,9 @@ class Trainer:
         self.train_seconds = 0.0
         self.context = TrainContext(train_images=data.train, device=self.device, prepare=self.prepare,
                                     encode_images=self.encode_images, seed=self.seed, dist=self.dist)
+        if callbacks is None:
+            callbacks = reporting.from_settings(self.settings) if self.dist.is_main else []
+        self.callbacks = callbacks
 
     def _wrap(self, autoencoder_params):
         """DistributedDataParallel over the encoder and decoder; other parameters (a discriminator)
@@ -80,12 +84,18 @@ class Trainer:
 
     # the run
     def fit(self) -> None:
+        self._report("on_train_start")
         while self.epoch < self.settings.epochs:
             self.context.epoch = self.epoch
             self._train_epoch()
             self._end_epoch()
         if self.dist.is_main:
             run.mark_finished(self.run_dir, self.epoch)
+        self._report("on_train_end")
+
+    def _report(self, event: str, *args) -> None:
+        for callback in self.callbacks:  # rank 0's; the other ranks have none
+            getattr(callback, event)(self, *args)
 
     def _train_epoch(self) -> None:
         model, settings = self.model, self.settings
@@ -96,9 +106,8 @@ class Trainer:
         model.train()
         resumed_at, start = self.step, time.perf_counter() - self.train_seconds
         self._last_save = time.monotonic()
-        bar = tqdm(range(self.step, len(batches)), desc=f"epoch {self.epoch + 1}/{settings.epochs}",
-                   disable=not (settings.progress and self.dist.is_main), leave=False, dynamic_ncols=True)
-        for step in bar:
+        self._report("on_epoch_start", len(batches))
+        for step in range(self.step, len(batches)):
             if step > resumed_at and step % model.checkpoint_alignment == 0 and self._checkpoint_due():
                 self.step, self.train_seconds = step, time.perf_counter() - start
                 self._save("last")
@@ -115,13 +124,12 @@ class Trainer:
             (losses["loss"] * weight).backward()
             self.optimizer.step()
             model.after_step(self.context, x, losses)
-            for key, value in _scalars(losses).items():
+            scalars = {key: value for key, value in losses.items() if key != "z"}
+            for key, value in scalars.items():
                 self.sums[key] = self.sums.get(key, 0.0) + float(value.detach()) * len(shard)
             self.sums["steps"] = self.sums.get("steps", 0) + 1 / self.dist.world
             self.sums["images"] = self.sums.get("images", 0) + len(shard)
-            if step % 10 == 0:
-                bar.set_postfix({k: f"{float(v.detach()):.4g}" for k, v in _scalars(losses).items()})
-        bar.close()
+            self._report("on_step_end", step, scalars)
         self.train_seconds = time.perf_counter() - start
 
     def _checkpoint_due(self) -> bool:
@@ -177,32 +185,11 @@ class Trainer:
         }
         improved = val["loss"] < self.best
         self.best = min(self.best, val["loss"])
-        if self.dist.is_main:
-            every = self.settings.figures_every
-            if every and ((self.epoch + 1) % every == 0 or self.epoch + 1 == self.settings.epochs):
-                self.figures(self.run_dir / "figures" / f"epoch_{self.epoch + 1:03d}", val["codes"])
-            run.append_metrics(self.run_dir, record)
+        self._report("on_epoch_end", EpochEnd(self.epoch + 1, record, val["codes"]))
         self.epoch, self.step, self.sums, self.train_seconds = self.epoch + 1, 0, {}, 0.0
         self._save("last")
         if improved:
             self._save("best")
-        if self.settings.progress and self.dist.is_main:
-            tqdm.write(_summary_line(record))
-
-    def figures(self, folder: Path, codes: torch.Tensor) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        model, vr = self.model, self.data.value_range
-        model.eval()
-        with torch.no_grad():
-            gen = torch.Generator().manual_seed(self.seed)  # the same codes every epoch
-            report.save_samples(folder / "samples.png", report.to_uint8(model.sample(64, gen).float().cpu(), vr),
-                                model.sampler)
-            originals = self.data.val.images(np.arange(min(32, len(self.data.val))))
-            recon = model.decode(model.encode(self.prepare(originals))).float().cpu()
-            report.save_reconstructions(folder / "reconstructions.png", originals.numpy(), report.to_uint8(recon, vr),
-                                        "validation")
-        model.train()
-        report.save_latent_figures(folder, codes.numpy(), model.latent_variance, "validation")
 
     # --- checkpoints ------------------------------------------------------------------------
     def _save(self, which: str) -> None:
@@ -253,20 +240,6 @@ def _seed_rank(seed: int, rank: int, *position: int) -> None:
     torch.manual_seed(int(np.random.SeedSequence([seed, rank, *position]).generate_state(1)[0]))
 
 
-def _scalars(losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The logged numbers of a training step (without its codes)."""
-    return {key: value for key, value in losses.items() if key != "z"}
-
-
-def _summary_line(r: dict) -> str:
-    parts = [f"epoch {r['epoch']}", f"train loss {r.get('train_loss', float('nan')):.4g}",
-             f"val recon {r.get('val_recon', float('nan')):.4g}"]
-    if "sigma" in r:
-        parts.append(f"σ {r['sigma']:.4g}")
-    parts.append(f"{r['epoch_s']:.1f} s")
-    return " | ".join(parts)
-
-
 def _device(name: str, dist: Dist) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -282,6 +255,11 @@ def _device(name: str, dist: Dist) -> torch.device:
 
 
 # --- entry points -------------------------------------------------------------------------------
+def _reporters(cfg: dict, dist: Dist, extra) -> list[Callback]:
+    """Rank 0 reports: the callbacks the train section asks for, then `extra`."""
+    return reporting.from_settings(TrainConfig.from_dict(cfg["train"])) + list(extra) if dist.is_main else []
+
+
 def seeded_model(cfg: dict, data: Dataset) -> Model:
     """A new model for training: its initial weights, and torch's global noise stream after them
     (VAE noise, prior draws; checkpoints save and restore it), follow from train.seed."""
@@ -289,43 +267,60 @@ def seeded_model(cfg: dict, data: Dataset) -> Model:
     return build_model(cfg["model"], run.data_spec(data))
 
 
-def start(cfg: dict, run_dir: Path) -> Path:
+def default_run_dir(cfg: dict) -> Path:
+    return Path(f"runs/{cfg['data']['name']}-{cfg['model']['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def from_config(config: dict | str | Path, out: str | Path | None = None, *, overrides: list[str] = (),
+                callbacks: list[Callback] = ()) -> Path:
+    """Train as `avae train` does, from a config dict, a YAML file or a preset name (with `--set`-style
+    overrides), into `out` (default runs/<dataset>-<model>-<time>); returns the run directory.
+    `callbacks` report after the built-in ones."""
+    cfg = config_mod.resolve(config, list(overrides))
+    return start(cfg, Path(out) if out is not None else default_run_dir(cfg), callbacks)
+
+
+def start(cfg: dict, run_dir: Path, callbacks: list[Callback] = ()) -> Path:
     """Validate everything, then create the run directory (rank 0) and train."""
     dist = from_environment()
     try:
-        return _start(cfg, Path(run_dir), dist)
+        return _start(cfg, Path(run_dir), dist, callbacks)
     finally:
         dist.close()  # after _start has returned, so no DistributedDataParallel outlives the group
 
 
-def _start(cfg: dict, run_dir: Path, dist: Dist) -> Path:
+def _start(cfg: dict, run_dir: Path, dist: Dist, callbacks) -> Path:
     data = run.load_data(cfg)
     spec = run.data_spec(data)
     model = seeded_model(cfg, data)
+    reporters = _reporters(cfg, dist, callbacks)  # a missing tracker package fails before the folder exists
     run_dir = Path(dist.broadcast(str(run_dir)))  # one folder, even if ranks' clocks named it differently
     if dist.is_main:
         run.create(run_dir, cfg, spec, data.info)
     dist.barrier()
     if dist.enabled:
         _seed_rank(cfg["train"].get("seed", 0), dist.rank)
-    Trainer(cfg, run_dir, data, model, dist).fit()
+    Trainer(cfg, run_dir, data, model, dist, reporters).fit()
     return run_dir
 
 
-def resume(run_dir: Path) -> Path:
+def resume(run_dir: Path, callbacks: list[Callback] = ()) -> Path:
     dist = from_environment()
     try:
-        return _resume(Path(run_dir), dist)
+        return _resume(Path(run_dir), dist, callbacks)
     finally:
         dist.close()
 
 
-def _resume(run_dir: Path, dist: Dist) -> Path:
+def _resume(run_dir: Path, dist: Dist, callbacks) -> Path:
     cfg, _ = run.read(run_dir)
     data = run.load_data(cfg)
     check_unchanged(data, run.recorded_data(run_dir))
     model = seeded_model(cfg, data)
-    trainer = Trainer(cfg, run_dir, data, model, dist)
+    trainer = Trainer(cfg, run_dir, data, model, dist, _reporters(cfg, dist, callbacks))
     trainer.resume()
     trainer.fit()
     return run_dir
+
+
+_callable_module(__name__, from_config)  # avae.train(config, out=...)

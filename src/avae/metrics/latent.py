@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from ..kde import loo_log_density
-from ..models.avae import log_density_floor
+from ..objective import log_density_floor
 
 COLLAPSE_VARIANCE = 0.01  # an axis is collapsed when the codes' variance along it is below this
 

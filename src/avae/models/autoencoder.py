@@ -27,11 +27,10 @@ class FittedGaussianSampler:
         self.code_mean.copy_(z.mean(0))
         self.code_cov.copy_(torch.cov(z.T).reshape(self.latent_dim, self.latent_dim))
 
-    def sample_latent(self, n, generator):
-        eps = torch.randn(n, self.latent_dim, generator=generator, dtype=torch.float64)
+    def sampling_gaussian(self):
         # small jitter keeps the factorisation defined when a code axis has collapsed
         chol = torch.linalg.cholesky(self.code_cov.cpu() + 1e-9 * torch.eye(self.latent_dim, dtype=torch.float64))
-        return (self.code_mean.cpu() + eps @ chol.T).float()
+        return self.code_mean.cpu(), chol
 
     @property
     def latent_variance(self):

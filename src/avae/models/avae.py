@@ -8,26 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import chi2
 
-from .. import bandwidth as bw
 from ..errors import AvaeError
-from ..kde import kl_to_standard_normal
+from ..objective import AggregateKL, sigma_from_validation
 from .base import Model, register_model
 
 ENCODE_BATCH = 1000
-
-
-def log_density_floor(h: float, latent_dim: int, quantile: float) -> float:
-    """log ε: one un-normalised kernel at the `quantile` of ‖z‖² for z ~ N(0, v I), v = round(h², 2).
-
-    This is the authors' 'encoded epsilon'; at l = 128 it changes the gradient for a third of
-    the points, so it is part of the method, not only a guard. Below h ≈ 0.07 their rounding
-    gives v = 0 (a NaN floor), so there v = h².
-    """
-    v = round(h * h, 2) or h * h
-    d2 = chi2.ppf(quantile, df=latent_dim, scale=v)
-    return -d2 / (2 * v) - latent_dim * math.log(h)
 
 
 @register_model
@@ -61,16 +47,9 @@ class AVAE(Model):
             raise AvaeError(f"model.sigma0_sq must be positive, got {p.sigma0_sq}")
         if p.kde_precision not in ("float32", "bfloat16"):
             raise AvaeError(f"model.kde_precision must be float32 or bfloat16, got {p.kde_precision!r}")
-        if p.density_floor_quantile is not None and not 0 < p.density_floor_quantile < 1:
-            raise AvaeError(f"model.density_floor_quantile must be in (0, 1) or null, got {p.density_floor_quantile}")
-        if p.prior_floor is not None and not 0 < p.prior_floor < 1:
-            raise AvaeError(f"model.prior_floor must be in (0, 1) or null, got {p.prior_floor}")
-        self.bandwidth = bw.bandwidth(latent_dim, p.kde_size, seed=p.bandwidth_seed)
-        self.h = self.bandwidth.h
-        self.log_floor = (
-            None if p.density_floor_quantile is None else log_density_floor(self.h, latent_dim, p.density_floor_quantile)
-        )
-        self.prior_log_floor = None if p.prior_floor is None else math.log(p.prior_floor)
+        self.kl = AggregateKL(latent_dim, p.kde_size, log_base=p.kl_log_base, density_floor_quantile=p.density_floor_quantile,
+                              prior_floor=p.prior_floor, bandwidth_seed=p.bandwidth_seed)
+        self.bandwidth, self.h = self.kl.bandwidth, self.kl.h
         self.checkpoint_alignment = p.kde_refresh_every
         self.register_buffer("sigma", torch.tensor(math.sqrt(p.sigma0_sq), dtype=torch.float64))
         self.kde_images = None  # uint8 images of this epoch's KDE set
@@ -79,13 +58,12 @@ class AVAE(Model):
 
     # --- loss -----------------------------------------------------------------------------
     def _losses(self, x):
+        if self.kde_codes is None:
+            raise AvaeError("the AVAE's loss needs KDE codes: call refresh_kde_codes first, or use avae.AggregateKL "
+                            "with codes of your own")
         z = self.encoder(x)
         recon = self.likelihood.per_image(self.decoder(z), x).mean()
-        kl = kl_to_standard_normal(
-            z.float(), self.kde_codes, self.h, log_floor=self.log_floor, prior_log_floor=self.prior_log_floor,
-            log_base=self.params.kl_log_base,
-        )
-        return z, recon, kl
+        return z, recon, self.kl(z, self.kde_codes)
 
     def training_loss(self, x):
         z, recon, kl = self._losses(x)
@@ -130,14 +108,14 @@ class AVAE(Model):
 
     def on_validation_end(self, ctx, val):
         """σ ← √(mean per-image validation reconstruction cost), used for the whole next epoch."""
-        self.sigma.fill_(math.sqrt(max(val["recon"], 1e-12)))
+        self.sigma.fill_(sigma_from_validation(val["recon"]))
 
     def epoch_summary(self):
         return {"sigma": float(self.sigma), "h": self.h, "h_opt": self.bandwidth.h_opt, "kde_refresh_s": self.refresh_seconds}
 
     # --- generation -----------------------------------------------------------------------
-    def sample_latent(self, n, generator):
-        return torch.randn(n, self.latent_dim, generator=generator) * self.bandwidth.sampling_std
+    def sampling_gaussian(self):
+        return torch.zeros(self.latent_dim), self.kl.sampling_std * torch.eye(self.latent_dim)
 
     @property
     def latent_variance(self):

@@ -19,6 +19,7 @@ from ..data.base import ImageSet
 from ..distributed import Dist
 from ..errors import AvaeError
 from ..likelihood import Likelihood
+from ..user_nets import UserNetworks
 
 
 @dataclass(frozen=True)
@@ -60,16 +61,20 @@ class Model(nn.Module):
     class Params:
         """Model-specific settings (a subclass replaces this with its own dataclass)."""
 
-    def __init__(self, spec: DataSpec, latent_dim: int, arch: str | None, width: float, params):
+    def __init__(self, spec: DataSpec, latent_dim: int, arch: str | UserNetworks | None, width: float, params):
+        """`arch`: a built-in network's name (None: the paper's for the image shape) or the user's classes."""
         super().__init__()
         if latent_dim < 1:
             raise AvaeError(f"model.latent_dim must be a positive integer, got {latent_dim}")
         self.spec, self.latent_dim, self.params = spec, latent_dim, params
-        self.arch = arch or nets.default_arch(spec.shape, spec.has_factors)
         self.likelihood = Likelihood(spec.likelihood, spec.value_range)
-        self.encoder, self.decoder = nets.build(
-            self.arch, spec.shape, latent_dim, latent_dim * self.codes_per_latent, width, spec.value_range
-        )
+        outputs = latent_dim * self.codes_per_latent
+        if isinstance(arch, UserNetworks):
+            self.arch = "user"
+            self.encoder, self.decoder = arch.build(spec.shape, latent_dim, outputs)
+        else:
+            self.arch = arch or nets.default_arch(spec.shape, spec.has_factors)
+            self.encoder, self.decoder = nets.build(self.arch, spec.shape, latent_dim, outputs, width, spec.value_range)
 
     # --- what every model provides -------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,11 +99,24 @@ class Model(nn.Module):
         'objective' (drives the learning-rate schedule); 'z' carries the codes."""
         raise NotImplementedError
 
-    def sample_latent(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, generator=generator)
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """decode(encode(x)): the reconstruction from the deterministic code."""
+        return self.decode(self.encode(x))
+
+    def sampling_gaussian(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, scale_tril) on the CPU of the Gaussian that generation draws codes from; the noise
+        is drawn in their dtype. The prior N(0, I) unless a model says otherwise."""
+        return torch.zeros(self.latent_dim), torch.eye(self.latent_dim)
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n codes of the model's sampler (CPU float32); without a generator, torch's global one."""
+        mean, scale_tril = self.sampling_gaussian()
+        eps = torch.randn(n, self.latent_dim, generator=generator, dtype=mean.dtype)
+        return (mean + eps @ scale_tril.T).float()
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n generated images on the model's device."""
         z = self.sample_latent(n, generator).to(self.device)
         return self.decode(z)
 
@@ -110,8 +128,8 @@ class Model(nn.Module):
     @property
     def sampling_distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, covariance) of the Gaussian generation draws codes from (float64, on the CPU)."""
-        eye = torch.eye(self.latent_dim, dtype=torch.float64)
-        return torch.zeros(self.latent_dim, dtype=torch.float64), self.latent_variance * eye
+        mean, scale_tril = (t.double() for t in self.sampling_gaussian())
+        return mean, scale_tril @ scale_tril.T
 
     @property
     def device(self) -> torch.device:
@@ -150,7 +168,7 @@ def register_model(cls: type[Model]) -> type[Model]:
     return cls
 
 
-COMMON_KEYS = ("name", "latent_dim", "arch", "width")
+COMMON_KEYS = ("name", "latent_dim", "arch", "width", "encoder", "decoder")
 
 
 def build_model(config: dict, spec: DataSpec) -> Model:
@@ -167,4 +185,7 @@ def build_model(config: dict, spec: DataSpec) -> Model:
     latent_dim = config.get("latent_dim")
     if not isinstance(latent_dim, int) or isinstance(latent_dim, bool):
         raise AvaeError(f"model.latent_dim must be a positive integer, got {latent_dim!r}")
-    return cls(spec, latent_dim, config.get("arch"), float(config.get("width", 1.0)), cls.Params(**specific))
+    arch = config.get("arch")
+    if "encoder" in config or "decoder" in config:  # the user's networks replace the preset's arch
+        arch = UserNetworks.from_config(config.get("encoder"), config.get("decoder"))
+    return cls(spec, latent_dim, arch, float(config.get("width", 1.0)), cls.Params(**specific))
