@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy.optimize import least_squares
 
-from avae import train
+from avae import run
 from avae.bandwidth import bandwidth
 
 LATENT_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
@@ -90,7 +90,7 @@ def write(out: Path, points: list[dict]) -> None:
     machine = {"cpu": torch.backends.cpu.get_cpu_capability(), "platform": platform.platform(),
                "torch": torch.__version__, "threads": torch.get_num_threads()}
     out.parent.mkdir(parents=True, exist_ok=True)
-    train.write_json(out, {"command": "python benchmarks/bandwidth_grid.py", "seeds": SEEDS, "machine": machine,
+    run.write_json(out, {"command": "python benchmarks/bandwidth_grid.py", "seeds": SEEDS, "machine": machine,
                            "points": points, "approximation": fitted})
     if fitted:
         plot(points, fitted, out.with_suffix(".png"))

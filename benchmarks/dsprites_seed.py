@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from avae import config, train
+from avae import config, run, train
 
 SUITE = ["data.name=dsprites", "data.train_size=40000", "data.val_size=5000", "model.width=0.5",
          "train.figures_every=0", "train.progress=false"]
@@ -22,14 +22,14 @@ VARIANTS = {"seed0": (0, 0, 3), "seed1": (1, 1, 6), "init1_data0": (1, 0, 3), "i
             "seed3": (3, 3, 3), "seed4": (4, 4, 3)}
 
 
-def run(model: str, name: str, init_seed: int, data_seed: int, epochs: int, root: Path) -> list[dict]:
+def train_variant(model: str, name: str, init_seed: int, data_seed: int, epochs: int, root: Path) -> list[dict]:
     run_dir = root / f"{model}-{name}"
-    build = train.build
+    seeded_model = train.seeded_model
 
-    def build_with_init_seed(cfg, spec):
-        return build({**cfg, "train": {**cfg["train"], "seed": init_seed}}, spec)
+    def seeded_with_init_seed(cfg, data):
+        return seeded_model({**cfg, "train": {**cfg["train"], "seed": init_seed}}, data)
 
-    train.build = build_with_init_seed  # the weights from init_seed; data subset and order from train.seed
+    train.seeded_model = seeded_with_init_seed  # the weights from init_seed; data subset and order from train.seed
     try:
         if not (run_dir / "metrics.jsonl").is_file() or len(epochs_of(run_dir)) < epochs:
             if (run_dir / "run.json").is_file():
@@ -39,7 +39,7 @@ def run(model: str, name: str, init_seed: int, data_seed: int, epochs: int, root
                                      f"train.seed={data_seed}", f"train.epochs={epochs}"])
                 train.start(cfg, run_dir)
     finally:
-        train.build = build
+        train.seeded_model = seeded_model
     return epochs_of(run_dir)
 
 
@@ -48,8 +48,8 @@ def shared_initialisation(seed: int) -> dict:
     nets, spec = {}, None
     for model in ["avae", "rae", "aae", "wae", "vae", "beta_tcvae"]:
         cfg = config.resolve(None, SUITE + OWN.get(model, []) + [f"model.name={model}", f"train.seed={seed}"])
-        spec = spec or train.data_spec(train.prepare_data(cfg))
-        built = train.build(cfg, spec)
+        spec = spec or run.data_spec(run.load_data(cfg))
+        built = run.new_model(cfg, spec)
         nets[model] = {k: v for k, v in built.state_dict().items() if k.startswith(("encoder", "decoder"))}
     ref = nets["avae"]
     return {model: f"{sum(k in sd and torch.equal(sd[k], ref[k]) for k in ref)}/{len(ref)}"
@@ -74,14 +74,14 @@ def main() -> None:
     print(results["tensors_identical_to_the_avae_at_seed_1"], flush=True)
     for name in args.variants.split(","):
         init_seed, data_seed, epochs = VARIANTS[name]
-        epochs_ = run(args.model, name, init_seed, data_seed, args.epochs or epochs, args.runs)
+        epochs_ = train_variant(args.model, name, init_seed, data_seed, args.epochs or epochs, args.runs)
         results["runs"][f"{args.model}-{name}"] = {
             "model": args.model, "init_seed": init_seed, "data_seed": data_seed,
             "val_recon": [e["val_recon"] for e in epochs_], "epoch_s": [e["epoch_s"] for e in epochs_]}
         print(name, [round(e["val_recon"], 1) for e in epochs_], flush=True)
         results["command"] = "python benchmarks/dsprites_seed.py --model MODEL"
         results["settings"] = SUITE
-        train.write_json(args.out, results)
+        run.write_json(args.out, results)
 
 
 if __name__ == "__main__":

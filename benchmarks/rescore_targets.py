@@ -18,7 +18,7 @@ import functools
 import json
 from pathlib import Path
 
-from avae import benchmark, train
+from avae import benchmark, run
 from avae.metrics.latent import gaussian_entropy_reference
 from avae.models.base import Model
 
@@ -62,7 +62,7 @@ def main() -> None:
     out = benchmark.write_results(payload["suite"], payload["records"], args.results.parent, payload["performance"])
     rescored = json.loads(out.read_text())
     rescored["needs_new_evaluation"] = needs
-    train.write_json(out, rescored)
+    run.write_json(out, rescored)
     benchmark.write_pages(rescored, out.parent)  # the .md and .html list what needs a new evaluation
     if not needs:
         return

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avae import benchmark, config, train
+from avae import benchmark, config, run, train
 from avae.evaluate import evaluate
 
 DISENTANGLEMENT_BASE = ["data.val_size=5000", "train.figures_every=0", "train.progress=false"]
@@ -164,7 +164,7 @@ def main() -> None:
         run_one(args.runs / args.study / name, settings, labels["seed"], args.n)
         previous[name] = record(args.runs / args.study / name, labels) | {"wall_s": time.perf_counter() - start}
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
-        train.write_json(out, {"study": args.study, "n": args.n, "records": list(previous.values()),
+        run.write_json(out, {"study": args.study, "n": args.n, "records": list(previous.values()),
                                "command": f"python benchmarks/studies.py {args.study}"})
     if previous:
         extra = paper_cpu_records(args.results) if args.study == "budget" else []

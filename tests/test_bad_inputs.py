@@ -344,8 +344,8 @@ def test_a_run_that_diverges_later_keeps_its_last_good_checkpoint(capsys, tmp_pa
 LOCK_HOLDER = """
 import sys, time
 from pathlib import Path
-from avae import train
-with train.lock(Path(sys.argv[1])):
+from avae import run
+with run.lock(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(600)
 """

@@ -10,7 +10,7 @@ from scipy.stats import chi2
 from avae import bandwidth as bw
 from avae.cli import main
 from avae.errors import AvaeError
-from avae.models.avae import log_density_floor
+from avae.objective import log_density_floor
 
 
 def quadrature_h_opt(m, draws=8, seed=0):

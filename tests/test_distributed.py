@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from avae import config, train
+from avae import config, run, train
 from avae.cli import main
 from fixtures import write_mnist
 
@@ -42,11 +42,11 @@ def test_kde_codes_are_identical_on_both_ranks_and_match_one_process(mnist_root,
     assert rank0.shape == (101, 4)  # m = 101 does not split evenly over two ranks
     assert torch.equal(rank0, rank1)
     cfg = config.resolve(None, settings(mnist_root))
-    data = train.prepare_data(cfg)
-    model = train.build(cfg, train.data_spec(data))
+    data = run.load_data(cfg)
+    model = train.seeded_model(cfg, data)
     trainer = train.Trainer(cfg, tmp_path, data, model)
-    model.on_epoch_start(trainer, np.random.default_rng([0, 0]).permutation(len(data.train)))
-    model.refresh_kde_codes(trainer)
+    model.on_epoch_start(trainer.context, np.random.default_rng([0, 0]).permutation(len(data.train)))
+    model.refresh_kde_codes(trainer.context)
     torch.testing.assert_close(rank0, model.kde_codes, rtol=1e-2, atol=1e-2)  # bfloat16 encoding, batch layout
 
 

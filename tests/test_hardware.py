@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from avae import config, hardware, nets, train
+from avae import config, hardware, nets, run, train
 from avae.errors import AvaeError
 from fixtures import write_mnist
 
@@ -54,10 +54,10 @@ def test_inference_encoder_gives_the_eval_encoders_codes(arch, shape, channels_l
 
 def test_kde_refresh_follows_the_current_weights(mnist_root, tmp_path):
     cfg = config.resolve(None, tiny(mnist_root, "model.kde_precision=float32"))
-    data = train.prepare_data(cfg)
-    model = train.build(cfg, train.data_spec(data))
+    data = run.load_data(cfg)
+    model = train.seeded_model(cfg, data)
     trainer = train.Trainer(cfg, tmp_path, data, model)
-    model.on_epoch_start(trainer, np.arange(len(data.train)))
+    model.on_epoch_start(trainer.context, np.arange(len(data.train)))
 
     def eval_codes():
         model.eval()
@@ -68,7 +68,7 @@ def test_kde_refresh_follows_the_current_weights(mnist_root, tmp_path):
 
     for seed in (0, 1):  # new weights and statistics between refreshes: the codes follow them
         randomise_batch_norm(model.encoder, seed)
-        model.refresh_kde_codes(trainer)
+        model.refresh_kde_codes(trainer.context)
         assert model.training
         torch.testing.assert_close(model.kde_codes, eval_codes(), rtol=1e-4, atol=1e-5)
     losses = model.training_loss(trainer.prepare(data.train.images(np.arange(150, 160))))
@@ -123,7 +123,7 @@ def test_bfloat16_counts_as_native_only_where_the_kernels_may_use_it(monkeypatch
 
 def test_choices_are_measured_once_and_cached(mnist_root, monkeypatch):
     cfg = config.resolve(None, tiny(mnist_root))
-    model = train.build(cfg, train.data_spec(train.prepare_data(cfg)))
+    model = train.seeded_model(cfg, run.load_data(cfg))
     first = hardware.fastest(model, torch.device("cpu"))
     assert first["train_precision"] in ("float32", "bfloat16") and first["seconds"]
     monkeypatch.setattr(hardware, "_measure", lambda *a: pytest.fail("measured again"))

@@ -7,7 +7,7 @@ import torch
 from scipy.special import logsumexp
 
 from avae.kde import kl_to_standard_normal, log_density, loo_entropy
-from avae.models.avae import log_density_floor
+from avae.objective import log_density_floor
 
 
 def brute_log_density(z, c, h):

@@ -14,10 +14,10 @@ import pytest
 import torch
 from torch import nn
 
-from avae import config, train
+from avae import config, run, schema, train
 from avae.cli import main
 from avae.errors import AvaeError
-from avae.models import MODELS, DataSpec, build_model
+from avae.models import MODELS, DataSpec, ModelSettings, build_model
 from avae.models import regularisers as R
 from fixtures import write_mnist
 from test_train import final_weights, metrics, tiny
@@ -235,8 +235,8 @@ def test_rae_penalties_known_values():
 # --- discriminators ----------------------------------------------------------------------------------
 def built(root, tmp_path, name, *extra):
     cfg = config.resolve(None, tiny(root, *extra, model=name))
-    data = train.prepare_data(cfg)
-    model = train.build(cfg, train.data_spec(data))
+    data = run.load_data(cfg)
+    model = train.seeded_model(cfg, data)
     return train.Trainer(cfg, tmp_path, data, model)
 
 
@@ -265,7 +265,7 @@ def test_discriminator_step_updates_only_the_discriminator(mnist_root, tmp_path,
     weights = {n: p.detach().clone() for n, p in autoencoder.items()}
     before = {n: p.detach().clone() for n, p in disc.items()}
 
-    model.after_step(trainer, x)
+    model.after_step(trainer.context, x, losses)
     for n, p in disc.items():
         assert not torch.equal(p, before[n]), n
     for n, p in autoencoder.items():
@@ -281,8 +281,8 @@ def test_factor_vae_discriminator_learns_the_total_correlation_of_correlated_cod
     torch.manual_seed(0)
     for _ in range(100):
         u = torch.randn(128, 1, generator=g)
-        model._codes = torch.cat([u, u, -u, torch.randn(128, 1, generator=g)], 1)
-        model.after_step(None, None)
+        codes = torch.cat([u, u, -u, torch.randn(128, 1, generator=g)], 1)
+        model.after_step(None, None, {"z": codes})
     u = torch.randn(1000, 1, generator=g)
     correlated = torch.cat([u, u, -u, torch.randn(1000, 1, generator=g)], 1)
     independent = torch.randn(1000, 4, generator=g)
@@ -296,8 +296,7 @@ def test_aae_discriminator_tells_shifted_codes_from_the_prior():
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     for _ in range(100):
-        model._codes = torch.randn(128, 4, generator=g) + 3
-        model.after_step(None, None)
+        model.after_step(None, None, {"z": torch.randn(128, 4, generator=g) + 3})
     assert model.epoch_summary()["disc_loss"] < 0.35
     z = torch.randn(500, 4, generator=g) + 3
     assert torch.sigmoid(model.frozen_discriminator(z)).mean() < 0.1  # "not from the prior"
@@ -309,7 +308,7 @@ def test_aae_discriminator_tells_shifted_codes_from_the_prior():
 def test_every_dataset_preset_gives_valid_settings_for_every_model(dataset):
     for name in BASELINES:
         cfg = config.resolve(None, [f"data.name={dataset}", f"model.name={name}"])
-        specific = {k: v for k, v in cfg["model"].items() if k not in ("name", "latent_dim", "arch", "width")}
+        specific = {k: v for k, v in cfg["model"].items() if k not in schema.fields(ModelSettings)}
         MODELS[name].Params(**specific)  # no unknown key
 
 
@@ -384,9 +383,7 @@ def test_each_model_trains_writes_the_run_directory_and_samples(mnist_root, tmp_
 def test_rae_samples_from_the_gaussian_fitted_to_its_codes(mnist_root, tmp_path):
     run_dir = tmp_path / "rae"
     assert cli_train(mnist_root, run_dir, "rae", "train.epochs=1", "train.figures_every=0") == 0
-    cfg, spec = train.read_run(run_dir)
-    model = train.build(cfg, spec)
-    train.load_weights(model, run_dir)
+    model = run.load(run_dir)
     assert not torch.equal(model.code_cov, torch.eye(4, dtype=torch.float64))
     z = model.sample_latent(20000, torch.Generator().manual_seed(0)).double()
     torch.testing.assert_close(z.mean(0), model.code_mean, atol=0.05 * model.code_cov.diagonal().max().sqrt().item(), rtol=0)
@@ -407,9 +404,9 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(mnist_root, tmp_path, 
         from avae.models import MODELS
         cls = MODELS[{name!r}]
         original, calls = cls.after_step, 0
-        def after_step(self, trainer, x):
+        def after_step(self, ctx, x, losses):
             global calls
-            original(self, trainer, x)
+            original(self, ctx, x, losses)
             calls += 1
             if calls == 10 + 6:  # after step 5 of epoch 2 (10 steps an epoch)
                 os.kill(os.getpid(), signal.SIGKILL)

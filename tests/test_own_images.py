@@ -279,8 +279,8 @@ def interrupted_run(tmp_path, monkeypatch, dataset, root, *settings):
     """A two-epoch run stopped by Ctrl-C in its second epoch."""
     from avae.models.avae import AVAE
 
-    def after_step(self, trainer, x):
-        if trainer.epoch == 1:
+    def after_step(self, ctx, x, losses):
+        if ctx.epoch == 1:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(AVAE, "after_step", after_step)

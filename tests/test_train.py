@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from avae import config, train
+from avae.run import load_data
 from avae.cli import main
 from fixtures import write_mnist
 
@@ -60,24 +61,24 @@ def test_training_lowers_the_loss_and_sets_sigma_from_validation(mnist_root, tmp
 
 def test_kde_set_is_drawn_fresh_each_epoch_and_disjoint_from_sgd(mnist_root, tmp_path):
     cfg = config.resolve(None, tiny(mnist_root, "train.epochs=1"))
-    data = train.prepare_data(cfg)
-    model = train.build(cfg, train.data_spec(data))
+    data = load_data(cfg)
+    model = train.seeded_model(cfg, data)
     trainer = train.Trainer(cfg, tmp_path, data, model)
     seen = []
     for epoch in range(2):
         order = np.random.default_rng([0, epoch]).permutation(len(data.train))
-        sgd = model.on_epoch_start(trainer, order)
+        sgd = model.on_epoch_start(trainer.context, order)
         kde = set(order[:100].tolist())
         assert len(sgd) == 400 and not kde & set(sgd.tolist())
         seen.append(kde)
     assert seen[0] != seen[1]
-    model.on_step_start(trainer, 0)
+    model.on_step_start(trainer.context, 0)
     assert model.kde_codes.shape == (100, 4) and not model.kde_codes.requires_grad
 
 
 def test_avae_samples_from_the_shrunken_prior(mnist_root):
     cfg = config.resolve(None, tiny(mnist_root))
-    model = train.build(cfg, train.data_spec(train.prepare_data(cfg)))
+    model = train.seeded_model(cfg, load_data(cfg))
     z = model.sample_latent(20000, torch.Generator().manual_seed(0))
     assert z.var(0).mean().item() == pytest.approx(1 - model.h**2, rel=0.03)
     assert model.latent_variance == pytest.approx(1 - model.h**2)
@@ -98,7 +99,7 @@ def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(mnist_root, 
         from avae import config, train
         from avae.models.avae import AVAE
         calls = 0
-        def after_step(self, trainer, x):
+        def after_step(self, ctx, x, losses):
             global calls
             calls += 1
             if calls == 8 + 5:  # step 5 of epoch 2

@@ -23,6 +23,7 @@ import torch
 from scipy import stats
 from scipy.stats import qmc
 
+from . import _callable_module
 from .errors import AvaeError
 from .kde import squared_distances
 
@@ -183,3 +184,6 @@ def write_json_cache(path: Path, entries: dict) -> None:
 
 def as_dict(bw: Bandwidth) -> dict:
     return asdict(bw)
+
+
+_callable_module(__name__, bandwidth)  # avae.bandwidth(latent_dim, kde_size)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, config, pages, train
+from . import __version__, config, pages, run, train
 from .errors import AvaeError
 from .evaluate import evaluate
 from .metrics.catalogue import Metric, describe
@@ -175,8 +175,8 @@ def run_suite(name: str, runs_root: Path = Path("benchmarks/runs"), results_root
         if (run_dir / "evaluate.json").is_file():
             continue
         extra = [f"data.root={data_root}"] if data_root else []
-        if not _finished(run_dir):
-            if (run_dir / "run.json").is_file():
+        if run.status(run_dir) != "finished":
+            if (run_dir / run.INFO).is_file():
                 train.resume(run_dir)
             else:
                 train.start(config.resolve(None, job.overrides + extra), run_dir)
@@ -195,16 +195,9 @@ def only_datasets(suite: dict, datasets: list[str]) -> dict:
             "datasets": list(datasets)}
 
 
-def _finished(run_dir: Path) -> bool:
-    try:
-        return json.loads((run_dir / "run.json").read_text())["status"] == "finished"
-    except (OSError, ValueError, KeyError):
-        return False
-
-
 def _record(run_dir: Path, job: Job) -> dict:
     result = json.loads((run_dir / "evaluate.json").read_text())
-    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    epochs = run.read_metrics(run_dir)
     training = {
         "epoch_s": float(np.mean([e["epoch_s"] for e in epochs])),
         "images_per_s": float(np.mean([e["images_per_s"] for e in epochs])),
@@ -221,11 +214,11 @@ def _record(run_dir: Path, job: Job) -> dict:
 
 def headlines(evaluation: dict, training: dict) -> dict:
     """The HEADLINES values present in one run's evaluation and training summary."""
-    found = {k: _lookup({**evaluation, "training": training}, path) for k, path in HEADLINES.items()}
+    found = {k: lookup({**evaluation, "training": training}, path) for k, path in HEADLINES.items()}
     return {k: v for k, v in found.items() if v is not None}
 
 
-def _lookup(tree: dict, path: str):
+def lookup(tree: dict, path: str):
     for key in path.split("."):
         if not isinstance(tree, dict) or key not in tree:
             return None
@@ -354,8 +347,8 @@ def step_flops(run_dir: Path) -> dict:
     """FLOPs of one training step (forward + backward) and, for the AVAE, of one KDE re-encoding."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    cfg, spec = train.read_run(run_dir)
-    model = train.build(cfg, spec)
+    cfg, spec = run.read(run_dir)
+    model = run.new_model(cfg, spec)
     batch = torch.rand(cfg["train"].get("batch_size", 100), *spec.shape)
     if hasattr(model, "kde_codes"):
         m = model.params.kde_size
@@ -455,7 +448,7 @@ def write_results(suite: dict, records: list[dict], results_root: Path, perf: di
                "machine": machine, "compute_hours": hours, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
                "command": f"avae benchmark --suite {suite['name']}" + (f" --datasets {','.join(part)}" if part else "")}
     out = results_root / f"{stem}.json"
-    train.write_json(out, payload)
+    run.write_json(out, payload)
     write_pages(payload, results_root)
     return out
 

@@ -1,4 +1,4 @@
-"""The `avae` command: train, demo, evaluate, sample, benchmark, bandwidth, models."""
+"""The `avae` command: train, demo, evaluate, sample, compare, export, benchmark, bandwidth, models."""
 from __future__ import annotations
 
 import argparse
@@ -110,6 +110,17 @@ def _parser() -> argparse.ArgumentParser:
                         "minutes), default (disentanglement_lib's and the authors' sizes, hours on a CPU), none")
     e.set_defaults(run=_evaluate)
 
+    c = sub.add_parser("compare", help="evaluation results of several runs side by side, with the settings that differ")
+    c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    c.add_argument("--html", default="comparison.html", help="page to write (default comparison.html)")
+    c.set_defaults(run=_compare)
+
+    x = sub.add_parser("export", help="weights, config and a TorchScript model (encode, decode, sample) for use without avae")
+    x.add_argument("run_dir")
+    x.add_argument("--out", help="folder to write (default RUN_DIR/export)")
+    x.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    x.set_defaults(run=_export)
+
     k = sub.add_parser("benchmark", help="train and evaluate every model × dataset × seed of a suite (resumable)")
     k.add_argument("--suite", default="paper-cpu", help="suite name (paper-cpu, paper, smoke) or YAML file")
     k.add_argument("--runs", default="benchmarks/runs", help="folder of the suite's run directories")
@@ -148,8 +159,7 @@ def _train(args) -> int:
         if value is not None:
             overrides.append(f"{key}={value}")
     cfg = config.resolve(args.config, overrides)
-    out = args.out or f"runs/{cfg['data']['name']}-{cfg['model']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return _finished(train.start(cfg, Path(out)))
+    return _finished(train.start(cfg, Path(args.out) if args.out else train.default_run_dir(cfg)))
 
 
 def _absolute(path: str | None) -> str | None:
@@ -180,16 +190,14 @@ def _sample(args) -> int:
     import numpy as np
     import torch
 
-    from . import report, train
+    from . import report, run
 
     run_dir = Path(args.run_dir)
-    cfg, spec = train.read_run(run_dir)
     prefix = Path(args.out) if args.out else run_dir / "samples"
     if prefix.is_dir():
         raise AvaeError(f"--out {prefix} is a folder; give a path prefix such as {prefix / 'samples'}")
-    model = train.build(cfg, spec)
-    train.load_weights(model, run_dir, args.checkpoint)
-    model.eval()
+    model = run.load(run_dir, args.checkpoint)
+    spec = model.spec
     images = []
     gen = torch.Generator().manual_seed(args.seed)
     for start in range(0, args.n, 1000):
@@ -199,7 +207,7 @@ def _sample(args) -> int:
                             "retrain it (e.g. with a lower train.lr)")
         images.append(report.to_uint8(batch, spec.value_range))
     images = np.concatenate(images)
-    train.make_folder(prefix.parent)
+    run.make_folder(prefix.parent)
     np.save(prefix.with_suffix(".npy"), images)
     report.save_grid(prefix.with_suffix(".png"), images[:256])
     print(f"{len(images)} samples ({model.sampler}): {prefix.with_suffix('.npy')} and {prefix.with_suffix('.png')}")
@@ -220,6 +228,25 @@ def _evaluate(args) -> int:
     print(f"entropy {lq['entropy']['entropy']:.3f} (reference {lq['entropy']['reference']})  "
           f"MSE/pixel {lq['reconstruction']['mse_per_pixel']:.5f}  collapsed axes {lq['collapsed_axes']['count']}")
     print(f"written: {Path(args.run_dir) / 'evaluate.json'} and {Path(args.run_dir) / 'evaluate.html'}")
+    return 0
+
+
+def _compare(args) -> int:
+    from . import compare
+
+    comparison = compare.compare(args.run_dirs)
+    print(compare.text_table(comparison))
+    compare.write_html(Path(args.html), comparison)
+    print(f"written: {args.html}")
+    return 0
+
+
+def _export(args) -> int:
+    from .export import export
+
+    out = export(args.run_dir, args.out, args.checkpoint)
+    print(f"exported to {out}/: weights.pt (state dict), config.yaml, data_spec.json, "
+          f"model.pt (TorchScript: encode, decode, sample; torch.jit.load)")
     return 0
 
 

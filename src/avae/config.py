@@ -65,6 +65,9 @@ class TrainConfig:
     figure_points: int = setting(2000, minimum=2)  # validation codes in the latent figures
     checkpoint_minutes: float = setting(5.0, minimum=0)  # mid-epoch checkpoint interval
     progress: bool = setting(True)
+    tensorboard: bool = setting(False)  # scalars and figures per epoch in RUN_DIR/tensorboard (avae[tensorboard])
+    wandb: bool = setting(False)  # Weights & Biases, offline unless WANDB_MODE is set (avae[wandb])
+    mlflow: bool = setting(False)  # MLflow, a file store in RUN_DIR/mlruns unless MLFLOW_TRACKING_URI is set (avae[mlflow])
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -143,10 +146,13 @@ def _presets() -> dict:
     return found
 
 
-def resolve(config: str | None = None, overrides: list[str] = ()) -> dict:
-    """The full, validated configuration for a run. `config` is a YAML path or a preset name."""
-    user = read_yaml(_find(config), "config") if config else {}
-    _check_sections(user, f"config {config}")
+def resolve(config: str | Path | dict | None = None, overrides: list[str] = ()) -> dict:
+    """The full, validated configuration for a run. `config` is a YAML path, a preset name or a dict of sections."""
+    if isinstance(config, dict):
+        user = copy.deepcopy(config)
+    else:
+        user = read_yaml(_find(str(config)), "config") if config else {}
+    _check_sections(user, f"config {config if not isinstance(config, dict) else '(a dict)'}")
     patch: dict = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -266,3 +272,14 @@ def _merge(base: dict, patch: dict) -> dict:
 
 def dump(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict:
+    """{'model': {'latent_dim': 16}} → {'model.latent_dim': 16} (the names `--set` uses)."""
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict) and value:
+            out |= flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, pages, report, train
+from . import __version__, _callable_module, pages, report, run
 from .bandwidth import bandwidth
 from .config import check_evaluate_settings
-from .data import check_unchanged, load_dataset, to_float
+from .data import check_unchanged, to_float
 from .errors import AvaeError
 from .metrics import generative, latent
 from .metrics.features import InceptionFeatures, RandomFeatures, classifier_features, has_targets
@@ -42,14 +42,10 @@ class Evaluation:
 
     def __init__(self, run_dir: Path, n: int, seed: int, checkpoint: str, split: str | None):
         self.run_dir, self.n, self.seed = Path(run_dir), n, seed
-        self.cfg, self.spec = train.read_run(self.run_dir)
-        dc = self.cfg["data"]
-        self.data = load_dataset(dc["name"], root=dc.get("root"), seed=dc.get("split_seed", 0),
-                                 **(dc.get("options") or {}))
-        check_unchanged(self.data, train.recorded_data(self.run_dir))
-        self.model = train.build(self.cfg, self.spec)
-        train.load_weights(self.model, self.run_dir, checkpoint)
-        self.model.eval()
+        self.cfg, self.spec = run.read(self.run_dir)
+        self.data = run.load_data(self.cfg, cut=False)
+        check_unchanged(self.data, run.recorded_data(self.run_dir))
+        self.model = run.load(self.run_dir, checkpoint)
         self.split = split or ("test" if self.data.test is not None else "val")
         held_out = getattr(self.data, self.split, None)
         if held_out is None:
@@ -182,7 +178,7 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
     figures = _figures(ev, codes, sets_u8, folder, directions)
     result["figures"] = {path.stem: {"title": title, **pages.picture(path, ev.run_dir)}
                          for title, path in figures.items()}
-    train.write_json(ev.run_dir / "evaluate.json", result)
+    run.write_json(ev.run_dir / "evaluate.json", result)
     pages.write_evaluation_page(ev.run_dir / "evaluate.html", result)
     return result
 
@@ -239,3 +235,6 @@ def _figures(ev: Evaluation, codes, sets_u8, folder: Path, directions) -> dict:
 def _traverse(directions: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Codes at `values` along each direction (one row per direction), through the origin."""
     return np.concatenate([values[:, None] * d[None, :] for d in directions])
+
+
+_callable_module(__name__, evaluate)  # avae.evaluate(run_dir, ...)

@@ -79,6 +79,8 @@ def _convert(value, kind, rules) -> tuple[bool, object]:
         return isinstance(value, str), value
     if kind is dict:
         return isinstance(value, dict), value
+    if kind is object:  # checked where it is used
+        return True, value
     if kind is list:
         if not isinstance(value, (list, tuple)):
             return False, value

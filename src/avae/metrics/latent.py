@@ -8,7 +8,7 @@ from scipy import stats
 
 from ..errors import AvaeError
 from ..kde import loo_log_density
-from ..models.avae import log_density_floor
+from ..objective import log_density_floor
 from .inputs import finite, points, same_shape
 
 COLLAPSE_VARIANCE = 0.01  # an axis is collapsed when the codes' variance along it is below this

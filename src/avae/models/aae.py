@@ -40,7 +40,6 @@ class AAE(Discriminated, Model):
         super().__init__(spec, latent_dim, arch, width, params)
         self.recon_scale, self.adv_weight = params.recon_scale, params.adv_weight
         self.init_discriminator(params.disc_hidden, 1, width, params.disc_lr, params.disc_betas)
-        self._codes = None
 
     def _losses(self, x):
         z = self.encoder(x).float()
@@ -50,18 +49,15 @@ class AAE(Discriminated, Model):
 
     def training_loss(self, x):
         z, recon, adv, loss = self._losses(x)
-        self._codes = z.detach()
-        return {"loss": loss, "recon": recon, "adv": adv}
+        return {"loss": loss, "recon": recon, "adv": adv, "z": z}
 
     def validation_loss(self, x):
         z, recon, adv, loss = self._losses(x)
         return {"loss": loss, "objective": loss, "recon": recon, "adv": adv, "z": z}
 
-    def after_step(self, trainer, x):
-        z, self._codes = self._codes, None
-        if z is None:
-            with torch.no_grad():
-                z = self.encoder(x).float()
+    def after_step(self, ctx, x, losses):
+        """One discriminator step on the step's codes against as many prior draws."""
+        z = losses["z"].detach()
         prior = standard_normal(z.shape, z)
         real, fake = self.discriminator(prior).float(), self.discriminator(z).float()
-        self.discriminator_step(0.5 * (F.softplus(-real).mean() + F.softplus(fake).mean()), trainer)
+        self.discriminator_step(0.5 * (F.softplus(-real).mean() + F.softplus(fake).mean()), ctx)

@@ -20,18 +20,17 @@ class FittedGaussianSampler:
 
     sampler = "Gaussian fitted to training codes (mean and full covariance)"
 
-    def fit_sampler(self, trainer):
-        n = min(FIT_CODES, len(trainer.data.train))
-        idx = np.random.default_rng([trainer.seed, trainer.epoch, 1]).choice(len(trainer.data.train), n, replace=False)
-        z = trainer.encode(trainer.data.train, np.sort(idx)).double()
+    def fit_sampler(self, ctx):
+        n = min(FIT_CODES, len(ctx.train_images))
+        idx = ctx.rng(1).choice(len(ctx.train_images), n, replace=False)
+        z = ctx.encode_images(ctx.train_images, np.sort(idx)).double()
         self.code_mean.copy_(z.mean(0))
         self.code_cov.copy_(torch.cov(z.T).reshape(self.latent_dim, self.latent_dim))
 
-    def sample_latent(self, n, generator):
-        eps = torch.randn(n, self.latent_dim, generator=generator, dtype=torch.float64)
+    def sampling_gaussian(self):
         # small jitter keeps the factorisation defined when a code axis has collapsed
         chol = torch.linalg.cholesky(self.code_cov.cpu() + 1e-9 * torch.eye(self.latent_dim, dtype=torch.float64))
-        return (self.code_mean.cpu() + eps @ chol.T).float()
+        return self.code_mean.cpu(), chol
 
     @property
     def latent_variance(self):
@@ -57,13 +56,14 @@ class Autoencoder(FittedGaussianSampler, Model):
         self.register_buffer("code_cov", torch.eye(latent_dim, dtype=torch.float64))
 
     def training_loss(self, x):
-        recon = self.likelihood.per_image(self.decoder(self.encoder(x)), x).mean()
-        return {"loss": recon, "recon": recon}
+        z = self.encoder(x)
+        recon = self.likelihood.per_image(self.decoder(z), x).mean()
+        return {"loss": recon, "recon": recon, "z": z}
 
     def validation_loss(self, x):
         z = self.encoder(x)
         recon = self.likelihood.per_image(self.decoder(z), x).mean()
         return {"loss": recon, "objective": recon, "recon": recon, "z": z}
 
-    def on_validation_end(self, trainer, val):
-        self.fit_sampler(trainer)
+    def on_validation_end(self, ctx, val):
+        self.fit_sampler(ctx)

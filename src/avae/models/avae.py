@@ -8,27 +8,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import chi2
 
-from .. import bandwidth as bw, nets
+from .. import nets
 from ..errors import AvaeError
-from ..kde import kl_to_standard_normal
+from ..objective import AggregateKL, sigma_from_validation
 from .base import Model, register_model
 from ..schema import setting
 
 ENCODE_BATCH = 1000
-
-
-def log_density_floor(h: float, latent_dim: int, quantile: float) -> float:
-    """log ε: one un-normalised kernel at the `quantile` of ‖z‖² for z ~ N(0, v I), v = round(h², 2).
-
-    This is the authors' 'encoded epsilon'; at l = 128 it changes the gradient for a third of
-    the points, so it is part of the method, not only a guard. Below h ≈ 0.07 their rounding
-    gives v = 0 (a NaN floor), so there v = h².
-    """
-    v = round(h * h, 2) or h * h
-    d2 = chi2.ppf(quantile, df=latent_dim, scale=v)
-    return -d2 / (2 * v) - latent_dim * math.log(h)
 
 
 @register_model
@@ -59,12 +46,9 @@ class AVAE(Model):
                 f"model.kde_size m={p.kde_size} must be at least 2 and smaller than the training set "
                 f"({spec.train_size} images); lower model.kde_size or use more data"
             )
-        self.bandwidth = bw.bandwidth(latent_dim, p.kde_size, seed=p.bandwidth_seed)
-        self.h = self.bandwidth.h
-        self.log_floor = (
-            None if p.density_floor_quantile is None else log_density_floor(self.h, latent_dim, p.density_floor_quantile)
-        )
-        self.prior_log_floor = None if p.prior_floor is None else math.log(p.prior_floor)
+        self.kl = AggregateKL(latent_dim, p.kde_size, log_base=p.kl_log_base, density_floor_quantile=p.density_floor_quantile,
+                              prior_floor=p.prior_floor, bandwidth_seed=p.bandwidth_seed)
+        self.bandwidth, self.h = self.kl.bandwidth, self.kl.h
         self.checkpoint_alignment = p.kde_refresh_every
         self.register_buffer("sigma", torch.tensor(math.sqrt(p.sigma0_sq), dtype=torch.float64))
         self.kde_images = None  # uint8 images of this epoch's KDE set
@@ -73,17 +57,16 @@ class AVAE(Model):
 
     # --- loss -----------------------------------------------------------------------------
     def _losses(self, x):
+        if self.kde_codes is None:
+            raise AvaeError("the AVAE's loss needs KDE codes: call refresh_kde_codes first, or use avae.AggregateKL "
+                            "with codes of your own")
         z = self.encoder(x)
         recon = self.likelihood.per_image(self.decoder(z), x).mean()
-        kl = kl_to_standard_normal(
-            z.float(), self.kde_codes, self.h, log_floor=self.log_floor, prior_log_floor=self.prior_log_floor,
-            log_base=self.params.kl_log_base,
-        )
-        return z, recon, kl
+        return z, recon, self.kl(z, self.kde_codes)
 
     def training_loss(self, x):
-        _, recon, kl = self._losses(x)
-        return {"loss": recon / float(self.sigma) + kl, "recon": recon, "kl": kl}
+        z, recon, kl = self._losses(x)
+        return {"loss": recon / float(self.sigma) + kl, "recon": recon, "kl": kl, "z": z}
 
     def validation_loss(self, x):
         z, recon, kl = self._losses(x)
@@ -97,18 +80,18 @@ class AVAE(Model):
         self.params.kde_precision = choices["inference_precision"]
         return {"kde_precision": self.params.kde_precision}
 
-    def on_epoch_start(self, trainer, order):
+    def on_epoch_start(self, ctx, order):
         """A fresh KDE set of m training images each epoch; SGD runs on the others."""
         m = self.params.kde_size
-        self.kde_images = trainer.data.train.images(order[:m]).to(trainer.device)
+        self.kde_images = ctx.train_images.images(order[:m]).to(ctx.device)
         self.refresh_seconds = 0.0
         return order[m:]
 
-    def on_step_start(self, trainer, step):
+    def on_step_start(self, ctx, step):
         if step % self.params.kde_refresh_every == 0:
-            self.refresh_kde_codes(trainer)
+            self.refresh_kde_codes(ctx)
 
-    def refresh_kde_codes(self, trainer):
+    def refresh_kde_codes(self, ctx):
         """Re-encode the KDE set with an inference copy of the current encoder (BatchNorm on its
         running statistics, folded into the convolutions).
 
@@ -117,24 +100,24 @@ class AVAE(Model):
         start = time.perf_counter()
         encoder = nets.inference_encoder(self.encoder)
         bf16 = self.params.kde_precision == "bfloat16"
-        mine = trainer.dist.shard(np.arange(len(self.kde_images)))
-        with torch.inference_mode(), torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=bf16):
-            codes = [encoder(trainer.prepare(self.kde_images[mine[i : i + ENCODE_BATCH]])).float()
+        mine = ctx.dist.shard(np.arange(len(self.kde_images)))
+        with torch.inference_mode(), torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=bf16):
+            codes = [encoder(ctx.prepare(self.kde_images[mine[i : i + ENCODE_BATCH]])).float()
                      for i in range(0, len(mine), ENCODE_BATCH)]
-            codes = trainer.dist.gather_rows(torch.cat(codes))
+            codes = ctx.dist.gather_rows(torch.cat(codes))
         self.kde_codes = codes.clone()  # cloned outside inference mode, so autograd may save it
         self.refresh_seconds += time.perf_counter() - start
 
-    def on_validation_end(self, trainer, val):
+    def on_validation_end(self, ctx, val):
         """σ ← √(mean per-image validation reconstruction cost), used for the whole next epoch."""
-        self.sigma.fill_(math.sqrt(max(val["recon"], 1e-12)))
+        self.sigma.fill_(sigma_from_validation(val["recon"]))
 
     def epoch_summary(self):
         return {"sigma": float(self.sigma), "h": self.h, "h_opt": self.bandwidth.h_opt, "kde_refresh_s": self.refresh_seconds}
 
     # --- generation -----------------------------------------------------------------------
-    def sample_latent(self, n, generator):
-        return torch.randn(n, self.latent_dim, generator=generator) * self.bandwidth.sampling_std
+    def sampling_gaussian(self):
+        return torch.zeros(self.latent_dim), self.kl.sampling_std * torch.eye(self.latent_dim)
 
     @property
     def latent_variance(self):

@@ -6,16 +6,21 @@ happens inside the hooks.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from .. import nets, schema
+from ..data.base import ImageSet
+from ..distributed import Dist
 from ..errors import AvaeError
 from ..likelihood import Likelihood
 from ..schema import setting
+from ..user_nets import UserNetworks
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,26 @@ class ModelSettings:
     latent_dim: int = setting(16, minimum=1)
     arch: str | None = setting(None)  # None: the paper's network for the image size
     width: float = setting(1.0, above=0)  # channel and hidden widths scaled by this
+    # your own networks, {class: module:Class, ...keyword arguments} each (avae.user_nets); replace arch
+    encoder: object = setting(None)
+    decoder: object = setting(None)
+
+
+@dataclass
+class TrainContext:
+    """What a model's training hooks may use (the trainer makes one; a test or a user loop can too)."""
+
+    train_images: ImageSet  # the training set (uint8 NCHW images by index)
+    device: torch.device
+    prepare: Callable[[torch.Tensor], torch.Tensor]  # uint8 images → the model's float input on the device
+    encode_images: Callable[[ImageSet, np.ndarray], torch.Tensor]  # codes of stored images (inference mode)
+    seed: int = 0
+    epoch: int = 0  # the epoch under way (the trainer keeps it current)
+    dist: Dist = dataclasses.field(default_factory=Dist)  # rank, world size and collectives under torchrun
+
+    def rng(self, *stream: int) -> np.random.Generator:
+        """This epoch's numpy generator for one numbered stream: the same numbers on every resume."""
+        return np.random.default_rng([self.seed, self.epoch, *stream])
 
 
 class Model(nn.Module):
@@ -51,14 +76,18 @@ class Model(nn.Module):
     class Params:
         """Model-specific settings (a subclass replaces this with its own dataclass)."""
 
-    def __init__(self, spec: DataSpec, latent_dim: int, arch: str | None, width: float, params):
+    def __init__(self, spec: DataSpec, latent_dim: int, arch: str | UserNetworks | None, width: float, params):
+        """`arch`: a built-in network's name (None: the paper's for the image shape) or the user's classes."""
         super().__init__()
         self.spec, self.latent_dim, self.params = spec, latent_dim, params
-        self.arch = arch or nets.default_arch(spec.shape, spec.has_factors)
         self.likelihood = Likelihood(spec.likelihood, spec.value_range)
-        self.encoder, self.decoder = nets.build(
-            self.arch, spec.shape, latent_dim, latent_dim * self.codes_per_latent, width, spec.value_range
-        )
+        outputs = latent_dim * self.codes_per_latent
+        if isinstance(arch, UserNetworks):
+            self.arch = "user"
+            self.encoder, self.decoder = arch.build(spec.shape, latent_dim, outputs)
+        else:
+            self.arch = arch or nets.default_arch(spec.shape, spec.has_factors)
+            self.encoder, self.decoder = nets.build(self.arch, spec.shape, latent_dim, outputs, width, spec.value_range)
 
     # --- what every model provides -------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,7 +99,8 @@ class Model(nn.Module):
         return self.likelihood.mean(self.decoder(z))
 
     def training_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Scalars for logging; 'loss' is the one minimised."""
+        """Scalars for logging ('loss' is the one minimised) and 'z', the batch's codes that the
+        decoder reconstructed from (a posterior sample for Gaussian encoders)."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -82,11 +112,24 @@ class Model(nn.Module):
         'objective' (drives the learning-rate schedule); 'z' carries the codes."""
         raise NotImplementedError
 
-    def sample_latent(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, generator=generator)
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """decode(encode(x)): the reconstruction from the deterministic code."""
+        return self.decode(self.encode(x))
+
+    def sampling_gaussian(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, scale_tril) on the CPU of the Gaussian that generation draws codes from; the noise
+        is drawn in their dtype. The prior N(0, I) unless a model says otherwise."""
+        return torch.zeros(self.latent_dim), torch.eye(self.latent_dim)
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n codes of the model's sampler (CPU float32); without a generator, torch's global one."""
+        mean, scale_tril = self.sampling_gaussian()
+        eps = torch.randn(n, self.latent_dim, generator=generator, dtype=mean.dtype)
+        return (mean + eps @ scale_tril.T).float()
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n generated images on the model's device."""
         z = self.sample_latent(n, generator).to(self.device)
         return self.decode(z)
 
@@ -98,8 +141,8 @@ class Model(nn.Module):
     @property
     def sampling_distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, covariance) of the Gaussian generation draws codes from (float64, on the CPU)."""
-        eye = torch.eye(self.latent_dim, dtype=torch.float64)
-        return torch.zeros(self.latent_dim, dtype=torch.float64), self.latent_variance * eye
+        mean, scale_tril = (t.double() for t in self.sampling_gaussian())
+        return mean, scale_tril @ scale_tril.T
 
     @property
     def device(self) -> torch.device:
@@ -113,15 +156,16 @@ class Model(nn.Module):
         choices; returns them ({setting: value}) for the run's config."""
         return {}
 
-    def on_epoch_start(self, trainer, order):
+    def on_epoch_start(self, ctx: TrainContext, order: np.ndarray) -> np.ndarray:
         """Receives this epoch's shuffled training indices; returns those to take SGD steps on."""
         return order
 
-    def on_step_start(self, trainer, step: int) -> None: ...
+    def on_step_start(self, ctx: TrainContext, step: int) -> None: ...
 
-    def after_step(self, trainer, x: torch.Tensor) -> None: ...
+    def after_step(self, ctx: TrainContext, x: torch.Tensor, losses: dict[str, torch.Tensor]) -> None:
+        """After the optimizer step on batch x; `losses` is what `training_loss` returned for it."""
 
-    def on_validation_end(self, trainer, val: dict) -> None: ...
+    def on_validation_end(self, ctx: TrainContext, val: dict) -> None: ...
 
     def epoch_summary(self) -> dict:
         """Numbers to log with the epoch (e.g. σ, h, time spent refreshing)."""
@@ -163,4 +207,7 @@ def build_model(config: dict, spec: DataSpec) -> Model:
     cls = MODELS[values["name"]]
     settings = ModelSettings(**{k: v for k, v in values.items() if k in schema.fields(ModelSettings)})
     params = cls.Params(**{k: v for k, v in values.items() if k not in schema.fields(ModelSettings)})
-    return cls(spec, settings.latent_dim, settings.arch, settings.width, params)
+    arch = settings.arch
+    if settings.encoder is not None or settings.decoder is not None:  # the user's networks replace arch
+        arch = UserNetworks.from_config(settings.encoder, settings.decoder)
+    return cls(spec, settings.latent_dim, arch, settings.width, params)

@@ -47,14 +47,13 @@ class Discriminated:
         params = {name: p.detach() for name, p in self.discriminator.named_parameters()}
         return functional_call(self.discriminator, params, (z,))
 
-    def discriminator_step(self, loss: torch.Tensor, trainer=None) -> None:
+    def discriminator_step(self, loss: torch.Tensor, ctx=None) -> None:
         """One Adam step of the discriminator on `loss`; under torchrun its gradients are averaged
         over the ranks first (the trainer's DistributedDataParallel covers only the autoencoder)."""
         self.disc_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        dist = getattr(trainer, "dist", None)
-        if dist is not None:
-            dist.average_gradients(self.discriminator.parameters())
+        if ctx is not None:
+            ctx.dist.average_gradients(self.discriminator.parameters())
         self.disc_optimizer.step()
         self.disc_loss_sum += float(loss.detach())
         self.disc_steps += 1

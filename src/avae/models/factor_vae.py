@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from .base import register_model
 from .discriminator import Discriminated
-from .regularisers import gaussian_kl, permute_dims, reparameterise
+from .regularisers import gaussian_kl, permute_dims
 from .vae import GaussianVAE
 from ..schema import setting
 
@@ -37,7 +37,6 @@ class FactorVAE(Discriminated, GaussianVAE):
         super().__init__(spec, latent_dim, arch, width, params)
         self.gamma = params.gamma
         self.init_discriminator(params.disc_hidden, 2, width, params.disc_lr, params.disc_betas)
-        self._codes = None  # the last training step's sampled codes (constants), for after_step
 
     def tc_estimate(self, z: torch.Tensor) -> torch.Tensor:
         logits = self.frozen_discriminator(z).float()
@@ -46,18 +45,13 @@ class FactorVAE(Discriminated, GaussianVAE):
     def regulariser(self, z, mu, logvar):
         kl = gaussian_kl(mu, logvar).mean()
         tc = self.tc_estimate(z)
-        if self.training:
-            self._codes = z.detach()
         return kl + self.gamma * tc, {"kl": kl, "tc": tc}
 
-    def after_step(self, trainer, x):
-        """One discriminator step: class 0 = codes of q(z), class 1 = permuted codes."""
-        z, self._codes = self._codes, None
-        if z is None:  # called without a training step before it: sample codes of x
-            with torch.no_grad():
-                z = reparameterise(*self.posterior(x))
+    def after_step(self, ctx, x, losses):
+        """One discriminator step on the step's sampled codes: class 0 = codes of q(z), class 1 = permuted codes."""
+        z = losses["z"].detach()
         half = len(z) // 2
         joint, marginals = z[:half], permute_dims(z[half : 2 * half])
         logits = self.discriminator(torch.cat([joint, marginals]))
         labels = torch.cat([torch.zeros(half, dtype=torch.long), torch.ones(half, dtype=torch.long)]).to(z.device)
-        self.discriminator_step(F.cross_entropy(logits.float(), labels), trainer)
+        self.discriminator_step(F.cross_entropy(logits.float(), labels), ctx)

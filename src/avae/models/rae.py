@@ -37,12 +37,12 @@ class RAE(FittedGaussianSampler, Model):
         return z, recon, code, dec, recon + self.code_weight * code + self.decoder_l2 * dec
 
     def training_loss(self, x):
-        _, recon, code, dec, loss = self._losses(x)
-        return {"loss": loss, "recon": recon, "code_l2": code, "decoder_l2": dec}
+        z, recon, code, dec, loss = self._losses(x)
+        return {"loss": loss, "recon": recon, "code_l2": code, "decoder_l2": dec, "z": z}
 
     def validation_loss(self, x):
         z, recon, code, dec, loss = self._losses(x)
         return {"loss": loss, "objective": loss, "recon": recon, "code_l2": code, "decoder_l2": dec, "z": z}
 
-    def on_validation_end(self, trainer, val):
-        self.fit_sampler(trainer)
+    def on_validation_end(self, ctx, val):
+        self.fit_sampler(ctx)

@@ -38,7 +38,7 @@ class GaussianVAE(Model):
         z = reparameterise(mu, logvar)
         recon = self.likelihood.per_image(self.decoder(z), x).mean()
         reg, parts = self.regulariser(z, mu, logvar)
-        return {"loss": recon + reg, "recon": recon, **parts}
+        return {"loss": recon + reg, "recon": recon, **parts, "z": z}
 
     def validation_loss(self, x):
         mu, logvar = self.posterior(x)

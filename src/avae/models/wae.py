@@ -42,8 +42,8 @@ class WAE(Model):
         return z, recon, d, self.recon_scale * recon + self.mmd_weight * d
 
     def training_loss(self, x):
-        _, recon, d, loss = self._losses(x)
-        return {"loss": loss, "recon": recon, "mmd": d}
+        z, recon, d, loss = self._losses(x)
+        return {"loss": loss, "recon": recon, "mmd": d, "z": z}
 
     def validation_loss(self, x):
         gen = torch.Generator().manual_seed(VALIDATION_SEED)

@@ -1,0 +1,336 @@
+"""A run directory: everything training writes and everything else reads back.
+
+  config.yaml        the resolved configuration
+  run.json           status (running/finished/failed), data spec, data provenance, versions, `auto` choices
+  metrics.jsonl      one line per epoch
+  checkpoints/       last.pt and best.pt, each written atomically
+  figures/epoch_NNN/ samples, reconstructions, latent scatter matrix, ‖z‖² histogram
+  .lock              held by the one process training the run
+
+Training, evaluation, the benchmark, the CLI and `avae.load` all go through these functions;
+every damaged file is reported in one line naming it.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import platform
+import shutil
+from contextlib import contextmanager
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import __version__, config as config_mod
+from .config import TrainConfig
+from .data import ArrayImages, Dataset, ImageSet, Subset, load_dataset
+from .errors import AvaeError
+from .models import DataSpec, Model, build_model
+
+CONFIG, INFO, METRICS, CHECKPOINTS = "config.yaml", "run.json", "metrics.jsonl", "checkpoints"
+NEW_RUN = "start a new run with `avae train --out NEW_DIR`"
+
+
+# --- data and model of a config -------------------------------------------------------------
+def load_data(cfg: dict, *, cut: bool = True) -> Dataset:
+    """The dataset of a config; with `cut`, the training and validation sets cut to the sizes asked
+    (and, when small, held in memory)."""
+    dc = cfg["data"]
+    data = load_dataset(dc["name"], root=dc.get("root"), seed=dc.get("split_seed", 0), **(dc.get("options") or {}))
+    if not cut:
+        return data
+    train_size, val_size = dc.get("train_size"), dc.get("val_size")
+    if train_size is not None:
+        if not isinstance(train_size, int) or not 1 <= train_size <= len(data.train):
+            raise AvaeError(f"data.train_size must be between 1 and {len(data.train)}, got {train_size!r}")
+        pick = np.random.default_rng([cfg["train"].get("seed", 0), 2]).choice(len(data.train), train_size, replace=False)
+        data.train = data.train.subset(np.sort(pick))
+    if val_size is not None:
+        if not isinstance(val_size, int) or not 1 <= val_size <= len(data.val):
+            raise AvaeError(f"data.val_size must be between 1 and {len(data.val)}, got {val_size!r}")
+        data.val = data.val.subset(np.arange(val_size))
+    batch_size = cfg["train"].get("batch_size", TrainConfig.batch_size)
+    if len(data.train) < batch_size:
+        raise AvaeError(f"the training split holds {len(data.train)} images, fewer than train.batch_size {batch_size}; "
+                        "lower train.batch_size or add images")
+    data.train, data.val = _held(data.train), _held(data.val)
+    return data
+
+
+HELD_BYTES = 1 << 29  # a set cut to at most this size is read (or rendered) once and kept in memory
+
+
+def _held(images: ImageSet) -> ImageSet:
+    """A cut set as one array: every epoch reads it again, and rendered sets are slow to read."""
+    if not isinstance(images, Subset) or len(images) * math.prod(images.shape) > HELD_BYTES:
+        return images
+    return ArrayImages(images.images(np.arange(len(images))).numpy())
+
+
+def data_spec(data: Dataset) -> DataSpec:
+    return DataSpec(
+        shape=tuple(data.shape),
+        likelihood=data.likelihood,
+        value_range=tuple(data.value_range),
+        train_size=len(data.train),
+        has_factors=data.factors is not None,
+    )
+
+
+def new_model(cfg: dict, spec: DataSpec) -> Model:
+    """The model of a config with the initial weights of its seed; torch's global RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg["train"].get("seed", 0))
+        return build_model(cfg["model"], spec)
+
+
+# --- creating a run, and its states -----------------------------------------------------------
+def make_folder(path: Path, what: str = "--out") -> Path:
+    """A folder to write into, or one line saying why it cannot be."""
+    if path.exists() and not path.is_dir():
+        raise AvaeError(f"{what} {path} is a file, not a folder; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AvaeError(f"{what} {path} cannot be created ({e.strerror}); give a folder you can write to") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise AvaeError(f"{what} {path} is not writable; give a folder you can write to")
+    return path
+
+
+@contextmanager
+def lock(run_dir: Path):
+    """Hold RUN_DIR/.lock while training: a second trainer is refused, and the kernel releases the
+    lock when its process dies (even by SIGKILL), so a killed run never stays locked."""
+    handle = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise AvaeError(f"{run_dir} is being trained by another process (pid {holder}); wait for it to end, "
+                        "or stop it and resume") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def create(run_dir: Path, cfg: dict, spec: DataSpec, dataset_info: dict, auto: dict) -> None:
+    """config.yaml and a 'running' run.json; a run that ended before its first checkpoint is started again."""
+    if (run_dir / INFO).exists():
+        if not _may_start_again(run_dir):
+            raise AvaeError(f"{run_dir} already holds a run; resume it with `avae train --resume {run_dir}` or pick --out")
+        _clear(run_dir)
+    (run_dir / CONFIG).write_text(config_mod.dump(cfg))
+    write_json(run_dir / INFO, {
+        "status": "running", "data_spec": asdict(spec), "avae": __version__, "torch": torch.__version__,
+        "python": platform.python_version(), "dataset_info": dataset_info, "auto": auto,
+    })
+
+
+def _may_start_again(run_dir: Path) -> bool:
+    """A run that ended (failed, or killed) before its first checkpoint holds nothing to resume."""
+    return status(run_dir) in ("failed", "running") and not checkpoint_path(run_dir, "last").exists()
+
+
+def _clear(run_dir: Path) -> None:
+    for name in (CONFIG, INFO, METRICS):
+        (run_dir / name).unlink(missing_ok=True)
+    for name in (CHECKPOINTS, "figures"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
+def mark_finished(run_dir: Path, epochs_done: int) -> None:
+    write_json(run_dir / INFO, {**info(run_dir), "status": "finished", "epochs_done": epochs_done})
+
+
+def mark_failed(run_dir: Path, reason: str) -> None:
+    write_json(run_dir / INFO, {**info(run_dir), "status": "failed", "error": reason})
+
+
+# --- reading a run ----------------------------------------------------------------------------
+def read(run_dir: Path) -> tuple[dict, DataSpec]:
+    """The config and data spec of an existing run directory (checked: a damaged file is named)."""
+    cfg_path, info_path = run_dir / CONFIG, run_dir / INFO
+    if not cfg_path.is_file() or not info_path.is_file():
+        raise AvaeError(f"{run_dir} is not a run directory (no config.yaml/run.json); give a folder made by `avae train`")
+    try:
+        cfg = config_mod.validate(config_mod.load_yaml(cfg_path.read_text()))
+    except (ValueError, config_mod.yaml.YAMLError, AvaeError) as e:
+        raise AvaeError(f"{cfg_path} is damaged ({first_line(e)}); {NEW_RUN}") from None
+    return cfg, _data_spec(info(run_dir), info_path)
+
+
+def info(run_dir: Path) -> dict:
+    """run.json: status, data spec, data provenance, versions."""
+    path = run_dir / INFO
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as e:
+        raise AvaeError(f"{path} is damaged (not JSON: {first_line(e)}); {NEW_RUN}") from None
+    if not isinstance(record, dict):
+        raise AvaeError(f"{path} is damaged (it holds a {type(record).__name__}, not a mapping); {NEW_RUN}")
+    return record
+
+
+def status(run_dir: Path) -> str | None:
+    """'running', 'finished' or 'failed'; None where the folder holds no readable run.json."""
+    try:
+        return info(run_dir).get("status")
+    except (OSError, AvaeError):
+        return None
+
+
+def _data_spec(record: dict, path: Path) -> DataSpec:
+    spec = record.get("data_spec")
+    known = [f.name for f in fields(DataSpec)]
+    try:
+        spec = DataSpec(**{**spec, "shape": tuple(spec["shape"]), "value_range": tuple(spec["value_range"])})
+        ok = (len(spec.shape) == 3 and all(isinstance(v, int) and v > 0 for v in spec.shape)
+              and len(spec.value_range) == 2 and isinstance(spec.train_size, int) and isinstance(spec.likelihood, str))
+    except (TypeError, KeyError):
+        ok = False
+    if not ok:
+        raise AvaeError(f"{path} is damaged (its data_spec must hold {', '.join(known)}); {NEW_RUN}")
+    return spec
+
+
+def recorded_data(run_dir: Path) -> dict:
+    """The description of its data that a run recorded when it started (run.json's dataset_info)."""
+    return info(run_dir).get("dataset_info", {})
+
+
+def load(run_dir, checkpoint: str = "last", device: str | torch.device = "cpu") -> Model:
+    """The trained model of a run directory (`checkpoint` 'last' or 'best') on `device`, in eval mode
+    with its parameters frozen: `encode`, `decode`, `reconstruct` and `sample` work on float images
+    in the data's value range. torch's global random state is left alone."""
+    run_dir = Path(run_dir)
+    if checkpoint not in ("last", "best"):
+        raise AvaeError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise AvaeError(f"'{device}' is not a device; use cpu, cuda or cuda:N") from None
+    cfg, spec = read(run_dir)
+    model = new_model(cfg, spec)
+    load_weights(model, run_dir, checkpoint)
+    return model.to(device).eval().requires_grad_(False)
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+CHECKPOINT_KEYS = ("model", "model_extra", "optimizer", "scheduler", "torch_rng", "epoch", "step", "sums",
+                   "train_seconds", "best")
+
+
+def checkpoint_path(run_dir: Path, which: str) -> Path:
+    return run_dir / CHECKPOINTS / f"{which}.pt"
+
+
+def save_checkpoint(state: dict, run_dir: Path, which: str) -> None:
+    path = checkpoint_path(run_dir, which)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(lambda tmp: torch.save(state, tmp), path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise AvaeError(f"checkpoint {path} does not exist; train the run first")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a damaged file
+        raise AvaeError(f"checkpoint {path} cannot be read ({type(e).__name__}); it is corrupt, resume from another run") from None
+    if not isinstance(state, dict):
+        raise AvaeError(f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint; put back this run's file "
+                        "or start a new run")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing or not isinstance(state["model"], dict):
+        raise AvaeError(f"checkpoint {path} lacks {', '.join(missing) or 'model weights'}; it is not a checkpoint of "
+                        "`avae train`: put back this run's file or start a new run")
+    return state
+
+
+def load_weights(model: Model, run_dir: Path, which: str = "last") -> dict:
+    """A checkpoint's weights loaded into `model`: finite, and of this model's shapes; returns the
+    whole checkpoint."""
+    path = checkpoint_path(run_dir, which)
+    state = load_checkpoint(path)
+    bad = non_finite(state["model"])
+    if bad:
+        raise AvaeError(f"checkpoint {path} holds non-finite weights ({bad[0]}): the run diverged; "
+                        f"{NEW_RUN} and a lower train.lr")
+    try:
+        model.load_state_dict(state["model"])
+        model.load_extra_state(state["model_extra"])
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise AvaeError(f"checkpoint {path} does not fit this run's model ({first_line(e)}); "
+                        "it was copied from another run: put back this run's file or start a new run") from None
+    return state
+
+
+def non_finite(state_dict: dict) -> list[str]:
+    """Names of the floating-point tensors holding NaN or inf."""
+    return [name for name, value in state_dict.items()
+            if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+
+
+# --- the metrics log --------------------------------------------------------------------------
+def append_metrics(run_dir: Path, record: dict) -> None:
+    with open(run_dir / METRICS, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The epochs of metrics.jsonl; a torn last line (a kill in mid-write) is left out, any other damage named."""
+    path = run_dir / METRICS
+    if not path.is_file():
+        return []
+    text = path.read_text(errors="replace")
+    lines = text.splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                raise ValueError("no epoch number")
+        except ValueError as e:
+            if number == len(lines) and not text.endswith("\n"):
+                break  # torn by a kill: the checkpoint's epochs are re-run
+            raise AvaeError(f"{path} is damaged at line {number} ({first_line(e)}); delete that line and resume") from None
+        records.append(record)
+    return records
+
+
+def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
+    """Drop lines of epochs the checkpoint does not hold (a kill between log and save), and a torn last line."""
+    path = run_dir / METRICS
+    if path.is_file():
+        kept = [r for r in read_metrics(run_dir) if r["epoch"] <= epochs_done]
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+# --- files ------------------------------------------------------------------------------------
+def save_file(write: Callable[[Path], object], path: Path) -> None:
+    """Write a file atomically: `write` fills a temporary file that then replaces `path`, so a
+    reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    save_file(lambda tmp: tmp.write_text(json.dumps(obj, indent=1)), path)
+
+
+def first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

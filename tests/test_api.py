@@ -1,0 +1,308 @@
+"""The public Python API: avae.train/evaluate/load, user networks, callbacks, export, compare."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import avae
+from avae import config, run
+from avae.callbacks import installed
+from avae.cli import main
+from fixtures import write_mnist
+
+
+def tiny_config(root, **train):
+    return {"data": {"name": "mnist", "root": str(root)},
+            "model": {"name": "avae", "latent_dim": 4, "width": 0.125, "kde_size": 100},
+            "train": {"batch_size": 50, "epochs": 1, "progress": False, **train}}
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist")
+    write_mnist(root, n_train=600, n_test=60)  # 500 train, 100 validation
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(mnist_root, tmp_path_factory):
+    return avae.train(tiny_config(mnist_root, figures_every=0), out=tmp_path_factory.mktemp("runs") / "r")
+
+
+def test_import_is_lazy_and_the_api_is_explicit():
+    code = "import avae, sys; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules)); print(dir(avae))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "[]"
+    assert set(eval(out[1])) == {"AggregateKL", "AvaeError", "Callback", "EpochEnd", "__version__", "bandwidth",
+                                 "evaluate", "load", "sigma_from_validation", "train"}
+    with pytest.raises(AttributeError):
+        avae.nonsense
+
+
+def test_train_from_python_returns_a_finished_run_directory(run_dir):
+    assert run.status(run_dir) == "finished"
+    cfg, spec = run.read(run_dir)
+    assert cfg["model"]["kde_size"] == 100 and spec.shape == (1, 32, 32)
+    assert [r["epoch"] for r in run.read_metrics(run_dir)] == [1]
+
+
+def test_load_gives_an_eval_model_on_float_images_and_leaves_the_global_rng(run_dir):
+    state = torch.get_rng_state()
+    model = avae.load(run_dir)
+    assert torch.equal(torch.get_rng_state(), state)  # loading never reseeds torch's global generator
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    x = torch.rand(5, 1, 32, 32)
+    z = model.encode(x)
+    assert z.shape == (5, 4)
+    images = model.decode(z)
+    assert images.shape == (5, 1, 32, 32) and 0 <= images.min() and images.max() <= 1
+    torch.testing.assert_close(model.reconstruct(x), images)
+    a = model.sample(6, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, model.sample(6, torch.Generator().manual_seed(3)))
+    assert a.shape == (6, 1, 32, 32) and model.sample(2).shape == (2, 1, 32, 32)
+    best = avae.load(run_dir, checkpoint="best", device="cpu")
+    assert best.device == torch.device("cpu")
+    with pytest.raises(avae.AvaeError, match="last' or 'best"):
+        avae.load(run_dir, checkpoint="first")
+    with pytest.raises(avae.AvaeError, match="not a device"):
+        avae.load(run_dir, device="toaster")
+
+
+def test_evaluate_from_python_returns_the_results_it_writes(run_dir):
+    result = avae.evaluate(run_dir, n=60, seed=1, classifier_images=500, classifier_epochs=1, progress=False)
+    assert result == json.loads((run_dir / "evaluate.json").read_text())
+    assert result["model"] == "avae" and set(result["sample_quality"]) == {"REC", "INT", "N"}
+
+
+def test_compare_shows_results_side_by_side_with_the_settings_that_differ(run_dir, tmp_path, capsys):
+    if not (run_dir / "evaluate.json").is_file():
+        avae.evaluate(run_dir, n=60, seed=1, classifier_images=500, classifier_epochs=1, progress=False)
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    cfg, _ = run.read(other)
+    cfg["train"]["seed"] = 7
+    (other / "config.yaml").write_text(config.dump(cfg))
+    result = json.loads((other / "evaluate.json").read_text())
+    result["sample_quality"]["N"]["frechet_distance"] = 0.5 * result["sample_quality"]["N"]["frechet_distance"]
+    (other / "evaluate.json").write_text(json.dumps(result))
+
+    page = tmp_path / "cmp.html"
+    assert main(["compare", str(run_dir), str(other), "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    assert lines["fd_N"] == [f"{2 * result['sample_quality']['N']['frechet_distance']:.4g}",
+                             f"{result['sample_quality']['N']['frechet_distance']:.4g}"]
+    assert lines["train.seed"] == ["0", "7"] and "model.kde_size" not in lines  # only what differs
+    html = page.read_text()
+    assert f"<b>{result['sample_quality']['N']['frechet_distance']:.4g}</b>" in html  # the lower FD is the better
+
+    assert main(["compare", str(run_dir)]) == 2
+    os.remove(other / "evaluate.json")
+    assert main(["compare", str(run_dir), str(other)]) == 2
+    assert "avae evaluate" in capsys.readouterr().err
+
+
+EXPORTED = """
+import sys, torch
+folder, out = sys.argv[1], sys.argv[2]
+model = torch.jit.load(folder + "/model.pt")
+x = torch.load(folder + "/x.pt")
+torch.save({"codes": model.encode(x), "images": model.decode(model.encode(x)), "recon": model(x),
+            "samples": model.sample(5, 11), "latent": model.sample_latent(5, 11),
+            "weights": torch.load(folder + "/weights.pt", weights_only=True)}, out)
+assert not any(name == "avae" or name.startswith("avae.") for name in sys.modules)
+"""
+
+
+def test_export_loads_with_torch_alone_and_matches_the_model(run_dir, tmp_path):
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "exp")]) == 0
+    folder = tmp_path / "exp"
+    assert {p.name for p in folder.iterdir()} == {"weights.pt", "config.yaml", "data_spec.json", "model.pt"}
+    assert json.loads((folder / "data_spec.json").read_text())["shape"] == [1, 32, 32]
+    x = torch.rand(4, 1, 32, 32)
+    torch.save(x, folder / "x.pt")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-c", EXPORTED, str(folder), str(tmp_path / "out.pt")], env=env, cwd=tmp_path,
+                   check=True)
+    got = torch.load(tmp_path / "out.pt", weights_only=True)
+    model = avae.load(run_dir)
+    torch.testing.assert_close(got["codes"], model.encode(x))
+    torch.testing.assert_close(got["images"], model.decode(model.encode(x)))
+    torch.testing.assert_close(got["recon"], model.reconstruct(x))
+    torch.testing.assert_close(got["latent"], model.sample_latent(5, torch.Generator().manual_seed(11)))
+    torch.testing.assert_close(got["samples"], model.sample(5, torch.Generator().manual_seed(11)))
+    assert got["weights"].keys() == model.state_dict().keys()
+    for key, value in model.state_dict().items():
+        assert torch.equal(got["weights"][key], value), key
+
+
+USER_NETS = '''
+import torch
+from torch import nn
+
+
+class Encoder(nn.Module):
+    def __init__(self, shape, out_dim, hidden=32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(shape[0] * shape[1] * shape[2], hidden), nn.ReLU(),
+                                 nn.Linear(hidden, out_dim))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, shape, latent_dim, hidden=32):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.net = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, self.shape[0] * self.shape[1] * self.shape[2]))
+
+    def forward(self, z):
+        return self.net(z).view(len(z), *self.shape)
+
+
+class Wrong(Decoder):
+    def forward(self, z):
+        return self.net(z)
+'''
+
+
+@pytest.fixture
+def user_nets(tmp_path, monkeypatch):
+    (tmp_path / "my_nets.py").write_text(USER_NETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize("model", ["avae", "vae"])
+def test_own_encoder_and_decoder_classes_train_like_the_built_in_ones(mnist_root, user_nets, model):
+    cfg = tiny_config(mnist_root, epochs=2, figures_every=1)
+    cfg["model"] |= {"name": model, "encoder": {"class": "my_nets:Encoder", "hidden": 24},
+                     "decoder": {"class": "my_nets:Decoder", "hidden": 24}}
+    if model != "avae":
+        del cfg["model"]["kde_size"]
+    run_dir = avae.train(cfg, out=user_nets / "run")
+    loaded = avae.load(run_dir)
+    assert type(loaded.encoder).__name__ == "Encoder" and loaded.encoder.net[1].out_features == 24
+    assert loaded.encoder.net[-1].out_features == (4 if model == "avae" else 8)  # mean and log-variance
+    metrics = run.read_metrics(run_dir)
+    assert [r["epoch"] for r in metrics] == [1, 2] and metrics[-1]["val_recon"] < metrics[0]["val_recon"]
+    assert {p.name for p in (run_dir / "figures" / "epoch_002").iterdir()} >= {"samples.png", "latents.png"}
+    assert avae.train.resume(run_dir) == run_dir and [r["epoch"] for r in run.read_metrics(run_dir)] == [1, 2]
+
+
+def test_bad_network_classes_are_one_line_errors(mnist_root, user_nets, capsys):
+    base = ["train", "--set", "data.name=mnist", "--set", f"data.root={mnist_root}", "--set", "model.latent_dim=4",
+            "--set", "model.kde_size=100", "--set", "train.progress=false", "--out", str(user_nets / "bad")]
+    for encoder, decoder, message in [
+        ("my_nets:Nothing", "my_nets:Decoder", "cannot be imported"),
+        ("no_such_module:Encoder", "my_nets:Decoder", "cannot be imported"),
+        ("my_nets:Encoder", "my_nets:Wrong", "model.decoder returns"),
+        ("my_nets:Encoder", "torch:Tensor", "not a torch.nn.Module"),
+        ("my_nets", "my_nets:Decoder", "module:Class"),
+    ]:
+        assert main([*base, "--set", f"model.encoder={encoder}", "--set", f"model.decoder={decoder}"]) == 2
+        assert message in capsys.readouterr().err
+    assert main([*base, "--set", "model.encoder={class: 'my_nets:Encoder', depth: 3}",
+                 "--set", "model.decoder=my_nets:Decoder"]) == 2
+    assert "does not take" in capsys.readouterr().err
+    assert not (user_nets / "bad").exists()  # nothing is created before the inputs have been checked
+
+
+class Recorder(avae.Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_train_start(self, trainer):
+        self.events.append("start")
+
+    def on_epoch_start(self, trainer, steps):
+        self.events.append(("epoch", steps))
+
+    def on_step_end(self, trainer, step, losses):
+        assert "z" not in losses and "loss" in losses
+
+    def on_epoch_end(self, trainer, end):
+        self.events.append(("end", end.epoch, sorted(end.figures), end.record["epoch"]))
+
+    def on_train_end(self, trainer):
+        self.events.append("finish")
+
+
+def test_callbacks_see_every_epoch_and_the_figures(mnist_root, tmp_path):
+    recorder = Recorder()
+    avae.train(tiny_config(mnist_root, epochs=2, figures_every=2), out=tmp_path / "r", callbacks=[recorder])
+    assert recorder.events == ["start", ("epoch", 8), ("end", 1, [], 1), ("epoch", 8),
+                               ("end", 2, ["latents", "norms", "reconstructions", "samples"], 2), "finish"]
+
+
+@pytest.fixture(scope="module")
+def tracked_run(mnist_root, tmp_path_factory, monkeypatch_module):
+    """One run with every installed tracker enabled (WANDB offline, MLflow a file store)."""
+    monkeypatch_module.setenv("WANDB_MODE", "offline")
+    monkeypatch_module.setenv("WANDB_SILENT", "true")
+    monkeypatch_module.delenv("MLFLOW_TRACKING_URI", raising=False)
+    trackers = {name: installed(name) for name in ("tensorboard", "wandb", "mlflow")}
+    if not any(trackers.values()):
+        pytest.skip("none of tensorboard, wandb, mlflow is installed (pip install 'avae[tensorboard,wandb,mlflow]')")
+    cfg = tiny_config(mnist_root, epochs=2, figures_every=1, **trackers)
+    return avae.train(cfg, out=tmp_path_factory.mktemp("tracked") / "r"), trackers
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def test_tensorboard_gets_scalars_per_epoch_and_the_figures(tracked_run):
+    run_dir, installed = tracked_run
+    if not installed["tensorboard"]:
+        pytest.skip("tensorboard is not installed (pip install 'avae[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0}).Reload()
+    metrics = run.read_metrics(run_dir)
+    recon = events.Scalars("val_recon")
+    assert [e.step for e in recon] == [1, 2]
+    assert [e.value for e in recon] == pytest.approx([r["val_recon"] for r in metrics], rel=1e-6)
+    assert {"samples", "reconstructions"} <= set(events.Tags()["images"])
+
+
+def test_wandb_offline_run_holds_the_history(tracked_run):
+    run_dir, installed = tracked_run
+    if not installed["wandb"]:
+        pytest.skip("wandb is not installed (pip install 'avae[wandb]')")
+    (offline,) = (run_dir / "wandb").glob("offline-run-*")  # what `wandb sync` uploads
+    (history,) = offline.glob("*.wandb")
+    assert history.stat().st_size > 0
+    images = [p.name.split("_")[0] for p in (offline / "files" / "media" / "images").iterdir()]
+    assert sorted(images) == sorted(["latents", "norms", "reconstructions", "samples"] * 2)  # both epochs
+
+
+def test_mlflow_file_store_holds_params_metrics_and_figures(tracked_run):
+    run_dir, installed = tracked_run
+    if not installed["mlflow"]:
+        pytest.skip("mlflow is not installed (pip install 'avae[mlflow]')")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient((run_dir / "mlruns").resolve().as_uri())
+    (found,) = client.search_runs([client.get_experiment_by_name("avae").experiment_id])
+    assert found.data.params["model.kde_size"] == "100"
+    history = client.get_metric_history(found.info.run_id, "val_recon")
+    assert [m.step for m in history] == [1, 2]
+    assert [m.value for m in history] == pytest.approx([r["val_recon"] for r in run.read_metrics(run_dir)])
+    assert {a.path for a in client.list_artifacts(found.info.run_id, "figures/epoch_002")} >= {
+        "figures/epoch_002/samples.png"}
+
+
+def test_a_tracker_whose_package_is_missing_is_a_one_line_error(mnist_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("avae.callbacks.installed", lambda name: False)
+    assert main(["train", "--set", "data.name=mnist", "--set", f"data.root={mnist_root}", "--set", "model.kde_size=100",
+                 "--set", "train.wandb=true", "--out", str(tmp_path / "r")]) == 2
+    assert "pip install 'avae[wandb]'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
