@@ -278,6 +278,19 @@ def test_a_damaged_run_directory_is_named_and_left_as_it_was(capsys, tmp_path, t
     assert snapshot(run_dir) == before
 
 
+def test_evaluate_names_the_part_that_produces_non_finite_values(capsys, tmp_path, trained_run):
+    """Finite weights so large that the encoder's sums overflow: the codes are NaN, and evaluation says so."""
+    def huge_first_layer(state):
+        name = next(k for k, v in state["model"].items() if k.startswith("encoder") and v.ndim == 4)
+        state["model"][name] = torch.full_like(state["model"][name], 3e38)
+
+    run_dir = copy_of(trained_run, tmp_path)
+    _edit_checkpoint(huge_first_layer)(run_dir / "checkpoints" / "last.pt")
+    err = fails(capsys, ["evaluate", run_dir, "-n", "20"], "the encoder of")
+    assert "non-finite values (NaN or inf) in its codes of held-out images" in err
+    assert not (run_dir / "evaluate.json").exists()
+
+
 def test_a_torn_last_metrics_line_is_dropped_on_resume(capsys, tmp_path, trained_run):
     run_dir = copy_of(trained_run, tmp_path)
     log = run_dir / "metrics.jsonl"
