@@ -85,6 +85,7 @@ def test_compare_shows_results_side_by_side_with_the_settings_that_differ(run_di
     shutil.copytree(run_dir, other)
     cfg, _ = run.read(other)
     cfg["train"]["seed"] = 7
+    cfg["model"]["density_floor_quantile"] = 0.9999999
     (other / "config.yaml").write_text(config.dump(cfg))
     result = json.loads((other / "evaluate.json").read_text())
     result["sample_quality"]["N"]["frechet_distance"] = 0.5 * result["sample_quality"]["N"]["frechet_distance"]
@@ -97,6 +98,7 @@ def test_compare_shows_results_side_by_side_with_the_settings_that_differ(run_di
     assert lines["fd_N"] == [f"{2 * result['sample_quality']['N']['frechet_distance']:.4g}",
                              f"{result['sample_quality']['N']['frechet_distance']:.4g}"]
     assert lines["train.seed"] == ["0", "7"] and "model.kde_size" not in lines  # only what differs
+    assert lines["model.density_floor_quantile"] == ["0.999999", "0.9999999"]  # settings exactly as configured
     html = page.read_text()
     assert f"<b>{result['sample_quality']['N']['frechet_distance']:.4g}</b>" in html  # the lower FD is the better
 

@@ -42,11 +42,15 @@ def compare(run_dirs) -> dict:
 
 
 def _cell(value) -> str:
-    if value is None:
-        return "–"
+    """A metric to four significant digits."""
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value)
+    return _setting(value)
+
+
+def _setting(value) -> str:
+    """A setting exactly as configured (0.999999 stays 0.999999)."""
+    return "–" if value is None else str(value)
 
 
 def best_index(name: str, values: list) -> int | None:
@@ -62,7 +66,7 @@ def text_table(comparison: dict) -> str:
     rows += [[name, *map(_cell, values)] for name, values in comparison["metrics"].items()]
     if comparison["settings"]:
         rows.append(["settings that differ:", *[""] * len(comparison["runs"])])
-        rows += [[f"  {key}", *map(_cell, values)] for key, values in comparison["settings"].items()]
+        rows += [[f"  {key}", *map(_setting, values)] for key, values in comparison["settings"].items()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
@@ -75,7 +79,7 @@ def write_html(path: Path, comparison: dict) -> None:
         best = best_index(name, values)
         cells = [f"<td><b>{_cell(v)}</b></td>" if i == best else f"<td>{_cell(v)}</td>" for i, v in enumerate(values)]
         rows.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
-    settings = "".join(f"<tr><td>{html.escape(key)}</td>{''.join(f'<td>{html.escape(_cell(v))}</td>' for v in values)}</tr>"
+    settings = "".join(f"<tr><td>{html.escape(key)}</td>{''.join(f'<td>{html.escape(_setting(v))}</td>' for v in values)}</tr>"
                        for key, values in comparison["settings"].items())
     body = (f"<h1>Comparison of {len(comparison['runs'])} runs</h1><h2>Evaluation</h2><table>{head}{''.join(rows)}</table>"
             f"<h2>Settings that differ</h2><table>{head}{settings}</table>")
