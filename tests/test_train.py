@@ -84,6 +84,21 @@ def test_avae_samples_from_the_shrunken_prior(mnist_root):
     assert model.latent_variance == pytest.approx(1 - model.h**2)
 
 
+def test_initial_weights_follow_the_seed_and_the_model(mnist_root):
+    """Same model and seed: the same weights; models with the same networks at one seed: independent draws."""
+    def networks(model, seed):
+        cfg = config.resolve(None, tiny(mnist_root, f"train.seed={seed}", model=model))
+        state = train.seeded_model(cfg, load_data(cfg)).state_dict()
+        return {k: v for k, v in state.items() if k.startswith(("encoder", "decoder")) and v.is_floating_point()}
+
+    avae, again, rae, other_seed = networks("avae", 1), networks("avae", 1), networks("rae", 1), networks("avae", 2)
+    assert avae.keys() == rae.keys()  # the same network shapes
+    assert all(torch.equal(avae[k], again[k]) for k in avae)
+    weights = [k for k in avae if k.endswith("weight") and avae[k].ndim > 1]
+    assert weights and not any(torch.equal(avae[k], rae[k]) for k in weights)
+    assert not any(torch.equal(avae[k], other_seed[k]) for k in weights)
+
+
 def final_weights(run_dir):
     return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
 

@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import shutil
+import zlib
 from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -82,10 +83,18 @@ def data_spec(data: Dataset) -> DataSpec:
     )
 
 
+def initial_seed(cfg: dict) -> int:
+    """torch's seed for a model's initial weights, from train.seed and the model's name: models trained
+    at one seed start from independent draws, so one unlucky draw is not shared by every model with
+    the same networks (the data subset and order stay common to all models at a seed)."""
+    name = str(cfg["model"].get("name", ""))
+    return int(np.random.SeedSequence([cfg["train"].get("seed", 0), zlib.crc32(name.encode())]).generate_state(1)[0])
+
+
 def new_model(cfg: dict, spec: DataSpec) -> Model:
-    """The model of a config with the initial weights of its seed; torch's global RNG is left as it was."""
+    """The model of a config with its initial weights; torch's global RNG is left as it was."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg["train"].get("seed", 0))
+        torch.manual_seed(initial_seed(cfg))
         return build_model(cfg["model"], spec)
 
 

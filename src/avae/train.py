@@ -303,8 +303,8 @@ def _device(name: str, dist: Dist) -> torch.device:
 # --- entry points -------------------------------------------------------------------------------
 def seeded_model(cfg: dict, data: Dataset) -> Model:
     """A new model for training: its initial weights, and torch's global noise stream after them
-    (VAE noise, prior draws; checkpoints save and restore it), follow from train.seed."""
-    torch.manual_seed(cfg["train"].get("seed", 0))
+    (VAE noise, prior draws; checkpoints save and restore it), follow from train.seed and the model."""
+    torch.manual_seed(run.initial_seed(cfg))
     return build_model(cfg["model"], run.data_spec(data))
 
 
