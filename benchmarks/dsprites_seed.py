@@ -1,6 +1,7 @@
 """Why dSprites seed 1 fails for the deterministic encoders in `paper-cpu`: the suite's dSprites
-settings with the seed split into its parts (initial weights; training subset and order) and with
-more epochs. Resumable; prints and writes the validation reconstruction cost per epoch.
+settings with the seed split into its parts (initial weights; training subset and order), with
+more epochs and with other learning rates. Resumable; prints and writes the validation
+reconstruction cost per epoch beside that of the best constant image (the per-pixel mean).
 
     python benchmarks/dsprites_seed.py --model rae      # → results/dsprites_seed.json
 """
@@ -10,37 +11,45 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from avae import config, run, train
+from avae.likelihood import Likelihood
 
 SUITE = ["data.name=dsprites", "data.train_size=40000", "data.val_size=5000", "model.width=0.5",
          "train.figures_every=0", "train.progress=false"]
 OWN = {"avae": ["model.kde_size=2000"]}
-# name: (seed for the initial weights, seed for the training subset and order, epochs)
-VARIANTS = {"seed0": (0, 0, 3), "seed1": (1, 1, 6), "init1_data0": (1, 0, 3), "init0_data1": (0, 1, 3),
-            "seed3": (3, 3, 3), "seed4": (4, 4, 3)}
+# name: (seed for the initial weights, seed for the training subset and order, epochs, other settings)
+VARIANTS = {
+    "seed0": (0, 0, 3, []), "seed1": (1, 1, 8, []), "init1_data0": (1, 0, 3, []), "init0_data1": (0, 1, 3, []),
+    "seed1_lr1e-3": (1, 1, 3, ["train.lr=0.001"]), "seed1_lr2e-4": (1, 1, 3, ["train.lr=0.0002"]),
+    "seed3": (3, 3, 3, []), "seed4": (4, 4, 3, []), "init2_data1": (2, 1, 3, []),
+}
 
 
-def train_variant(model: str, name: str, init_seed: int, data_seed: int, epochs: int, root: Path) -> list[dict]:
-    run_dir = root / f"{model}-{name}"
+def settings(model: str, data_seed: int, epochs: int, extra: list[str], threads: int) -> list[str]:
+    return SUITE + OWN.get(model, []) + extra + [f"model.name={model}", f"train.seed={data_seed}",
+                                                  f"train.epochs={epochs}", f"train.threads={threads}"]
+
+
+def train_variant(run_dir: Path, init_seed: int, cfg_settings: list[str]) -> list[dict]:
+    """Train (or resume) one variant; the weights come from init_seed, the data subset and order from train.seed."""
     seeded_model = train.seeded_model
 
     def seeded_with_init_seed(cfg, data):
         return seeded_model({**cfg, "train": {**cfg["train"], "seed": init_seed}}, data)
 
-    train.seeded_model = seeded_with_init_seed  # the weights from init_seed; data subset and order from train.seed
+    train.seeded_model = seeded_with_init_seed
     try:
-        if not (run_dir / "metrics.jsonl").is_file() or len(epochs_of(run_dir)) < epochs:
-            if (run_dir / "run.json").is_file():
-                train.resume(run_dir)
-            else:
-                cfg = config.resolve(None, SUITE + OWN.get(model, []) + [f"model.name={model}",
-                                     f"train.seed={data_seed}", f"train.epochs={epochs}"])
-                train.start(cfg, run_dir)
+        status = run.status(run_dir)
+        if status is None:
+            train.start(config.resolve(None, cfg_settings), run_dir)
+        elif status != "finished":
+            train.resume(run_dir)
     finally:
         train.seeded_model = seeded_model
-    return epochs_of(run_dir)
+    return run.read_metrics(run_dir)
 
 
 def shared_initialisation(seed: int) -> dict:
@@ -56,31 +65,42 @@ def shared_initialisation(seed: int) -> dict:
             for model, sd in nets.items()}
 
 
-def epochs_of(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+def constant_image_cost(data_seed: int) -> float:
+    """The validation reconstruction cost of the per-pixel mean of the training images, decoded for every input."""
+    data = run.load_data(config.resolve(None, SUITE + ["model.name=rae", f"train.seed={data_seed}"]))
+    train_images = torch.as_tensor(data.train.images(np.arange(len(data.train)))).double() / 255
+    mean = train_images.mean(0, keepdim=True).clamp(1e-6, 1 - 1e-6)
+    val = torch.as_tensor(data.val.images(np.arange(len(data.val)))).double() / 255
+    return float(Likelihood("bernoulli").per_image(torch.logit(mean).expand_as(val), val).mean())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="rae")
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--epochs", type=int, help="train every variant this many epochs instead")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--runs", type=Path, default=Path("benchmarks/runs/dsprites-seed"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/dsprites_seed.json"))
     args = parser.parse_args()
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": {}}
-    results["tensors_identical_to_the_avae_at_seed_1"] = shared_initialisation(1)
-    print(results["tensors_identical_to_the_avae_at_seed_1"], flush=True)
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results.setdefault("runs", {})
+    if "tensors_identical_to_the_avae_at_seed_1" not in results:
+        results["tensors_identical_to_the_avae_at_seed_1"] = shared_initialisation(1)
+    if "constant_image_val_recon" not in results:
+        results["constant_image_val_recon"] = {f"data_seed {s}": constant_image_cost(s) for s in (0, 1)}
+    print(results["constant_image_val_recon"], flush=True)
     for name in args.variants.split(","):
-        init_seed, data_seed, epochs = VARIANTS[name]
-        epochs_ = train_variant(args.model, name, init_seed, data_seed, args.epochs or epochs, args.runs)
+        init_seed, data_seed, epochs, extra = VARIANTS[name]
+        epochs_ = train_variant(args.runs / f"{args.model}-{name}", init_seed,
+                      settings(args.model, data_seed, epochs, extra, args.threads))
         results["runs"][f"{args.model}-{name}"] = {
-            "model": args.model, "init_seed": init_seed, "data_seed": data_seed,
-            "val_recon": [e["val_recon"] for e in epochs_], "epoch_s": [e["epoch_s"] for e in epochs_]}
-        print(name, [round(e["val_recon"], 1) for e in epochs_], flush=True)
-        results["command"] = "python benchmarks/dsprites_seed.py --model MODEL"
-        results["settings"] = SUITE
+            "model": args.model, "init_seed": init_seed, "data_seed": data_seed, "settings": extra,
+            "val_recon": [e["val_recon"] for e in epochs_], "train_recon": [e["train_recon"] for e in epochs_],
+            "epoch_s": [e["epoch_s"] for e in epochs_]}
+        print(args.model, name, [round(e["val_recon"], 1) for e in epochs_], flush=True)
+        results.update(command="python benchmarks/dsprites_seed.py --model MODEL [--variants A,B]",
+                       settings=SUITE, threads=args.threads)
+        results.pop("not_run", None)
         run.write_json(args.out, results)
 
 
