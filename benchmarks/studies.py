@@ -14,35 +14,45 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from avae import benchmark, config, run, train
-from avae.evaluate import evaluate
+from avae.evaluate import Evaluation, evaluate
+from avae.metrics import disentangle, latent
 
 DISENTANGLEMENT_BASE = ["data.val_size=5000", "train.figures_every=0", "train.progress=false"]
-# budget = epochs × training images × width; the middle one, paper-cpu's setting, is read from
-# results/paper-cpu.json instead of being trained again
-BUDGETS = {"small": (2, 20000, 0.25), "large": (6, 80000, 1.0)}
-PAPER_CPU_BUDGET = 3 * 40000 * 0.5
-# the AVAE and, per disentanglement metric, the model ahead of it in paper-cpu
+# budget = epochs × training images × width. The largest, paper-cpu's setting (3 × 40,000 × 0.5),
+# is read from results/paper-cpu.json instead of being trained again; the two trained here span
+# 12× with it, at paper-cpu's width, so the budgets differ in training steps and images alone.
+BUDGETS = {"small": (1, 10000, 0.5), "medium": (2, 20000, 0.5)}
+PAPER_CPU_BUDGET = (3, 40000, 0.5)
+# the AVAE and, per disentanglement metric, the model ahead of it in paper-cpu (dSprites PCA-FactorVAE:
+# the AVAE leads, the VAE is next and also leads PCA-MIG)
 BUDGET_MODELS = {"shapes3d": ["avae", "aae", "beta_tcvae"], "dsprites": ["avae", "vae"]}
 LATENT_SIZES = [8, 16, 32, 64, 128, 256, 512]
-KDE_SIZES = [500, 2000, 5000, 20000]
-FASHION_BASE = ["data.name=fashion_mnist", "model.name=avae", "model.width=0.25", "train.epochs=3",
-                "train.figures_every=0", "train.progress=false"]
+KDE_SIZES = [500, 1000, 2000, 5000, 20000]
+FASHION_BASE = ["data.name=fashion_mnist", "model.name=avae", "model.width=0.25", "train.epochs=2",
+                "data.train_size=20000", "train.figures_every=0", "train.progress=false"]
+# what scores a run: the budget study its disentanglement metrics and reconstruction alone, the
+# Fashion-MNIST studies `avae evaluate` (5,000 test images, classifier features)
+BUDGET_METRICS = ["factor_vae", "mig", "pca_factor_vae", "pca_mig"]
+RESULT = {"budget": "disentanglement.json", "latent_size": "evaluate.json", "kde_size": "evaluate.json"}
+
 
 
 def runs(study: str, seeds: list[int]) -> list[tuple[str, list[str], dict]]:
     """(run name, settings, labels) of every run of a study."""
     out = []
     if study == "budget":
-        for dataset, models in BUDGET_MODELS.items():
-            for budget, (epochs, images, width) in BUDGETS.items():
-                for model in models:
-                    for seed in seeds:
+        for seed in seeds:  # seed outermost: a study cut short holds whole seeds
+            for dataset, models in BUDGET_MODELS.items():
+                for budget, (epochs, images, width) in BUDGETS.items():
+                    for model in models:
                         labels = {"dataset": dataset, "model": model, "seed": seed, "budget": budget,
                                   "budget_units": epochs * images * width}
                         out.append((f"{dataset}-{budget}-{model}-s{seed}", DISENTANGLEMENT_BASE + [
@@ -50,14 +60,14 @@ def runs(study: str, seeds: list[int]) -> list[tuple[str, list[str], dict]]:
                             f"train.epochs={epochs}", f"data.train_size={images}", f"model.width={width}"]
                             + (["model.kde_size=2000"] if model == "avae" else []), labels))
     elif study == "latent_size":
-        for l in LATENT_SIZES:
-            for seed in seeds:
+        for seed in seeds:
+            for l in LATENT_SIZES:
                 out.append((f"l{l}-s{seed}", FASHION_BASE + ["model.kde_size=2000", f"model.latent_dim={l}",
                             f"train.seed={seed}"], {"dataset": "fashion_mnist", "model": "avae", "seed": seed, "l": l}))
     elif study == "kde_size":
-        for l in (16, 64):
-            for m in KDE_SIZES:
-                for seed in seeds:
+        for seed in seeds:
+            for l in (16, 64):
+                for m in KDE_SIZES:
                     out.append((f"l{l}-m{m}-s{seed}", FASHION_BASE + [f"model.kde_size={m}", f"model.latent_dim={l}",
                                 f"train.seed={seed}"],
                                 {"dataset": "fashion_mnist", "model": "avae", "seed": seed, "l": l, "m": m}))
@@ -66,19 +76,39 @@ def runs(study: str, seeds: list[int]) -> list[tuple[str, list[str], dict]]:
     return out
 
 
-def run_one(run_dir: Path, settings: list[str], seed: int, n: int) -> None:
-    if (run_dir / "evaluate.json").is_file():
+def run_one(run_dir: Path, settings: list[str], seed: int, study: str) -> None:
+    if (run_dir / RESULT[study]).is_file():
         return
-    status = json.loads((run_dir / "run.json").read_text())["status"] if (run_dir / "run.json").is_file() else None
+    status = run.status(run_dir)
     if status is None:
         train.start(config.resolve(None, settings), run_dir)
     elif status != "finished":
         train.resume(run_dir)
-    evaluate(run_dir, n=n, seed=seed, disentanglement="fast", progress=False)
+    if study == "budget":
+        score_disentanglement(run_dir, seed)
+    else:
+        evaluate(run_dir, seed=seed, disentanglement="none", progress=False, n=5000, features="classifier")
 
 
-def record(run_dir: Path, labels: dict) -> dict:
-    result = json.loads((run_dir / "evaluate.json").read_text())
+def score_disentanglement(run_dir: Path, seed: int, n: int = 2000) -> None:
+    """RUN_DIR/disentanglement.json: the budget study's metrics (fast preset, as paper-cpu) and the
+    reconstruction error on n held-out images; the full evaluation's other metrics would triple its cost."""
+    start = time.perf_counter()
+    ev = Evaluation(run_dir, n, seed, "last", None)
+    codes = ev.encode_images(ev.images)
+    x = ev.images.astype(np.float64) / 255 * (ev.vr[1] - ev.vr[0]) + ev.vr[0]
+    result = {
+        "n": ev.n, "seed": seed,
+        "latent_quality": {"reconstruction": latent.reconstruction_errors(x, ev.decode(codes, "reconstructions")),
+                           "collapsed_axes": latent.collapsed_axes(codes)},
+        "disentanglement": disentangle.scores(ev.data.factors, ev.encode_images, seed, BUDGET_METRICS, preset="fast"),
+    }
+    result["timings_s"] = {"scoring": time.perf_counter() - start}
+    run.write_json(run_dir / RESULT["budget"], result)
+
+
+def record(run_dir: Path, labels: dict, study: str) -> dict:
+    result = json.loads((run_dir / RESULT[study]).read_text())
     epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     training = {"epoch_s": float(np.mean([e["epoch_s"] for e in epochs])),
                 "images_per_s": float(np.mean([e["images_per_s"] for e in epochs])),
@@ -97,16 +127,16 @@ PLOTS = {  # study: (x label in the records, metrics plotted against it)
 
 
 def paper_cpu_records(results: Path) -> list[dict]:
-    """paper-cpu's dSprites and 3D Shapes records of the budget study's models, as its middle budget."""
+    """paper-cpu's dSprites and 3D Shapes records of the budget study's models, as its largest budget."""
     path = results / "paper-cpu.json"
     if not path.is_file():
         return []
-    return [{"dataset": r["dataset"], "model": r["model"], "seed": r["seed"], "budget": "medium (paper-cpu)",
-             "budget_units": PAPER_CPU_BUDGET, "headline": r["headline"]}
+    return [{"dataset": r["dataset"], "model": r["model"], "seed": r["seed"], "budget": "large (paper-cpu)",
+             "budget_units": float(np.prod(PAPER_CPU_BUDGET)), "headline": r["headline"]}
             for r in json.loads(path.read_text())["records"] if r["model"] in BUDGET_MODELS.get(r["dataset"], [])]
 
 
-def page(study: str, records: list[dict], results: Path) -> Path:
+def page(study: str, records: list[dict], results: Path, command: str) -> Path:
     """results/<study>.md: mean ± std per point and metric, with one plot per metric."""
     import matplotlib
     matplotlib.use("Agg")
@@ -117,8 +147,10 @@ def page(study: str, records: list[dict], results: Path) -> Path:
     for r in records:
         series = (r["dataset"], r["model"], r.get("l") if study == "kde_size" else None)
         groups.setdefault(series, {}).setdefault(r[x_key], []).append(r["headline"])
-    lines = [f"# Study `{study}`", "", f"Command: `python benchmarks/studies.py {study}`; mean ± std over seeds "
-             "(population std), n = number of seeds.", ""]
+    lines = [f"# Study `{study}`", "", f"Command: `{command}`; mean ± std over seeds (population std), "
+             "n = number of seeds.", ""]
+    if study == "budget":
+        lines += avae_ranks(groups)
     for metric in metrics:
         fig, ax = plt.subplots(figsize=(5.5, 3.5))
         lines += [f"## {metric}", "", f"![{metric}]({study}-{metric}.png)", "", f"| series | {x_key} | mean ± std | n |",
@@ -134,7 +166,8 @@ def page(study: str, records: list[dict], results: Path) -> Path:
                         marker="o", capsize=3, label=label)
             lines += [f"| {label} | {x:g} | {np.mean(v):.4g} ± {np.std(v):.2g} | {len(v)} |" for x, v in kept]
         ax.set(xscale="log", xlabel=x_key, ylabel=metric)
-        ax.legend(fontsize=7)
+        if ax.lines:
+            ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(results / f"{study}-{metric}.png", dpi=100)
         plt.close(fig)
@@ -144,31 +177,57 @@ def page(study: str, records: list[dict], results: Path) -> Path:
     return out
 
 
+def avae_ranks(groups: dict) -> list[str]:
+    """Markdown: the AVAE's rank by mean among the models at each budget, per dataset and metric (1 = best)."""
+    budgets = sorted({x for points in groups.values() for x in points})
+    lines = ["## The AVAE's rank per budget", "", "| dataset | metric | " + " | ".join(f"{x:g}" for x in budgets) + " |",
+             "|---|---|" + "---|" * len(budgets)]
+    for dataset in sorted({d for d, _, _ in groups}):
+        for metric in ["pca_factor_vae", "pca_mig", "factor_vae", "mig"]:
+            cells = []
+            for x in budgets:
+                means = {model: np.mean([h[metric] for h in points[x] if metric in h])
+                         for (d, model, _), points in groups.items()
+                         if d == dataset and any(metric in h for h in points.get(x, []))}
+                cells.append(f"{1 + sum(v > means['avae'] for v in means.values())} of {len(means)}"
+                             if "avae" in means else "–")
+            lines.append(f"| {dataset} | {metric} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--only", default="", help="run only names containing each comma-separated part")
-    parser.add_argument("-n", type=int, default=5000, help="held-out images per evaluation")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for training and evaluation")
     parser.add_argument("--runs", type=Path, default=Path("benchmarks/runs"))
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     wanted = [p for p in args.only.split(",") if p]
+    planned = runs(args.study, seeds)
+    command = f"python benchmarks/studies.py {args.study} --seeds {args.seeds} --threads {args.threads}"
+    torch.set_num_threads(args.threads)
     out = args.results / f"{args.study}.json"
     previous = {r["run"]: r for r in json.loads(out.read_text())["records"]} if out.is_file() else {}
-    for name, settings, labels in runs(args.study, seeds):
+    for name, settings, labels in planned:
         if name in previous or (wanted and not all(p in name for p in wanted)):
             continue
         start = time.perf_counter()
-        run_one(args.runs / args.study / name, settings, labels["seed"], args.n)
-        previous[name] = record(args.runs / args.study / name, labels) | {"wall_s": time.perf_counter() - start}
+        run_one(args.runs / args.study / name, settings + [f"train.threads={args.threads}"], labels["seed"], args.study)
+        previous[name] = record(args.runs / args.study / name, labels, args.study) | {
+            "wall_s": time.perf_counter() - start}
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
-        run.write_json(out, {"study": args.study, "n": args.n, "records": list(previous.values()),
-                               "command": f"python benchmarks/studies.py {args.study}"})
+        run.write_json(out, {
+            "study": args.study, "scored_by": RESULT[args.study], "threads": args.threads,
+            "machine": {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
+                        "torch": torch.__version__},
+            "records": list(previous.values()),
+            "command": command})
     if previous:
         extra = paper_cpu_records(args.results) if args.study == "budget" else []
-        print(page(args.study, list(previous.values()) + extra, args.results))
+        print(page(args.study, list(previous.values()) + extra, args.results, command))
 
 
 if __name__ == "__main__":

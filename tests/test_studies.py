@@ -1,0 +1,79 @@
+"""benchmarks/studies.py: the planned runs, the budgets they span, and the page written from records."""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avae import config
+
+SCRIPT = Path(__file__).parents[1] / "benchmarks" / "studies.py"
+
+
+@pytest.fixture(scope="module")
+def studies():
+    spec = importlib.util.spec_from_file_location("studies", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def setting(settings: list[str], key: str) -> str:
+    values = [s.split("=", 1)[1] for s in settings if s.startswith(key + "=")]
+    assert len(values) == 1, (key, settings)
+    return values[0]
+
+
+def test_budget_runs_carry_their_budget_and_span_ten_times_with_paper_cpu(studies):
+    planned = studies.runs("budget", [0, 1])
+    assert len({name for name, _, _ in planned}) == len(planned)
+    per_seed = sum(len(models) for models in studies.BUDGET_MODELS.values()) * len(studies.BUDGETS)
+    assert len(planned) == 2 * per_seed
+    assert {labels["seed"] for _, _, labels in planned[:per_seed]} == {0}  # whole seeds first
+    units = set()
+    for name, settings, labels in planned:
+        epochs, images, width = studies.BUDGETS[labels["budget"]]
+        assert (int(setting(settings, "train.epochs")), int(setting(settings, "data.train_size")),
+                float(setting(settings, "model.width"))) == (epochs, images, width)
+        assert setting(settings, "model.name") == labels["model"] and setting(settings, "data.name") == labels["dataset"]
+        assert labels["budget_units"] == epochs * images * width
+        assert config.resolve(None, settings)["train"]["seed"] == labels["seed"]
+        units.add(labels["budget_units"])
+    units.add(float(np.prod(studies.PAPER_CPU_BUDGET)))
+    assert len(units) >= 3 and max(units) / min(units) >= 10
+
+
+def test_fashion_studies_cover_their_axes(studies):
+    latent = studies.runs("latent_size", [0])
+    assert [int(setting(s, "model.latent_dim")) for _, s, _ in latent] == studies.LATENT_SIZES
+    kde = studies.runs("kde_size", [0])
+    assert {(int(setting(s, "model.latent_dim")), int(setting(s, "model.kde_size"))) for _, s, _ in kde} == {
+        (l, m) for l in (16, 64) for m in studies.KDE_SIZES}
+    for _, settings, _ in latent + kde:
+        config.resolve(None, settings)
+    with pytest.raises(SystemExit):
+        studies.runs("width", [0])
+
+
+def test_paper_cpu_records_become_the_largest_budget(studies, tmp_path):
+    records = [{"dataset": d, "model": m, "seed": 0, "headline": {"pca_mig": 0.1}}
+               for d, m in [("dsprites", "vae"), ("dsprites", "aae"), ("fashion_mnist", "avae"), ("shapes3d", "aae")]]
+    (tmp_path / "paper-cpu.json").write_text(json.dumps({"records": records}))
+    kept = studies.paper_cpu_records(tmp_path)
+    assert [(r["dataset"], r["model"]) for r in kept] == [("dsprites", "vae"), ("shapes3d", "aae")]
+    assert {r["budget_units"] for r in kept} == {3 * 40000 * 0.5}
+    assert studies.paper_cpu_records(tmp_path / "missing") == []
+
+
+def test_page_reports_mean_and_population_std_per_point(studies, tmp_path):
+    records = [{"dataset": "dsprites", "model": "avae", "budget_units": 5000.0, "headline": {"pca_mig": v}}
+               for v in (0.1, 0.3)]
+    records.append({"dataset": "dsprites", "model": "avae", "budget_units": 60000.0, "headline": {"pca_mig": 0.5}})
+    records += [{"dataset": "dsprites", "model": "vae", "budget_units": x, "headline": {"pca_mig": 0.4}}
+                for x in (5000.0, 60000.0)]
+    page = studies.page("budget", records, tmp_path, "CMD").read_text()
+    assert "| dsprites avae | 5000 | 0.2 ± 0.1 | 2 |" in page and "| dsprites avae | 60000 | 0.5 ± 0 | 1 |" in page
+    assert "| dsprites | pca_mig | 2 of 2 | 1 of 2 |" in page  # behind the VAE at 5000, ahead at 60000
+    assert "| dsprites | mig | – | – |" in page
+    assert (tmp_path / "budget-pca_mig.png").stat().st_size > 0
