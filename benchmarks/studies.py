@@ -109,7 +109,7 @@ def score_disentanglement(run_dir: Path, seed: int, n: int = 2000) -> None:
 
 def record(run_dir: Path, labels: dict, study: str) -> dict:
     result = json.loads((run_dir / RESULT[study]).read_text())
-    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    epochs = run.read_metrics(run_dir)
     training = {"epoch_s": float(np.mean([e["epoch_s"] for e in epochs])),
                 "images_per_s": float(np.mean([e["images_per_s"] for e in epochs])),
                 "train_s": float(sum(e["epoch_s"] for e in epochs)), "final": epochs[-1]}

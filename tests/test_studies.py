@@ -84,8 +84,9 @@ def test_record_adds_the_avaes_own_figures_to_fashion_studies(studies, tmp_path)
                                      "collapsed_axes": {"count": 0, "variances": [0.5, 0.25]}},
                   "timings_s": {"entropy": 1.5, "fd_N": 0.5}}
     (tmp_path / "evaluate.json").write_text(json.dumps(evaluation))
-    epochs = [{"epoch_s": s, "images_per_s": 100.0, "val_kl": kl, "h": 0.7} for s, kl in [(2.0, 3.0), (4.0, 1.0)]]
-    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(e) for e in epochs))
+    epochs = [{"epoch": i, "epoch_s": s, "images_per_s": 100.0, "val_kl": kl, "h": 0.7}
+              for i, (s, kl) in enumerate([(2.0, 3.0), (4.0, 1.0)], 1)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
     r = studies.record(tmp_path, {"l": 2}, "latent_size")
     assert r["headline"]["entropy_over_gaussian"] == 0.5 and r["headline"]["kde_kl"] == 1.0
     assert r["headline"]["min_axis_variance"] == 0.25 and r["evaluate_s"] == 2.0 and r["training"]["train_s"] == 6.0
