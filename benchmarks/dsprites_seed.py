@@ -16,6 +16,7 @@ import torch
 
 from avae import config, run, train
 from avae.likelihood import Likelihood
+from avae.models import Model, build_model
 
 SUITE = ["data.name=dsprites", "data.train_size=40000", "data.val_size=5000", "model.width=0.5",
          "train.figures_every=0", "train.progress=false"]
@@ -34,13 +35,10 @@ def settings(model: str, data_seed: int, epochs: int, extra: list[str], threads:
 
 
 def train_variant(run_dir: Path, init_seed: int, cfg_settings: list[str]) -> list[dict]:
-    """Train (or resume) one variant; the weights come from init_seed, the data subset and order from train.seed."""
+    """Train (or resume) one variant; the weights come from init_seed as paper-cpu drew them, the data
+    subset and order from train.seed."""
     seeded_model = train.seeded_model
-
-    def seeded_with_init_seed(cfg, data):
-        return seeded_model({**cfg, "train": {**cfg["train"], "seed": init_seed}}, data)
-
-    train.seeded_model = seeded_with_init_seed
+    train.seeded_model = lambda cfg, data: paper_cpu_weights(init_seed, cfg, run.data_spec(data))
     try:
         status = run.status(run_dir)
         if status is None:
@@ -52,17 +50,29 @@ def train_variant(run_dir: Path, init_seed: int, cfg_settings: list[str]) -> lis
     return run.read_metrics(run_dir)
 
 
+def paper_cpu_weights(seed: int, cfg: dict, spec) -> Model:
+    """A model's initial weights as paper-cpu drew them: torch seeded with train.seed alone, whatever the
+    model (now the model's name enters the seed too); torch's noise stream follows on from them."""
+    torch.manual_seed(seed)
+    return build_model(cfg["model"], spec)
+
+
 def shared_initialisation(seed: int) -> dict:
-    """How many encoder and decoder tensors each model shares with the AVAE at one seed, before training."""
-    nets, spec = {}, None
+    """How many encoder and decoder tensors each model shares with the AVAE at one seed, before training,
+    with paper-cpu's weights and with the current ones."""
+    nets: dict = {"train.seed alone (paper-cpu)": {}, "train.seed and the model's name (now)": {}}
+    spec = None
     for model in ["avae", "rae", "aae", "wae", "vae", "beta_tcvae"]:
         cfg = config.resolve(None, SUITE + OWN.get(model, []) + [f"model.name={model}", f"train.seed={seed}"])
         spec = spec or run.data_spec(run.load_data(cfg))
-        built = run.new_model(cfg, spec)
-        nets[model] = {k: v for k, v in built.state_dict().items() if k.startswith(("encoder", "decoder"))}
-    ref = nets["avae"]
-    return {model: f"{sum(k in sd and torch.equal(sd[k], ref[k]) for k in ref)}/{len(ref)}"
-            for model, sd in nets.items()}
+        for scheme, built in zip(nets, [paper_cpu_weights(seed, cfg, spec), run.new_model(cfg, spec)]):
+            nets[scheme][model] = {k: v for k, v in built.state_dict().items() if k.startswith(("encoder", "decoder"))}
+    counts = {}
+    for scheme, of in nets.items():
+        ref = of["avae"]
+        counts[scheme] = {model: f"{sum(k in sd and torch.equal(sd[k], ref[k]) for k in ref)}/{len(ref)}"
+                          for model, sd in of.items()}
+    return counts
 
 
 def constant_image_cost(data_seed: int) -> float:
@@ -84,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results.setdefault("runs", {})
-    if "tensors_identical_to_the_avae_at_seed_1" not in results:
+    if "train.seed alone (paper-cpu)" not in results.get("tensors_identical_to_the_avae_at_seed_1", {}):
         results["tensors_identical_to_the_avae_at_seed_1"] = shared_initialisation(1)
     if "constant_image_val_recon" not in results:
         results["constant_image_val_recon"] = {f"data_seed {s}": constant_image_cost(s) for s in (0, 1)}
