@@ -35,7 +35,7 @@ PAPER_CPU_BUDGET = (3, 40000, 0.5)
 # the AVAE leads, the VAE is next and also leads PCA-MIG)
 BUDGET_MODELS = {"shapes3d": ["avae", "aae", "beta_tcvae"], "dsprites": ["avae", "vae"]}
 LATENT_SIZES = [8, 16, 32, 64, 128, 256, 512]
-KDE_SIZES = [500, 1000, 2000, 5000, 20000]
+KDE_SIZES = [500, 1000, 2000, 5000, 10000]  # m < the 20,000 training images
 FASHION_BASE = ["data.name=fashion_mnist", "model.name=avae", "model.width=0.25", "train.epochs=2",
                 "data.train_size=20000", "train.figures_every=0", "train.progress=false"]
 # what scores a run: the budget study its disentanglement metrics and reconstruction alone, the

@@ -52,6 +52,7 @@ def test_fashion_studies_cover_their_axes(studies):
         (l, m) for l in (16, 64) for m in studies.KDE_SIZES}
     for _, settings, _ in latent + kde:
         config.resolve(None, settings)
+    assert max(studies.KDE_SIZES) < int(setting(studies.FASHION_BASE, "data.train_size"))  # the AVAE needs m < n
     with pytest.raises(SystemExit):
         studies.runs("width", [0])
 
