@@ -104,7 +104,9 @@ def final_weights(run_dir):
 
 
 def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(mnist_root, tmp_path):
-    settings = ["train.epochs=3", "train.checkpoint_minutes=0"]
+    # precision and layout pinned: two new runs must not depend on a machine measurement made under load
+    settings = ["train.epochs=3", "train.checkpoint_minutes=0", "train.precision=float32", "model.kde_precision=float32",
+                "train.channels_last=true"]
     whole = run(mnist_root, tmp_path / "whole", *settings)
     # The same run in a child process, killed with SIGKILL during its second epoch.
     killed = tmp_path / "killed"
