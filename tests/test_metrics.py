@@ -80,6 +80,20 @@ def test_density_coverage_match_the_definitions():
     assert [got[k] for k in ("precision", "recall", "density", "coverage")] == pytest.approx(expected)
 
 
+def test_manifold_scores_equal_the_separate_metrics_with_reused_real_radii():
+    rng = np.random.default_rng(7)
+    real, fake = rng.normal(size=(300, 4)), rng.normal(0.3, 1.2, size=(250, 4))
+    real[1] = real[0]  # a duplicate: ties between a distance and a radius decide < against <=
+    fake[:5] = real[:5]
+    real_balls = gen.KnnBalls(real, 5, "real features")
+    both = gen.manifold_scores(real_balls, fake)
+    assert both["knn_precision_recall"] == gen.knn_precision_recall(real, fake, k=3)
+    assert both["density_coverage"] == gen.density_coverage(real, fake, k=5)
+    assert gen.density_coverage(real_balls, fake, k=5) == both["density_coverage"]
+    with pytest.raises(AvaeError, match="radii up to k = 5"):
+        gen.knn_precision_recall(real_balls, fake, k=6)
+
+
 def test_knn_precision_recall_identical_and_disjoint():
     x = np.random.default_rng(5).normal(size=(200, 5))
     assert gen.knn_precision_recall(x, x)["precision"] == 1.0

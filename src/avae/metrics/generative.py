@@ -101,52 +101,83 @@ def _chunks(a: torch.Tensor, b: torch.Tensor):
         yield start, torch.cdist(a[start : start + CHUNK], b)
 
 
-def _radii(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Distance of each point to its k-th nearest neighbour in its own set (itself excluded)."""
-    # the (k+1)-th smallest distance in a row that includes the point's zero distance to itself
-    return torch.cat([d.kthvalue(k + 1, dim=1).values for _, d in _chunks(x, x)])
+class KnnBalls:
+    """A feature set with each point's distance to its k-th nearest neighbour in the set (itself
+    excluded) for every k ≤ k_max: computed once, so one real set serves every generated set."""
+
+    def __init__(self, features, k_max: int, name: str = "features"):
+        if isinstance(k_max, bool) or not isinstance(k_max, (int, np.integer)) or k_max < 1:
+            raise AvaeError(f"k must be a positive integer, got {k_max!r}")
+        need = f"(k = {k_max} needs more than {k_max} points)"
+        self.points = torch.from_numpy(points(features, f"{name} {need}", min_rows=k_max + 1))
+        self.k_max = int(k_max)
+        # the k_max + 1 smallest distances of each row, which include the point's zero distance to itself
+        self.nearest = torch.cat([d.topk(self.k_max + 1, dim=1, largest=False).values
+                                  for _, d in _chunks(self.points, self.points)])
+
+    def radii(self, k: int) -> torch.Tensor:
+        return self.nearest[:, k]
 
 
-def _manifolds(real, fake, k: int, strict: bool) -> dict:
-    """Coverage counts of each set by the other's k-NN balls, streamed over chunks of real rows."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise AvaeError(f"k must be a positive integer, got {k!r}")
-    need = f"(k = {k} needs more than {k} points)"
-    real, fake = points(real, f"real features {need}", min_rows=k + 1), points(fake, f"generated features {need}", min_rows=k + 1)
-    if real.shape[1] != fake.shape[1]:
-        raise AvaeError(f"real and generated features differ in dimension: {real.shape[1]} and {fake.shape[1]}")
-    real, fake = torch.from_numpy(real), torch.from_numpy(fake)
-    r_real, r_fake = _radii(real, k), _radii(fake, k)
-    inside = torch.lt if strict else torch.le
-    fake_in_real = torch.zeros(len(fake), dtype=torch.bool)
-    real_in_fake = torch.zeros(len(real), dtype=torch.bool)
-    nearest_fake = torch.empty(len(real), dtype=torch.float64)
-    density = 0
-    for start, d in _chunks(real, fake):
+def _balls(x, k: int, name: str) -> KnnBalls:
+    if isinstance(x, KnnBalls):
+        if k > x.k_max:
+            raise AvaeError(f"{name} hold radii up to k = {x.k_max}, not {k}")
+        return x
+    return KnnBalls(x, k, name)
+
+
+def _manifolds(real: KnnBalls, fake: KnnBalls, rules: list[tuple[int, bool]]) -> tuple[list[dict], torch.Tensor]:
+    """Per rule (k, strict): coverage of each set by the other's k-NN balls, streamed over chunks of
+    real rows; also each real point's distance to its nearest generated point."""
+    if real.points.shape[1] != fake.points.shape[1]:
+        raise AvaeError(f"real and generated features differ in dimension: {real.points.shape[1]} and "
+                        f"{fake.points.shape[1]}")
+    counts = [{"fake_in_real": torch.zeros(len(fake.points), dtype=torch.bool),
+               "real_in_fake": torch.zeros(len(real.points), dtype=torch.bool), "density": 0} for _ in rules]
+    nearest_fake = torch.empty(len(real.points), dtype=torch.float64)
+    for start, d in _chunks(real.points, fake.points):
         rows = slice(start, start + len(d))
-        in_real_ball = inside(d, r_real[rows, None])
-        fake_in_real |= in_real_ball.any(0)
-        density += int(in_real_ball.sum())
-        real_in_fake[rows] = inside(d, r_fake[None, :]).any(1)
         nearest_fake[rows] = d.min(1).values
-    return {"fake_in_real": fake_in_real, "real_in_fake": real_in_fake, "density": density,
-            "nearest_fake": nearest_fake, "r_real": r_real, "n_fake": len(fake)}
+        for (k, strict), count in zip(rules, counts):
+            inside = torch.lt if strict else torch.le
+            in_real_ball = inside(d, real.radii(k)[rows, None])
+            count["fake_in_real"] |= in_real_ball.any(0)
+            count["density"] += int(torch.count_nonzero(in_real_ball))
+            count["real_in_fake"][rows] = inside(d, fake.radii(k)[None, :]).any(1)
+    return counts, nearest_fake
+
+
+def _precision_recall(count: dict, k: int) -> dict:
+    return {"precision": float(count["fake_in_real"].double().mean()),
+            "recall": float(count["real_in_fake"].double().mean()), "params": {"k": k}}
+
+
+def _density_coverage(count: dict, k: int, real: KnnBalls, nearest_fake: torch.Tensor) -> dict:
+    return {**_precision_recall(count, k), "density": count["density"] / (k * len(count["fake_in_real"])),
+            "coverage": float((nearest_fake < real.radii(k)).double().mean())}
 
 
 def knn_precision_recall(real, fake, k: int = 3) -> dict:
-    """Improved precision/recall: a point is covered when within (≤) a k-NN ball of the other set."""
-    m = _manifolds(real, fake, k, strict=False)
-    return {"precision": float(m["fake_in_real"].double().mean()), "recall": float(m["real_in_fake"].double().mean()),
-            "params": {"k": k}}
+    """Improved precision/recall: a point is covered when within (≤) a k-NN ball of the other set.
+
+    `real` and `fake`: feature arrays (n, d), or `KnnBalls` of them (reused radii)."""
+    real, fake = _balls(real, k, "real features"), _balls(fake, k, "generated features")
+    (count,), _ = _manifolds(real, fake, [(k, False)])
+    return _precision_recall(count, k)
 
 
 def density_coverage(real, fake, k: int = 5) -> dict:
     """prdc's precision, recall, density and coverage (strict <, real-set radii for density/coverage)."""
-    m = _manifolds(real, fake, k, strict=True)
-    return {
-        "precision": float(m["fake_in_real"].double().mean()),
-        "recall": float(m["real_in_fake"].double().mean()),
-        "density": m["density"] / (k * m["n_fake"]),
-        "coverage": float((m["nearest_fake"] < m["r_real"]).double().mean()),
-        "params": {"k": k},
-    }
+    real, fake = _balls(real, k, "real features"), _balls(fake, k, "generated features")
+    (count,), nearest_fake = _manifolds(real, fake, [(k, True)])
+    return _density_coverage(count, k, real, nearest_fake)
+
+
+def manifold_scores(real, fake, k_precision_recall: int = 3, k_density: int = 5) -> dict:
+    """`knn_precision_recall` (k = 3) and `density_coverage` (k = 5) from one pass over the distances."""
+    k_max = max(k_precision_recall, k_density)
+    real, fake = _balls(real, k_max, "real features"), _balls(fake, k_max, "generated features")
+    counts, nearest_fake = _manifolds(real, fake, [(k_precision_recall, False), (k_density, True)])
+    return {"knn_precision_recall": _precision_recall(counts[0], k_precision_recall),
+            "density_coverage": _density_coverage(counts[1], k_density, real, nearest_fake)}
