@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from avae.data import load_dataset, to_float
-from avae.data.dsprites import RADIUS, SHAPE_TESTS, centre_of, DSpritesFile, ProceduralDSprites
+from avae.data.dsprites import RADIUS, SHAPE_TESTS, SIDE, centre_of, draw_one_shape, DSpritesFile, ProceduralDSprites
 from avae.errors import AvaeError
 import fixtures
 from fixtures import idx_bytes
@@ -165,13 +165,29 @@ def test_dsprites_orientation_shapes_and_frame():
 
 def test_dsprites_sprites_are_never_cut_by_the_frame():
     # Every shape lies in the unit disc (RADIUS·scale pixels), whatever its orientation ...
-    grid = torch.linspace(-1.5, 1.5, 601)
-    u, w = torch.meshgrid(grid, grid, indexing="xy")
+    grid = np.linspace(-1.5, 1.5, 601, dtype=np.float32)
+    u, w = np.meshgrid(grid, grid, indexing="xy")
     outside_disc = u * u + w * w > 1.0
     for inside in SHAPE_TESTS:
         assert inside(u, w).any() and not (inside(u, w) & outside_disc).any()
     # ... and the disc of the largest sprite stays in the 64-pixel frame at the extreme positions.
     assert centre_of(0.0) - RADIUS >= 0 and centre_of(1.0) + RADIUS <= 64
+
+
+def test_dsprites_window_rendering_equals_testing_every_pixel():
+    data = ProceduralDSprites()
+    random = data.sample_factors(3000, np.random.default_rng(11))
+    # the largest sprites at the frame's corners and edges, in every orientation
+    extremes = np.array([[s, 5, r, x, y] for s in range(3) for r in range(40) for x in (0, 1, 30, 31) for y in (0, 31)])
+    classes = np.concatenate([random, extremes])
+    values = np.stack([grid[classes[:, k]] for k, grid in enumerate(data.factor_grids)], axis=1)
+    rendered = data.images_for_factors(classes)[:, 0].numpy()
+    for shape_class in range(3):
+        rows = np.flatnonzero(classes[:, 0] == shape_class)
+        every_pixel = np.zeros((len(rows), SIDE, SIDE), np.uint8)
+        draw_one_shape(shape_class, values[rows], every_pixel, np.arange(len(rows)), window=SIDE)
+        assert every_pixel.any(axis=(1, 2)).all()
+        assert np.array_equal(rendered[rows], every_pixel)
 
 
 def test_dsprites_dataset_split(monkeypatch):

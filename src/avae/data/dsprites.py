@@ -18,6 +18,9 @@ inside the sprite):
 - heart: (x² + y² − 1)³ − x²y³ ≤ 0 (y up), shifted so its centroid is the centre and scaled so
   it fits the same disc (about 21×20·scale pixels); it points down at orientation 0.
 - orientation θ rotates the sprite counter-clockwise on screen about its centre.
+
+Rendering tests only the pixels of a 30 × 30 square around the centre (every pixel a sprite can
+cover, with a pixel of margin), which gives the same images as testing all 64 × 64.
 """
 from __future__ import annotations
 
@@ -37,7 +40,10 @@ SIDE = 64
 RADIUS = 12.0  # pixels: the disc around the centre that holds any sprite at scale 1
 HEART_CENTRE = 0.294  # y of the heart's centroid: it turns about its centre of mass
 HEART_RADIUS = 1.3  # ≥ the farthest point of the heart curve from its centroid (1.294, the tip)
-CHUNK = 512  # images rendered at once: 8 MB float temporaries stay in cache (4x faster than 2048)
+CHUNK = 512  # images rendered at once: small float temporaries stay in cache (4x faster than 2048)
+# pixels per side of the square tested around a centre: it holds every pixel centre within
+# RADIUS + 1 of the sprite's centre, and no sprite reaches beyond RADIUS (a pixel of margin for rounding)
+WINDOW = 30
 READ_CHUNK = 4096  # images decompressed at once from the official file (16 MB)
 GEOMETRY = (
     "centre (12 + 40*pos_x, 12 + 40*pos_y) px; any sprite fits a disc of radius 12*scale px; "
@@ -66,20 +72,20 @@ class DSpritesFactors(FactorImages):
     )
 
 
-def inside_square(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    half_side = 2.0 ** -0.5  # the corners touch the unit disc
-    return torch.maximum(u.abs(), w.abs()) <= half_side
+def inside_square(u: np.ndarray, w: np.ndarray) -> np.ndarray:
+    half_side = np.float32(2.0 ** -0.5)  # the corners touch the unit disc
+    return np.maximum(np.abs(u), np.abs(w)) <= half_side
 
 
-def inside_ellipse(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return u * u + 4.0 * (w * w) <= 1.0
+def inside_ellipse(u: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return u * u + np.float32(4.0) * (w * w) <= 1.0
 
 
-def inside_heart(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    x = u * HEART_RADIUS
-    y = w * HEART_RADIUS + HEART_CENTRE
+def inside_heart(u: np.ndarray, w: np.ndarray) -> np.ndarray:
+    x = u * np.float32(HEART_RADIUS)
+    y = w * np.float32(HEART_RADIUS) + np.float32(HEART_CENTRE)
     x2 = x * x
-    r = x2 + y * y - 1.0
+    r = x2 + y * y - np.float32(1.0)
     return r * r * r <= x2 * (y * y * y)
 
 
@@ -91,23 +97,34 @@ def centre_of(position):
     return RADIUS + (SIDE - 2 * RADIUS) * np.asarray(position, np.float64)
 
 
-def as_f32(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(array.astype(np.float32))
+def window_start(centre: np.ndarray, window: int) -> np.ndarray:
+    """First pixel row/column of the `window`-wide square drawn around each sprite centre."""
+    return np.clip(np.floor(centre).astype(np.int64) - window // 2 + 1, 0, SIDE - window)
 
 
-def render_one_shape(shape_class: int, values: np.ndarray) -> torch.Tensor:
-    """Masks (n, 64, 64) of one shape for factor values (n, 5) (scale, orientation, x, y used)."""
+def draw_one_shape(shape_class: int, values: np.ndarray, out: np.ndarray, images: np.ndarray,
+                   window: int = WINDOW) -> None:
+    """Draw sprites of one shape onto blank images out[images] (uint8 (·, 64, 64), 255 = on) for
+    factor values (n, 5) (scale, orientation, x, y used).
+
+    Only a `window` × `window` square around each centre is tested (SIDE tests every pixel: the
+    same images, 4.5× the work); each pixel's test is the same computation either way.
+    """
     scale, angle, pos_x, pos_y = values[:, 1], values[:, 2], values[:, 3], values[:, 4]
     unit = 1.0 / (RADIUS * scale)  # pixels → sprite units (the holding disc has radius 1)
-    # Per-image offsets of the pixel centres, already in sprite units; y flipped to point up.
-    centres = np.arange(SIDE) + 0.5
-    dx = (centres[None, :] - centre_of(pos_x)[:, None]) * unit[:, None]
-    up = (centre_of(pos_y)[:, None] - centres[None, :]) * unit[:, None]
+    centre_x, centre_y = centre_of(pos_x), centre_of(pos_y)
+    columns = window_start(centre_x, window)[:, None] + np.arange(window)[None, :]
+    rows = window_start(centre_y, window)[:, None] + np.arange(window)[None, :]
+    # Per-image offsets of the window's pixel centres, already in sprite units; y flipped to point up.
+    dx = (columns + 0.5 - centre_x[:, None]) * unit[:, None]
+    up = (centre_y[:, None] - (rows + 0.5)) * unit[:, None]
     cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
-    # Rotate pixel offsets by −θ, which rotates the sprite by +θ; only the last step is 64×64.
-    u = as_f32(dx * cos)[:, None, :] + as_f32(up * sin)[:, :, None]
-    w = as_f32(-dx * sin)[:, None, :] + as_f32(up * cos)[:, :, None]
-    return SHAPE_TESTS[shape_class](u, w)
+    # Rotate pixel offsets by −θ, which rotates the sprite by +θ; only the last step is window × window.
+    # NumPy float32, single-threaded: on 2 busy cores torch's threads made these small steps 4× slower.
+    u = (dx * cos).astype(np.float32)[:, None, :] + (up * sin).astype(np.float32)[:, :, None]
+    w = (-dx * sin).astype(np.float32)[:, None, :] + (up * cos).astype(np.float32)[:, :, None]
+    on = SHAPE_TESTS[shape_class](u, w).view(np.uint8) * np.uint8(255)
+    out[images[:, None, None], rows[:, :, None], columns[:, None, :]] = on
 
 
 class ProceduralDSprites(DSpritesFactors):
@@ -121,14 +138,13 @@ class ProceduralDSprites(DSpritesFactors):
         classes = np.atleast_2d(np.asarray(classes, dtype=np.int64))
         self.index_of(classes)  # rejects classes off the grid
         values = np.stack([grid[classes[:, k]] for k, grid in enumerate(self.factor_grids)], axis=1)
-        out = torch.zeros((len(classes), 1, SIDE, SIDE), dtype=torch.uint8)
+        out = np.zeros((len(classes), SIDE, SIDE), dtype=np.uint8)
         for shape_class in range(len(SHAPE_TESTS)):
             rows = np.flatnonzero(classes[:, 0] == shape_class)
             for start in range(0, len(rows), CHUNK):
-                chunk = torch.from_numpy(rows[start:start + CHUNK])
-                mask = render_one_shape(shape_class, values[chunk.numpy()])
-                out[chunk, 0] = mask.to(torch.uint8).mul_(255)
-        return out
+                chunk = rows[start:start + CHUNK]
+                draw_one_shape(shape_class, values[chunk], out, chunk)
+        return torch.from_numpy(out)[:, None]
 
 
 def npy_header(archive: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], bool, np.dtype]:
