@@ -61,3 +61,10 @@ def test_direction_aggregation_and_angles():
     assert np.isnan(with_zero[0, 1])
     one = dis.smallest_variance_directions(np.stack([rng.normal(size=200), rng.normal(size=200), np.zeros(200)], 1))
     np.testing.assert_allclose(one[0], [0.0, 0.0, 1.0], atol=1e-12)
+
+
+def test_vote_accuracies_report_their_standard_error():
+    for metric in ("factor_vae", "pca_factor_vae"):
+        result = run(metric, noise())
+        p, n = result["eval_accuracy"], result["params"]["num_eval"]
+        assert result["standard_error"] == pytest.approx((p * (1 - p) / n) ** 0.5)

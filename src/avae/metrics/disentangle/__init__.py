@@ -18,8 +18,10 @@ has two layers:
   to ``represent``) and ``params`` (everything that affects the numbers).
 
 Sizes come from a preset (``preset="default"``: disentanglement_lib's ``unsupervised_study_v1``
-values and the companion paper's code; ``preset="fast"``: disent's fast sizes, not comparable with
-published numbers), and any size can be given explicitly to override it. See :data:`PRESETS`.
+values and the companion paper's code; ``preset="fast"``: about 250,000 encodings, sizes chosen for
+their standard error, not comparable with published numbers), and any size can be given explicitly to
+override it. See :data:`PRESETS`. The vote-accuracy scores (BetaVAE, FactorVAE, PCA-FactorVAE) report
+``standard_error``, the binomial standard error of their eval accuracy.
 
 Random streams: each phase of a metric (variance estimate, train votes, eval votes, classifier seed)
 draws from its own generator derived from ``(seed, phase name)``, so changing ``num_eval`` does not

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .common import (
-    ENCODE_BATCH, Represent, check_data, classifier_seed, fits_quietly, jsonable, metric_sizes, phase_stream,
+    ENCODE_BATCH, Represent, accuracy_standard_error, check_data, classifier_seed, fits_quietly, jsonable, metric_sizes, phase_stream,
     result_params, root_entropy, run_votes,
 )
 
@@ -55,5 +55,7 @@ def beta_vae_score(data, represent: Represent, seed, *, preset: str = "default",
     rs = classifier_seed(entropy, "beta_vae/classifier")
     result = beta_vae_from_features(train_x, train_y, eval_x, eval_y, random_state=rs)
     encoded = (sizes["num_train"] + sizes["num_eval"]) * 2 * b
-    return jsonable({"score": result["eval_accuracy"], **result, "num_encoded": encoded,
+    return jsonable({"score": result["eval_accuracy"], **result,
+                      "standard_error": accuracy_standard_error(result["eval_accuracy"], sizes["num_eval"]),
+                      "num_encoded": encoded,
                       "params": result_params(preset, seed, sizes, classifier_random_state=rs)})

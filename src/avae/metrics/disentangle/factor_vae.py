@@ -5,7 +5,7 @@ import numpy as np
 
 from ...errors import AvaeError
 from .common import (
-    ENCODE_BATCH, Represent, check_data, fixed_factor_draw, jsonable, metric_sizes, phase_stream,
+    ENCODE_BATCH, Represent, accuracy_standard_error, check_data, fixed_factor_draw, jsonable, metric_sizes, phase_stream,
     result_params, root_entropy, run_votes, sample_points,
 )
 
@@ -86,5 +86,7 @@ def factor_vae_score(data, represent: Represent, seed, *, preset: str = "default
     result = factor_vae_from_variances(np.var(points, axis=0, ddof=1), train_var, train_y, eval_var, eval_y,
                                        num_factors, sizes["prune_threshold"])
     encoded = sizes["num_variance_estimate"] + (sizes["num_train"] + sizes["num_eval"]) * b
-    return jsonable({"score": result["eval_accuracy"], **result, "num_encoded": encoded,
+    return jsonable({"score": result["eval_accuracy"], **result,
+                      "standard_error": accuracy_standard_error(result["eval_accuracy"], sizes["num_eval"]),
+                      "num_encoded": encoded,
                       "params": result_params(preset, seed, sizes)})

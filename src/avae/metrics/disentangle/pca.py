@@ -5,7 +5,7 @@ import numpy as np
 
 from ...errors import AvaeError
 from .common import (
-    ENCODE_BATCH, Represent, check_data, fixed_factor_draw, jsonable, metric_sizes, phase_stream,
+    ENCODE_BATCH, Represent, accuracy_standard_error, check_data, fixed_factor_draw, jsonable, metric_sizes, phase_stream,
     result_params, root_entropy, run_votes, sample_points,
 )
 from .mig import mig_from_codes
@@ -128,7 +128,7 @@ def pca_factor_vae_score(data, represent: Represent, seed, *, preset: str = "def
     """PCA-FactorVAE score (a fraction in [0, 1]; the paper prints %). Train votes build D.
 
     Default sizes follow the authors' code: L = 10,000 images per vote, 10,000 train and 5,000 eval
-    votes, i.e. 150 million encodings; use `preset="fast"` (L = 256, 200 / 100 votes) on a CPU.
+    votes, i.e. 150 million encodings; use `preset="fast"` (L = 128, 200 / 200 votes) on a CPU.
     """
     num_factors = len(check_data(data))
     sizes = metric_sizes("pca_factor_vae", preset, {"images_per_vote": images_per_vote, "num_train": num_train,
@@ -141,7 +141,9 @@ def pca_factor_vae_score(data, represent: Represent, seed, *, preset: str = "def
                                       phase_stream(entropy, "pca_factor_vae/eval"), encode_batch)
     result = pca_factor_vae_from_votes(train_u, train_y, eval_u, eval_y, num_factors)
     angles = direction_angles(result["directions"])
-    return jsonable({"score": result["eval_accuracy"], **result, "angles_deg": angles, **_angle_summary(angles),
+    return jsonable({"score": result["eval_accuracy"], **result,
+                      "standard_error": accuracy_standard_error(result["eval_accuracy"], sizes["num_eval"]),
+                      "angles_deg": angles, **_angle_summary(angles),
                       "votes_per_factor": np.bincount(train_y, minlength=num_factors),
                       "num_encoded": (sizes["num_train"] + sizes["num_eval"]) * length,
                       "params": result_params(preset, seed, sizes)})
