@@ -46,6 +46,9 @@ class Evaluation:
         self.data = run.load_data(self.cfg, cut=False)
         check_unchanged(self.data, run.recorded_data(self.run_dir))
         self.model = run.load(self.run_dir, checkpoint)
+        # the layout the run trained in (`auto` chose it by measuring the run's nets on this kind of CPU)
+        self.layout = torch.channels_last if self.cfg["train"].get("channels_last") else torch.contiguous_format
+        self.model.to(memory_format=self.layout)
         self.split = split or ("test" if self.data.test is not None else "val")
         held_out = getattr(self.data, self.split, None)
         if held_out is None:
@@ -60,14 +63,15 @@ class Evaluation:
         self.images = held_out.images(np.arange(self.n)).numpy()
         self.vr = self.spec.value_range
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode_images(self, images_uint8: np.ndarray) -> np.ndarray:
         return self._finite("the encoder", "codes of held-out images", np.concatenate([
-            self.model.encode(to_float(torch.as_tensor(images_uint8[i : i + 500]), self.vr)).double().numpy()
+            self.model.encode(to_float(torch.as_tensor(images_uint8[i : i + 500]), self.vr)
+                              .contiguous(memory_format=self.layout)).double().numpy()
             for i in range(0, len(images_uint8), 500)
         ]))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def decode(self, z: np.ndarray, what: str = "images") -> np.ndarray:
         """Float images in the data's value range."""
         return self._finite("the decoder", what, np.concatenate([
@@ -75,7 +79,7 @@ class Evaluation:
             for i in range(0, len(z), 500)
         ]))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def samples(self) -> np.ndarray:
         gen = torch.Generator().manual_seed(self.seed)
         z = self._finite("the sampler", "codes", self.model.sample_latent(self.n, gen).double().numpy())
@@ -134,14 +138,14 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
         extractor = timed("feature_classifier", classifier_features, ev.data, seed=seed, epochs=classifier_epochs,
                           max_train=classifier_images, progress=progress)
     real_f = timed("features_real", extractor, ev.images)
+    real_balls = timed("knn_radii_real", generative.KnnBalls, real_f, 5, "real features")
     sample_quality = {}
     for name, images in sets_u8.items():
         f = timed(f"features_{name}", extractor, images)
         sample_quality[name] = {
             "frechet_distance": timed(f"fd_{name}", generative.frechet_distance, f, real_f),
             "prd": _without_curves(timed(f"prd_{name}", generative.prd, f, real_f, seed=seed)),
-            "knn_precision_recall": timed(f"knn_{name}", generative.knn_precision_recall, real_f, f, k=3),
-            "density_coverage": timed(f"prdc_{name}", generative.density_coverage, real_f, f, k=5),
+            **timed(f"knn_{name}", generative.manifold_scores, real_balls, f, k_precision_recall=3, k_density=5),
         }
 
     mean, cov = (t.numpy() for t in ev.model.sampling_distribution)
@@ -171,7 +175,8 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
     directions = None
     if ev.data.factors is not None and disentanglement != "none":
         result["factors"] = list(ev.data.factors.factor_names)
-        result["disentanglement"], directions = timed("disentanglement", _disentanglement, ev, disentanglement)
+        result["disentanglement"], directions = timed("disentanglement", _disentanglement, ev, disentanglement,
+                                                      progress)
     result["timings_s"] = timings
     folder = ev.run_dir / "evaluation"
     folder.mkdir(exist_ok=True)
@@ -187,13 +192,13 @@ def _without_curves(prd_result: dict) -> dict:
     return {k: v for k, v in prd_result.items() if not k.startswith("curve_")}
 
 
-def _disentanglement(ev: Evaluation, preset: str):
+def _disentanglement(ev: Evaluation, preset: str, progress: bool):
     from .metrics import disentangle
 
     def represent(images_uint8):
         return ev.encode_images(np.asarray(images_uint8))
 
-    return disentangle.scores_with_directions(ev.data.factors, represent, seed=ev.seed, preset=preset)
+    return disentangle.scores_with_directions(ev.data.factors, represent, seed=ev.seed, preset=preset, progress=progress)
 
 
 def _figures(ev: Evaluation, codes, sets_u8, folder: Path, directions) -> dict:

@@ -31,6 +31,8 @@ FEATURE_DIM = 128
 
 
 RANDOM_SEED = 0
+# the feature nets' memory layout: channels-last convolutions ran faster here (benchmarks/BENCHMARKS.md)
+LAYOUT = torch.channels_last
 
 
 def _targets(images, data: Dataset) -> np.ndarray | None:
@@ -82,14 +84,14 @@ class NetFeatures:
     """The body of a FeatureNet as a feature extractor on uint8 images."""
 
     def __init__(self, net: FeatureNet, value_range):
-        self.net, self.value_range = net.eval(), value_range
+        self.net, self.value_range = net.eval().to(memory_format=LAYOUT), value_range
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, images_uint8: np.ndarray, batch: int = 1000) -> np.ndarray:
         out = []
         for i in range(0, len(images_uint8), batch):
             x = to_float(torch.as_tensor(images_uint8[i : i + batch]), self.value_range)
-            out.append(self.net(x)[0].numpy())
+            out.append(self.net(x.contiguous(memory_format=LAYOUT))[0].numpy())
         return np.concatenate(out).astype(np.float64)
 
 
@@ -162,6 +164,7 @@ def _fit(net, data, targets, seed, epochs, max_train, progress):
     stored = np.sort(pool)  # the pool's images, read (or rendered) once for all epochs
     images = torch.cat([data.train.images(stored[i : i + 1000]) for i in tqdm(
         range(0, len(stored), 1000), desc="feature classifier images", disable=not progress, leave=False)])
+    net.to(memory_format=LAYOUT)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     net.train()
@@ -170,7 +173,7 @@ def _fit(net, data, targets, seed, epochs, max_train, progress):
         for i in tqdm(range(0, len(order), 100), desc=f"feature classifier {epoch + 1}/{epochs}", disable=not progress,
                       leave=False):
             idx = np.sort(order[i : i + 100])
-            x = to_float(images[np.searchsorted(stored, idx)], data.value_range)
+            x = to_float(images[np.searchsorted(stored, idx)], data.value_range).contiguous(memory_format=LAYOUT)
             y = torch.as_tensor(targets[idx])
             _, logits = net(x)
             loss = sum(loss_fn(out, y[:, k]) for k, out in enumerate(logits))
@@ -180,13 +183,13 @@ def _fit(net, data, targets, seed, epochs, max_train, progress):
     net.eval()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _accuracy(net, data, images, n: int = 10000) -> list[float]:
     idx = np.arange(min(n, len(images)))
     targets = targets_of(images, data)[idx]
     correct = np.zeros(targets.shape[1])
     for i in range(0, len(idx), 1000):
-        _, logits = net(to_float(images.images(idx[i : i + 1000]), data.value_range))
+        _, logits = net(to_float(images.images(idx[i : i + 1000]), data.value_range).contiguous(memory_format=LAYOUT))
         for k, out in enumerate(logits):
             correct[k] += (out.argmax(1).numpy() == targets[i : i + 1000, k]).sum()
     return (correct / len(idx)).tolist()

@@ -100,12 +100,15 @@ METRICS: dict[str, Callable[..., dict]] = {
 
 
 def scores(data, represent: Represent, seed: int, metrics=None, *, preset: str = "default",
-             encode_batch: int = ENCODE_BATCH, **sizes: dict) -> dict:
+           encode_batch: int = ENCODE_BATCH, progress: bool = False, **sizes: dict) -> dict:
     """Several metrics by name, each with the same seed (so each equals its own call).
 
     `sizes` maps a metric name to explicit sizes, e.g. ``dci={"num_train": 2000}``. When both PCA
     metrics run with matching sizes, PCA-MIG reuses PCA-FactorVAE's directions (identical by construction).
+    `progress`: a progress bar over the metrics.
     """
+    from tqdm import tqdm
+
     names = list(METRICS) if metrics is None else list(metrics)
     unknown = [n for n in names + list(sizes) if n not in METRICS]
     if unknown:
@@ -114,7 +117,9 @@ def scores(data, represent: Represent, seed: int, metrics=None, *, preset: str =
         raise AvaeError("scores need an int seed (each metric restarts from it)")
     root_entropy(seed)  # validate
     results = {}
-    for name in names:
+    bar = tqdm(names, desc="disentanglement", disable=not progress, leave=False)
+    for name in bar:
+        bar.set_postfix_str(name)
         options = dict(sizes.get(name, {}))
         shared = None
         if name == "pca_mig" and "pca_factor_vae" in results and "directions" not in options:
@@ -132,8 +137,10 @@ def scores(data, represent: Represent, seed: int, metrics=None, *, preset: str =
 
 
 def scores_with_directions(data, represent: Represent, seed: int, preset: str = "default", metrics=None, *,
-                 encode_batch: int = ENCODE_BATCH, **sizes: dict) -> tuple[dict, np.ndarray | None]:
+                           encode_batch: int = ENCODE_BATCH, progress: bool = False,
+                           **sizes: dict) -> tuple[dict, np.ndarray | None]:
     """`scores` (all metrics by default), plus the PCA factor directions D (K, d) when a PCA metric ran."""
-    results = scores(data, represent, seed, metrics, preset=preset, encode_batch=encode_batch, **sizes)
+    results = scores(data, represent, seed, metrics, preset=preset, encode_batch=encode_batch, progress=progress,
+                     **sizes)
     source = next((results[n] for n in ("pca_factor_vae", "pca_mig") if n in results), None)
     return results, (None if source is None else np.asarray(source["directions"], dtype=np.float64))
