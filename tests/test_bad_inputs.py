@@ -314,6 +314,20 @@ def test_output_places_that_cannot_be_written(capsys, tmp_path, mnist_root, trai
     fails(capsys, ["sample", trained_run, "-n", "4", "--out", tmp_path], "is a folder")
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into read-only folders")
+def test_a_read_only_folder_is_refused(capsys, tmp_path, mnist_root, trained_run):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        fails(capsys, fill(TRAIN, root=mnist_root, out=folder), "is not writable")
+        fails(capsys, fill(TRAIN, root=mnist_root, out=folder / "run"), "cannot be created")
+        fails(capsys, ["sample", trained_run, "-n", "4", "--out", folder / "samples"], "is not writable")
+        assert list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o755)
+
+
 def test_a_run_that_diverges_before_its_first_checkpoint_is_failed_and_can_be_started_again(capsys, tmp_path,
                                                                                             mnist_root):
     out = tmp_path / "run"
