@@ -124,10 +124,25 @@ def test_bfloat16_counts_as_native_only_where_the_kernels_may_use_it(monkeypatch
 def test_choices_are_measured_once_and_cached(mnist_root, monkeypatch):
     cfg = config.resolve(None, tiny(mnist_root))
     model = train.seeded_model(cfg, run.load_data(cfg))
+    monkeypatch.setattr(hardware, "load_average", lambda: 0.0)
     first = hardware.fastest(model, torch.device("cpu"))
     assert first["train_precision"] in ("float32", "bfloat16") and first["seconds"]
     monkeypatch.setattr(hardware, "_measure", lambda *a: pytest.fail("measured again"))
     assert hardware.fastest(model, torch.device("cpu")) == first
+
+
+def test_a_measurement_on_a_busy_machine_is_used_but_not_cached(mnist_root, monkeypatch, tmp_path):
+    monkeypatch.setenv("AVAE_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = config.resolve(None, tiny(mnist_root))
+    model = train.seeded_model(cfg, run.load_data(cfg))
+    monkeypatch.setattr(hardware, "load_average", lambda: 100.0)
+    busy = hardware.fastest(model, torch.device("cpu"))
+    assert "busy machine (load 100.0), not cached" in busy["basis"] and busy["seconds"]
+    monkeypatch.setattr(hardware, "load_average", lambda: 0.0)
+    quiet = hardware.fastest(model, torch.device("cpu"))  # measured again, now cached
+    assert "busy" not in quiet["basis"]
+    monkeypatch.setattr(hardware, "_measure", lambda *a: pytest.fail("measured again"))
+    assert hardware.fastest(model, torch.device("cpu")) == quiet
 
 
 @pytest.mark.parametrize("setting", ["train.precision=half", "train.channels_last=maybe", "train.threads=0",

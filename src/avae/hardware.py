@@ -28,6 +28,7 @@ KERNEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_I
                     "OMP_NUM_THREADS")
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # /proc/cpuinfo names (x86 and Arm)
 BF16_MARGIN = 1.15  # bfloat16 must beat float32 by this factor: a near tie keeps the exact float32
+BUSY_LOAD = 1.5  # load average per core above which a measurement is used but not cached
 PROBE_BATCH = 16  # images per timed training step (inference takes 4×)
 CACHE_VERSION = 1
 
@@ -116,10 +117,21 @@ def fastest(model, device: torch.device) -> dict:
                 "basis": f"{device.type}: bfloat16 {'native' if best == 'bfloat16' else 'not native'}", "seconds": {}}
     key = _cache_key(facts, model)
     cache = read_json_cache(_path())
-    if key not in cache:
-        cache[key] = _measure(model, candidates)
-        write_json_cache(_path(), cache)
-    return cache[key]
+    if key in cache:
+        return cache[key]
+    choices = _measure(model, candidates)
+    load = load_average()
+    if load > BUSY_LOAD * available_cores():  # other work distorted the timings: good for this run only
+        choices["basis"] += f" on a busy machine (load {load:.1f}), not cached"
+        return choices
+    cache[key] = choices
+    write_json_cache(_path(), cache)
+    return choices
+
+
+def load_average() -> float:
+    """The 1-minute load average (0 where the system does not report one)."""
+    return getattr(os, "getloadavg", lambda: (0.0,))()[0]
 
 
 def _measure(model, candidates) -> dict:
