@@ -8,11 +8,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-import os
 from html import escape
 from pathlib import Path
 
 from .metrics.catalogue import AXES, IMAGE_SETS, describe
+from .run import save_file
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1em auto;max-width:1240px;padding:0 12px;color:#222;line-height:1.4}
@@ -136,9 +136,7 @@ def _page(title: str, body: str) -> str:
 
 def write_page(path: Path, title: str, body: str) -> None:
     """Written atomically so a finished page is never half-replaced."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(_page(title, body))
-    os.replace(tmp, path)
+    save_file(lambda tmp: tmp.write_text(_page(title, body)), path)
 
 
 def _embedded(path: Path, alt: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from torch import nn
 from ..bandwidth import cache_path
 from ..data import Dataset, Subset, to_float
 from ..errors import AvaeError
+from ..run import save_file
 
 CLASSIFIER_VERSION = 1
 FEATURE_DIM = 128
@@ -150,9 +150,7 @@ def classifier_features(data: Dataset, seed: int = 0, epochs: int = 3, max_train
     held_out = data.test if data.test is not None else data.val
     accuracy = _accuracy(net, data, held_out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"weights": net.state_dict(), "accuracy": accuracy}, tmp)
-    os.replace(tmp, path)
+    save_file(lambda tmp: torch.save({"weights": net.state_dict(), "accuracy": accuracy}, tmp), path)
     return ClassifierFeatures(net, data.value_range, accuracy, path)
 
 
