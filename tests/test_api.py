@@ -37,8 +37,8 @@ def test_import_is_lazy_and_the_api_is_explicit():
     code = "import avae, sys; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules)); print(dir(avae))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == "[]"
-    assert set(eval(out[1])) == {"AggregateKL", "AvaeError", "Callback", "EpochEnd", "__version__", "bandwidth",
-                                 "evaluate", "load", "sigma_from_validation", "train"}
+    assert set(eval(out[1])) == {"AggregateKL", "AvaeError", "Callback", "EpochEnd", "RunInfo", "__version__",
+                                 "bandwidth", "evaluate", "load", "sigma_from_validation", "train"}
     with pytest.raises(AttributeError):
         avae.nonsense
 
@@ -219,26 +219,27 @@ class Recorder(avae.Callback):
     def __init__(self):
         self.events = []
 
-    def on_train_start(self, trainer):
-        self.events.append("start")
+    def on_train_start(self, info):
+        self.events.append(("start", info.run_dir.name, info.settings.epochs))
 
-    def on_epoch_start(self, trainer, steps):
-        self.events.append(("epoch", steps))
+    def on_epoch_start(self, info, epoch, steps, start):
+        self.events.append(("epoch", epoch, steps, start))
 
-    def on_step_end(self, trainer, step, losses):
+    def on_step_end(self, info, step, losses):
         assert "z" not in losses and "loss" in losses
+        assert info.model.training  # reports between steps leave the model training
 
-    def on_epoch_end(self, trainer, end):
+    def on_epoch_end(self, info, end):
         self.events.append(("end", end.epoch, sorted(end.figures), end.record["epoch"]))
 
-    def on_train_end(self, trainer):
+    def on_train_end(self, info):
         self.events.append("finish")
 
 
 def test_callbacks_see_every_epoch_and_the_figures(mnist_root, tmp_path):
     recorder = Recorder()
     avae.train(tiny_config(mnist_root, epochs=2, figures_every=2), out=tmp_path / "r", callbacks=[recorder])
-    assert recorder.events == ["start", ("epoch", 8), ("end", 1, [], 1), ("epoch", 8),
+    assert recorder.events == [("start", "r", 2), ("epoch", 1, 8, 0), ("end", 1, [], 1), ("epoch", 2, 8, 0),
                                ("end", 2, ["latents", "norms", "reconstructions", "samples"], 2), "finish"]
 
 

@@ -2,11 +2,13 @@
 
 The trainer calls every callback on rank 0 only, in order: `on_train_start`, then per epoch
 `on_epoch_start`, `on_step_end` after each step and `on_epoch_end` after validation, and
-`on_train_end`. Built in: `Figures` (the pictures of an epoch; it fills `EpochEnd.figures` for
-the callbacks after it), `MetricsLog` (metrics.jsonl) and `ProgressBar`. Trackers, each enabled by
-one setting: `TensorBoard` (train.tensorboard), `WandB` (train.wandb, offline unless WANDB_MODE
-says otherwise), `MLflow` (train.mlflow, a file store in the run directory unless
-MLFLOW_TRACKING_URI is set). A user's own callbacks go to `avae.train(..., callbacks=[...])`.
+`on_train_end`, each with the run's `RunInfo` (what a report may read; not the trainer).
+
+Built in: `Figures` (the pictures of an epoch; it fills `EpochEnd.figures` for the callbacks
+after it), `MetricsLog` (metrics.jsonl) and `ProgressBar`. Trackers, each enabled by one
+setting: `TensorBoard` (train.tensorboard), `WandB` (train.wandb, offline unless WANDB_MODE says
+otherwise), `MLflow` (train.mlflow, a file store in the run directory unless MLFLOW_TRACKING_URI
+is set). A user's own callbacks go to `avae.train(..., callbacks=[...])`.
 """
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from . import config, report, run
+from .data import ImageSet
 from .errors import AvaeError
 
 
@@ -34,39 +38,54 @@ class EpochEnd:
     figures: dict[str, Path] = field(default_factory=dict)  # name → PNG (samples, reconstructions, latents, norms)
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """What a callback may read about the run being trained."""
+
+    run_dir: Path
+    config: dict  # the resolved config, as written to config.yaml
+    settings: object  # its train section (TrainConfig): epochs, figures_every, ...
+    model: torch.nn.Module  # trained in place: a callback that switches it to eval mode switches it back
+    val_images: ImageSet  # the validation images (uint8, by index)
+    value_range: tuple[float, float]  # what the model's float images span
+    prepare: Callable[[torch.Tensor], torch.Tensor]  # uint8 images → the model's input on its device
+    seed: int  # train.seed
+
+
 class Callback:
-    """Override what you need; `trainer` gives the run directory, config, model, data and epoch."""
+    """Override what you need; every event gets the run's `RunInfo` first."""
 
-    def on_train_start(self, trainer) -> None: ...
+    def on_train_start(self, info: RunInfo) -> None: ...
 
-    def on_epoch_start(self, trainer, steps: int) -> None:
-        """`steps`: the epoch's number of SGD steps (a resumed epoch starts at trainer.step)."""
+    def on_epoch_start(self, info: RunInfo, epoch: int, steps: int, start: int) -> None:
+        """`epoch`: the 1-based number of the epoch beginning; `steps`: its number of SGD steps;
+        `start`: the step it begins at (above 0 when a run resumes inside the epoch)."""
 
-    def on_step_end(self, trainer, step: int, losses: dict[str, torch.Tensor]) -> None: ...
+    def on_step_end(self, info: RunInfo, step: int, losses: dict[str, torch.Tensor]) -> None: ...
 
-    def on_epoch_end(self, trainer, end: EpochEnd) -> None: ...
+    def on_epoch_end(self, info: RunInfo, end: EpochEnd) -> None: ...
 
-    def on_train_end(self, trainer) -> None: ...
+    def on_train_end(self, info: RunInfo) -> None: ...
 
 
 class Figures(Callback):
     """Samples, reconstructions, latent scatter matrix and ‖z‖² histogram every `train.figures_every`
     epochs and after the last, in RUN_DIR/figures/epoch_NNN/."""
 
-    def on_epoch_end(self, trainer, end):
-        every, epochs = trainer.settings.figures_every, trainer.settings.epochs
+    def on_epoch_end(self, info, end):
+        every, epochs = info.settings.figures_every, info.settings.epochs
         if not every or (end.epoch % every and end.epoch != epochs):
             return
-        folder = trainer.run_dir / "figures" / f"epoch_{end.epoch:03d}"
+        folder = info.run_dir / "figures" / f"epoch_{end.epoch:03d}"
         folder.mkdir(parents=True, exist_ok=True)
-        model, vr = trainer.model, trainer.data.value_range
+        model, vr = info.model, info.value_range
         model.eval()
         with torch.no_grad():
-            gen = torch.Generator().manual_seed(trainer.seed)  # the same codes every epoch
+            gen = torch.Generator().manual_seed(info.seed)  # the same codes every epoch
             report.save_samples(folder / "samples.png", report.to_uint8(model.sample(64, gen).float().cpu(), vr),
                                 model.sampler)
-            originals = trainer.data.val.images(np.arange(min(32, len(trainer.data.val))))
-            recon = model.reconstruct(trainer.prepare(originals)).float().cpu()
+            originals = info.val_images.images(np.arange(min(32, len(info.val_images))))
+            recon = model.reconstruct(info.prepare(originals)).float().cpu()
             report.save_reconstructions(folder / "reconstructions.png", originals.numpy(), report.to_uint8(recon, vr),
                                         "validation")
         model.train()
@@ -78,23 +97,23 @@ class Figures(Callback):
 class MetricsLog(Callback):
     """One JSON line per epoch in RUN_DIR/metrics.jsonl."""
 
-    def on_epoch_end(self, trainer, end):
-        run.append_metrics(trainer.run_dir, end.record)
+    def on_epoch_end(self, info, end):
+        run.append_metrics(info.run_dir, end.record)
 
 
 class ProgressBar(Callback):
     """A tqdm bar per epoch (losses every 10 steps) and a summary line after it."""
 
-    def on_epoch_start(self, trainer, steps):
-        self.bar = tqdm(total=steps, initial=trainer.step, desc=f"epoch {trainer.epoch + 1}/{trainer.settings.epochs}",
-                        leave=False, dynamic_ncols=True)
+    def on_epoch_start(self, info, epoch, steps, start):
+        self.bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch}/{info.settings.epochs}", leave=False,
+                        dynamic_ncols=True)
 
-    def on_step_end(self, trainer, step, losses):
+    def on_step_end(self, info, step, losses):
         self.bar.update()
         if step % 10 == 0:
             self.bar.set_postfix({k: f"{float(v.detach()):.4g}" for k, v in losses.items()})
 
-    def on_epoch_end(self, trainer, end):
+    def on_epoch_end(self, info, end):
         self.bar.close()
         tqdm.write(summary_line(end.record))
 
@@ -129,12 +148,12 @@ class TensorBoard(Callback):
     def __init__(self):
         _require("tensorboard", "tensorboard")
 
-    def on_train_start(self, trainer):
+    def on_train_start(self, info):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(trainer.run_dir / "tensorboard"))
+        self.writer = SummaryWriter(str(info.run_dir / "tensorboard"))
 
-    def on_epoch_end(self, trainer, end):
+    def on_epoch_end(self, info, end):
         from PIL import Image
 
         for key, value in _numbers(end.record).items():
@@ -143,7 +162,7 @@ class TensorBoard(Callback):
             self.writer.add_image(title, np.asarray(Image.open(path).convert("RGB")), end.epoch, dataformats="HWC")
         self.writer.flush()
 
-    def on_train_end(self, trainer):
+    def on_train_end(self, info):
         self.writer.close()
 
 
@@ -154,20 +173,20 @@ class WandB(Callback):
     def __init__(self):
         _require("wandb", "wandb")
 
-    def on_train_start(self, trainer):
+    def on_train_start(self, info):
         import wandb
 
-        self.run = wandb.init(project="avae", name=trainer.run_dir.name, dir=str(trainer.run_dir),
-                              config=config.flatten(trainer.cfg), mode=os.environ.get("WANDB_MODE", "offline"),
-                              resume="allow", id=_safe_id(trainer.run_dir))
+        self.run = wandb.init(project="avae", name=info.run_dir.name, dir=str(info.run_dir),
+                              config=config.flatten(info.config), mode=os.environ.get("WANDB_MODE", "offline"),
+                              resume="allow", id=_safe_id(info.run_dir))
 
-    def on_epoch_end(self, trainer, end):
+    def on_epoch_end(self, info, end):
         import wandb
 
         images = {title: wandb.Image(str(path)) for title, path in end.figures.items()}
         self.run.log({**_numbers(end.record), **images}, step=end.epoch)
 
-    def on_train_end(self, trainer):
+    def on_train_end(self, info):
         self.run.finish()
 
 
@@ -178,24 +197,24 @@ class MLflow(Callback):
     def __init__(self):
         _require("mlflow", "mlflow")
 
-    def on_train_start(self, trainer):
+    def on_train_start(self, info):
         import mlflow
 
         if "MLFLOW_TRACKING_URI" not in os.environ:  # a file store of the run's own (opted into:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow-skinny has no database)
-            mlflow.set_tracking_uri((trainer.run_dir / "mlruns").resolve().as_uri())
+            mlflow.set_tracking_uri((info.run_dir / "mlruns").resolve().as_uri())
         mlflow.set_experiment("avae")
-        self.run = mlflow.start_run(run_name=trainer.run_dir.name)
-        mlflow.log_params({k: str(v) for k, v in config.flatten(trainer.cfg).items()})
+        self.run = mlflow.start_run(run_name=info.run_dir.name)
+        mlflow.log_params({k: str(v) for k, v in config.flatten(info.config).items()})
 
-    def on_epoch_end(self, trainer, end):
+    def on_epoch_end(self, info, end):
         import mlflow
 
         mlflow.log_metrics(_numbers(end.record), step=end.epoch)
         for path in end.figures.values():
             mlflow.log_artifact(str(path), artifact_path=f"figures/epoch_{end.epoch:03d}")
 
-    def on_train_end(self, trainer):
+    def on_train_end(self, info):
         import mlflow
 
         mlflow.end_run()

@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from . import _callable_module, callbacks as reporting, config as config_mod, hardware, run
-from .callbacks import Callback, EpochEnd
+from .callbacks import Callback, EpochEnd, RunInfo
 from .config import TrainConfig
 from .data import Dataset, ImageSet, check_unchanged, to_float
 from .distributed import Dist, from_environment
@@ -58,6 +58,8 @@ class Trainer:
         if callbacks is None:
             callbacks = reporting.from_settings(self.settings) if self.dist.is_main else []
         self.callbacks = callbacks
+        self.info = RunInfo(run_dir=self.run_dir, config=cfg, settings=self.settings, model=model,
+                            val_images=data.val, value_range=data.value_range, prepare=self.prepare, seed=self.seed)
 
     def _resolve_auto(self) -> dict:
         """Settings left at `auto` made concrete in the config: decided on rank 0 for this
@@ -121,7 +123,7 @@ class Trainer:
 
     def _report(self, event: str, *args) -> None:
         for callback in self.callbacks:  # rank 0's; the other ranks have none
-            getattr(callback, event)(self, *args)
+            getattr(callback, event)(self.info, *args)
 
     def _diverged(self, step: int, what: str) -> AvaeError:
         """The error that stops a diverging run; nothing non-finite has been written."""
@@ -140,7 +142,7 @@ class Trainer:
         model.train()
         resumed_at, start = self.step, time.perf_counter() - self.train_seconds
         self._last_save = time.monotonic()
-        self._report("on_epoch_start", len(batches))
+        self._report("on_epoch_start", self.epoch + 1, len(batches), self.step)
         for step in range(self.step, len(batches)):
             if step > resumed_at and step % model.checkpoint_alignment == 0 and self._checkpoint_due():
                 self.step, self.train_seconds = step, time.perf_counter() - start
