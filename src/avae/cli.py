@@ -115,7 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--html", default="comparison.html", help="page to write (default comparison.html)")
     c.set_defaults(run=_compare)
 
-    x = sub.add_parser("export", help="weights, config and a TorchScript model (encode, decode, sample) for use without avae")
+    x = sub.add_parser("export", help="weights, config, encoder and decoder programs (torch.export) and the sampler's "
+                                         "Gaussian, for use without avae")
     x.add_argument("run_dir")
     x.add_argument("--out", help="folder to write (default RUN_DIR/export)")
     x.add_argument("--checkpoint", choices=["last", "best"], default="last")
@@ -245,8 +246,8 @@ def _export(args) -> int:
     from .export import export
 
     out = export(args.run_dir, args.out, args.checkpoint)
-    print(f"exported to {out}/: weights.pt (state dict), config.yaml, data_spec.json, "
-          f"model.pt (TorchScript: encode, decode, sample; torch.jit.load)")
+    print(f"exported to {out}/: weights.pt (state dict), config.yaml, data_spec.json, encoder.pt2 and decoder.pt2 "
+          "(torch.export.load(path).module()), sampler.pt (mean and scale_tril of the codes' Gaussian)")
     return 0
 
 
