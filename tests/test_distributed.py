@@ -1,6 +1,7 @@
 """torchrun with 2 CPU processes (gloo): same KDE codes on every rank, the same training as one
 process with the same global batch, and a 2-rank checkpoint that resumes on 1 rank."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,53 @@ def test_two_ranks_train_like_one_process_and_resume_on_one(tmp_path):
     whole = train.start(config.resolve(None, dsprites("train.epochs=2")), tmp_path / "whole")
     assert [m["ranks"] for m in metrics(two)] == [2, 1]
     assert metrics(two)[1]["val_recon"] == pytest.approx(metrics(whole)[1]["val_recon"], rel=1e-3)
+
+
+NAN_ON_RANK_1 = '''
+import os
+import torch
+from torch import nn
+
+
+class Encoder(nn.Module):
+    """A linear encoder whose third training call returns NaN on rank 1 only."""
+
+    def __init__(self, shape, out_dim):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(shape[0] * shape[1] * shape[2], out_dim))
+        self.calls = 0
+
+    def forward(self, x):
+        z = self.net(x)
+        if self.training:
+            self.calls += 1
+            if os.environ.get("RANK") == "1" and self.calls == 3:
+                z = z * float("nan")
+        return z
+
+
+class Decoder(nn.Module):
+    def __init__(self, shape, latent_dim):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.net = nn.Linear(latent_dim, shape[0] * shape[1] * shape[2])
+
+    def forward(self, z):
+        return self.net(z).view(-1, *self.shape)
+'''
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
+    """Without agreement the finite rank would wait in the gradient all-reduce for ever."""
+    (tmp_path / "nan_nets.py").write_text(NAN_ON_RANK_1)
+    out = tmp_path / "run"
+    args = [s for s in dsprites("train.epochs=1", "model.name=ae", "model.encoder=nan_nets:Encoder",
+                                "model.decoder=nan_nets:Decoder") if not s.startswith("model.kde")]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "avae",
+           "train", "--out", str(out), *sum((["--set", s] for s in args), [])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])})
+    assert proc.returncode != 0
+    assert "step 3: the training loss is nan" in proc.stderr, proc.stderr[-3000:]
+    assert "step 3: the training loss is non-finite on another rank" in proc.stderr
+    assert run.status(out) == "failed"

@@ -53,6 +53,14 @@ class Dist:
         dist.all_reduce(t)
         return dict(zip(keys, t.tolist()))
 
+    def any(self, flag: bool, device) -> bool:
+        """Whether `flag` holds on some rank: every rank gets the same answer, so all stop together."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([float(flag)], device=device)
+        dist.all_reduce(t)
+        return bool(t.item() > 0)
+
     def average_gradients(self, parameters) -> None:
         """Average the gradients of parameters that DistributedDataParallel does not manage."""
         if not self.enabled:

@@ -153,8 +153,10 @@ class Trainer:
             x = self.prepare(self.data.train.images(shard))
             with self.autocast():
                 losses = self.forward(x)
-            if not torch.isfinite(losses["loss"].detach()).all():
-                raise self._diverged(step, f"the training loss is {float(losses['loss'].detach())}")
+            finite = bool(torch.isfinite(losses["loss"].detach()).all())
+            if self.dist.any(not finite, self.device):  # one rank's non-finite loss stops every rank
+                raise self._diverged(step, f"the training loss is {float(losses['loss'].detach())}" if not finite
+                                     else "the training loss is non-finite on another rank")
             # DDP averages gradients over ranks; weighting by the shard's share of the batch
             # makes that the gradient of the global batch mean, as in one process.
             weight = len(shard) * self.dist.world / len(batch)
@@ -235,11 +237,12 @@ class Trainer:
     def _save(self, which: str) -> None:
         """Rank 0 writes; every rank must call (the epoch's partial sums are reduced first)."""
         sums = self.dist.sum(self.sums, self.device)
+        bad = run.non_finite(self.model.state_dict())
+        if self.dist.any(bool(bad), self.device):  # every rank stops (CPU ranks' BatchNorm statistics differ)
+            raise self._diverged(max(self.step - 1, 0), f"the weights became non-finite ({bad[0]})" if bad
+                                 else "the weights became non-finite on another rank")
         if not self.dist.is_main:
             return
-        bad = run.non_finite(self.model.state_dict())
-        if bad:
-            raise self._diverged(max(self.step - 1, 0), f"the weights became non-finite ({bad[0]})")
         state = {
             "model": self.model.state_dict(),
             "model_extra": self.model.extra_state(),
