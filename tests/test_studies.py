@@ -3,10 +3,10 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from avae import config
+from avae.benchmark import load_suite, plan
 
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "studies.py"
 
@@ -40,7 +40,9 @@ def test_budget_runs_carry_their_budget_and_span_ten_times_with_paper_cpu(studie
         assert labels["budget_units"] == epochs * images * width
         assert config.resolve(None, settings)["train"]["seed"] == labels["seed"]
         units.add(labels["budget_units"])
-    units.add(float(np.prod(studies.PAPER_CPU_BUDGET)))
+    for job in plan(load_suite("paper-cpu")):  # the largest budget: paper-cpu's runs
+        if job.dataset in studies.BUDGET_MODELS:
+            units.add(studies.budget_units(config.resolve(None, job.overrides)))
     assert len(units) >= 3 and max(units) / min(units) >= 10
 
 
@@ -58,12 +60,16 @@ def test_fashion_studies_cover_their_axes(studies):
 
 
 def test_paper_cpu_records_become_the_largest_budget(studies, tmp_path):
-    records = [{"dataset": d, "model": m, "seed": 0, "headline": {"pca_mig": 0.1}}
-               for d, m in [("dsprites", "vae"), ("dsprites", "aae"), ("fashion_mnist", "avae"), ("shapes3d", "aae")]]
+    def cfg(epochs):
+        return {"train": {"epochs": epochs}, "data": {"train_size": 40000}, "model": {"width": 0.5}}
+
+    records = [{"dataset": d, "model": m, "seed": 0, "headline": {"pca_mig": 0.1}, "config": cfg(e)}
+               for d, m, e in [("dsprites", "vae", 6), ("dsprites", "aae", 6), ("fashion_mnist", "avae", 10),
+                               ("shapes3d", "aae", 3)]]
     (tmp_path / "paper-cpu.json").write_text(json.dumps({"records": records}))
     kept = studies.paper_cpu_records(tmp_path)
     assert [(r["dataset"], r["model"]) for r in kept] == [("dsprites", "vae"), ("shapes3d", "aae")]
-    assert {r["budget_units"] for r in kept} == {3 * 40000 * 0.5}
+    assert [r["budget_units"] for r in kept] == [6 * 40000 * 0.5, 3 * 40000 * 0.5]
     assert studies.paper_cpu_records(tmp_path / "missing") == []
 
 
