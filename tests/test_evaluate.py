@@ -5,10 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from avae import config, pages, train
+from avae import config, pages, run, train
 from avae.cli import main
 from avae.evaluate import slerp
 from avae.metrics import disentangle
+from avae.metrics.features import classifier_path
 from fixtures import write_mnist
 from pagecheck import check_page
 
@@ -45,6 +46,8 @@ def test_evaluate_writes_json_figures_and_html(trained_run, capsys):
         assert set(q["density_coverage"]) >= {"density", "coverage"}
     fs = result["feature_space"]
     assert fs["name"] == "classifier" and 0 <= fs["test_accuracy"][0] <= 1
+    data = run.load_data(run.read(trained_run)[0], cut=False)
+    assert fs["weights"] == str(classifier_path(data, seed=0))  # seed 1's evaluation scores in seed 0's space
     lq = result["latent_quality"]
     assert lq["entropy"]["reference"] == 2.0
     assert lq["sampling_variance"] < 1  # the AVAE samples from N(0, (1−h²)I)

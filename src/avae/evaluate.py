@@ -135,7 +135,8 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
     elif features == "random":
         extractor = RandomFeatures(ev.spec.shape, ev.vr)
     else:
-        extractor = timed("feature_classifier", classifier_features, ev.data, seed=seed, epochs=classifier_epochs,
+        # the classifier's own seed, not the evaluation's: evaluations with any seed share one feature space
+        extractor = timed("feature_classifier", classifier_features, ev.data, epochs=classifier_epochs,
                           max_train=classifier_images, progress=progress)
     real_f = timed("features_real", extractor, ev.images)
     real_balls = timed("knn_radii_real", generative.KnnBalls, real_f, 5, "real features")

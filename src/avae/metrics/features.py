@@ -1,8 +1,9 @@
 """Feature spaces for the Fréchet distance and precision/recall.
 
 - `classifier`: a small CNN that avae trains on the dataset's labels (or on every ground-truth
-  factor), cached per dataset; its penultimate layer (128-d) is the feature. This is what runs
-  offline; numbers in it are comparable only with numbers in the same feature space.
+  factor) from a fixed seed, cached per dataset; its penultimate layer (128-d) is the feature. This
+  is what runs offline; numbers in it are comparable only with numbers in the same feature space
+  (one per dataset and classifier size, whatever the evaluation's seed).
 - `random`: the same CNN untrained, its weights drawn from a fixed seed, for data without labels
   or factors. It responds to low-level statistics (intensity, colour, edges, blur, texture),
   not to what the images show; numbers in it are comparable only between runs on images of one
@@ -133,10 +134,7 @@ class RandomFeatures(NetFeatures):
 def classifier_features(data: Dataset, seed: int = 0, epochs: int = 3, max_train: int = 10000,
                         progress: bool = True) -> ClassifierFeatures:
     """The cached feature classifier of a dataset, trained on first use."""
-    key = hashlib.sha256(json.dumps(
-        [CLASSIFIER_VERSION, data.name, data.info, len(data.train), seed, epochs, max_train], sort_keys=True, default=str
-    ).encode()).hexdigest()[:16]
-    path = cache_path().parent / "classifiers" / f"{data.name}-{key}.pt"
+    path = classifier_path(data, seed, epochs, max_train)
     c, size = data.shape[0], data.shape[1]
     train_targets = targets_of(data.train, data)
     classes = [int(train_targets[:, k].max()) + 1 for k in range(train_targets.shape[1])]
@@ -152,6 +150,14 @@ def classifier_features(data: Dataset, seed: int = 0, epochs: int = 3, max_train
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(lambda tmp: torch.save({"weights": net.state_dict(), "accuracy": accuracy}, tmp), path)
     return ClassifierFeatures(net, data.value_range, accuracy, path)
+
+
+def classifier_path(data: Dataset, seed: int = 0, epochs: int = 3, max_train: int = 10000) -> Path:
+    """Where the classifier of these settings is cached: keyed by everything that shapes its weights."""
+    key = hashlib.sha256(json.dumps(
+        [CLASSIFIER_VERSION, data.name, data.info, len(data.train), seed, epochs, max_train], sort_keys=True, default=str
+    ).encode()).hexdigest()[:16]
+    return cache_path().parent / "classifiers" / f"{data.name}-{key}.pt"
 
 
 def _fit(net, data, targets, seed, epochs, max_train, progress):
