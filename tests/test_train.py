@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from avae import config, train
-from avae.run import load_data
+from avae.run import load_data, save_file
 from avae.cli import main
 from fixtures import write_mnist
 
@@ -160,3 +160,18 @@ def test_plain_autoencoder_trains_and_samples_from_a_fitted_gaussian(mnist_root,
 def test_bfloat16_precision_runs(mnist_root, tmp_path):
     run_dir = run(mnist_root, tmp_path / "bf", "train.epochs=1", "train.figures_every=0", "train.precision=bfloat16")
     assert math.isfinite(metrics(run_dir)[0]["val_loss"])
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text("old")
+
+    def half_then_fail(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_file(half_then_fail, path)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["result.json"]
+    save_file(lambda tmp: tmp.write_text("new"), path)
+    assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["result.json"]

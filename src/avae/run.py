@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import secrets
 import shutil
 import zlib
 from contextlib import contextmanager
@@ -331,10 +332,15 @@ def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
 # --- files ------------------------------------------------------------------------------------
 def save_file(write: Callable[[Path], object], path: Path) -> None:
     """Write a file atomically: `write` fills a temporary file that then replaces `path`, so a
-    reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    reader never sees half a file. The temporary name is the writer's own, so processes sharing a
+    cache (a job array, two suites) never write into one file."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, obj) -> None:
