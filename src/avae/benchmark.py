@@ -376,6 +376,7 @@ def performance(records: list[dict]) -> dict:
     for dataset in sorted({r["dataset"] for r in records}):
         rows = [r for r in records if r["dataset"] == dataset]
         by_model: dict = {}
+        threads: dict[str, set] = {}  # torch threads of the model's runs (a speed is per thread count)
         for r in rows:
             t = r["training"]
             flops = step_flops(Path(r["run_dir"]))
@@ -384,12 +385,15 @@ def performance(records: list[dict]) -> dict:
             if "kde_refresh" in flops:
                 total += flops["kde_refresh"] * sum(-(-s // flops["refresh_every"]) for s in t["steps"])
             entry = by_model.setdefault(r["model"], {"epoch_s": [], "images_per_s": [], "gflops_per_s": []})
+            threads.setdefault(r["model"], set()).add(r["config"]["train"].get("threads"))
             entry["epoch_s"].append(t["epoch_s"])
             entry["images_per_s"].append(t["images_per_s"])
             entry["gflops_per_s"].append(total / sum(t["train_times_s"]) / 1e9)
             if t["kde_refresh_s"]:
                 entry.setdefault("kde_refresh_share", []).append(sum(t["kde_refresh_s"]) / sum(t["train_times_s"]))
         summary = {m: {k: float(np.mean(v)) for k, v in e.items()} for m, e in by_model.items()}
+        for m, used in threads.items():
+            summary[m]["threads"] = "–".join(str(t) for t in sorted(used, key=str))
         for m in summary.values():
             m["percent_of_float32_peak"] = 100 * m["gflops_per_s"] / peaks["float32"]
         ds = {"models": summary}
@@ -413,12 +417,12 @@ def performance_markdown(perf: dict) -> str:
             lines.append(f"- AVAE epoch time over the VAE's: {ds['avae_epoch_over_vae']:.2f}")
         if "bandwidth_estimation_s" in ds:
             lines.append(f"- Bandwidth estimation: {ds['bandwidth_estimation_s']:.2f} s")
-        lines += ["", "| model | epoch (s) | images/s | GFLOP/s | % of float32 peak | re-encoding share |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", "| model | threads | epoch (s) | images/s | GFLOP/s | % of float32 peak | re-encoding share |",
+                  "|---|---|---|---|---|---|---|"]
         for name, m in sorted(ds["models"].items()):
             share = f"{100 * m['kde_refresh_share']:.0f} %" if "kde_refresh_share" in m else "–"
-            lines.append(f"| {name} | {m['epoch_s']:.1f} | {m['images_per_s']:.0f} | {m['gflops_per_s']:.1f} | "
-                         f"{m['percent_of_float32_peak']:.0f} | {share} |")
+            lines.append(f"| {name} | {m.get('threads', '?')} | {m['epoch_s']:.1f} | {m['images_per_s']:.0f} | "
+                         f"{m['gflops_per_s']:.1f} | {m['percent_of_float32_peak']:.0f} | {share} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -481,24 +485,12 @@ def write_pages(payload: dict, results_root: Path) -> None:
     where = f"{machine['cpus']} CPU cores" + (f" and a {machine['gpu']}" if machine["gpu"] else "")
     table = (markdown(payload["suite"], payload["summary"]) + f"\nCommand: `{payload['command']}`. Compute: "
              f"{hours['train']:.2f} h training and {hours['evaluate']:.2f} h evaluation, {len(records)} runs on "
-             f"{where}.\n\n" + performance_markdown(payload["performance"]) + _needs_markdown(payload))
+             f"{where}.\n\n" + performance_markdown(payload["performance"]))
     (results_root / f"{stem}.md").write_text(table)
     paper = paper_results()
     pages.write_benchmark_page(results_root / f"{stem}.html", payload, headline_metrics(),
                                {d: paper_reference(d, paper) for d in payload["summary"]},
                                {d: claims(metrics) for d, metrics in payload["summary"].items()})
-
-
-NEEDS_NOTE = ("These records predate scoring against each model's sampling distribution; their run directories "
-              "are not in the repository (`python benchmarks/rescore_targets.py` re-scored the rest):")
-
-
-def _needs_markdown(payload: dict) -> str:
-    needs = payload.get("needs_new_evaluation")
-    if not needs:
-        return ""
-    lines = ["", "## Latent metrics that need a new evaluation", "", NEEDS_NOTE, ""]
-    return "\n".join(lines + [f"- {run}: {', '.join(missing)}" for run, missing in needs.items()]) + "\n"
 
 
 def rewrite_pages(name: str, results_root: Path, datasets: list[str] | None = None) -> Path:

@@ -268,10 +268,6 @@ def write_benchmark_page(path: Path, payload: dict, metrics: dict, references: d
                  _claims_table(dataset, claims.get(dataset, []), metrics)]
     if payload.get("performance"):
         body.append(_performance(payload["performance"]))
-    if payload.get("needs_new_evaluation"):
-        rows = [[escape(run), escape(", ".join(missing))] for run, missing in payload["needs_new_evaluation"].items()]
-        body.append("<h2 id='needs'>Latent metrics that need a new evaluation</h2>"
-                    + _details(f"{len(rows)} runs", _table(["run", "metrics left out"], rows, numeric_from=2)))
     for dataset in summary:
         body.append(f"<h2 id='pictures-{dataset}'>{escape(dataset)}: pictures</h2>"
                     + _pictures(records, dataset, Path(path).parent))
@@ -335,13 +331,13 @@ def _performance(perf: dict) -> str:
             facts.append(f"AVAE epoch time over the VAE's: {ds['avae_epoch_over_vae']:.2f}")
         if "bandwidth_estimation_s" in ds:
             facts.append(f"bandwidth estimation: {ds['bandwidth_estimation_s']:.2f} s")
-        rows = [[escape(name), number(m["epoch_s"]), number(m["images_per_s"]), number(m["gflops_per_s"]),
-                 number(m["percent_of_float32_peak"], 2),
+        rows = [[escape(name), escape(m.get("threads", "?")), number(m["epoch_s"]), number(m["images_per_s"]),
+                 number(m["gflops_per_s"]), number(m["percent_of_float32_peak"], 2),
                  f"{100 * m['kde_refresh_share']:.0f} %" if "kde_refresh_share" in m else "–"]
                 for name, m in ds["models"].items()]
         out += [f"<h3>{escape(dataset)}</h3><p class='note'>{'; '.join(facts)}</p>",
-                _table(["model", "epoch (s) ↓", "images/s ↑", "GFLOP/s ↑", "% of float32 peak", "re-encoding share"],
-                       rows)]
+                _table(["model", "threads", "epoch (s) ↓", "images/s ↑", "GFLOP/s ↑", "% of float32 peak",
+                        "re-encoding share"], rows)]
     return "".join(out)
 
 
