@@ -138,13 +138,18 @@ def budget_units(cfg: dict) -> float:
 
 
 def paper_cpu_records(results: Path) -> list[dict]:
-    """paper-cpu's dSprites and 3D Shapes records of the budget study's models, as its largest budget."""
-    path = results / "paper-cpu.json"
-    if not path.is_file():
-        return []
+    """paper-cpu's dSprites and 3D Shapes records of the budget study's models, as its largest budget:
+    of results/paper-cpu*.json (the whole suite and its re-run parts), each run's latest record."""
+    latest: dict = {}
+    for path in sorted(results.glob("paper-cpu*.json")):
+        payload = json.loads(path.read_text())
+        for r in payload["records"]:
+            key = (r["dataset"], r["model"], r["seed"])
+            if key not in latest or payload.get("written", "") >= latest[key][0]:
+                latest[key] = (payload.get("written", ""), r)
     return [{"dataset": r["dataset"], "model": r["model"], "seed": r["seed"], "budget": "large (paper-cpu)",
              "budget_units": budget_units(r["config"]), "headline": r["headline"]}
-            for r in json.loads(path.read_text())["records"] if r["model"] in BUDGET_MODELS.get(r["dataset"], [])]
+            for _, r in latest.values() if r["model"] in BUDGET_MODELS.get(r["dataset"], [])]
 
 
 def page(study: str, records: list[dict], results: Path, command: str) -> Path:

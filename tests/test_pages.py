@@ -1,5 +1,6 @@
 """The HTML pages: numbers rounded to what they mean, labels from the catalogue, the committed results page."""
 import json
+import shutil
 from pathlib import Path
 
 from avae import benchmark, pages
@@ -54,6 +55,22 @@ def test_committed_results_page_renders_from_its_json(tmp_path):
     assert text.count('class="num best"') >= 3 * 10 and "Paper: its MNIST values" in text
     md = (tmp_path / "paper-cpu.md").read_text()
     assert "| fd_N ↓ | 96 ± 23 [19.51] | 51.2 ± 3.5 [13.27] |" in md
+
+
+def test_committed_dsprites_page_shows_the_pictures_of_its_runs(tmp_path):
+    """The re-run dSprites part: each model's first-seed pictures beside the page, the very files its records hash."""
+    results = RESULTS.parent
+    (tmp_path / "paper-cpu-dsprites.json").write_text((results / "paper-cpu-dsprites.json").read_text())
+    shutil.copytree(results / "paper-cpu-dsprites-pictures", tmp_path / "paper-cpu-dsprites-pictures")
+    args = ["benchmark", "--suite", "paper-cpu", "--datasets", "dsprites", "--results", str(tmp_path), "--pages-only"]
+    assert main(args) == 0
+    page = check_page(tmp_path / "paper-cpu-dsprites.html")  # every <img> opens
+    records = json.loads((tmp_path / "paper-cpu-dsprites.json").read_text())["records"]
+    models = {r["model"] for r in records}
+    assert len(models) == 6 and len(page.images) == 3 * len(models)  # samples, reconstructions, latents
+    for r in records:
+        for entry in r.get("pictures", {}).values():
+            assert pages.picture_intact(entry, tmp_path) and entry["file"] in page.images
 
 
 def test_rewriting_pages_needs_results(tmp_path, capsys):

@@ -70,6 +70,12 @@ def test_paper_cpu_records_become_the_largest_budget(studies, tmp_path):
     kept = studies.paper_cpu_records(tmp_path)
     assert [(r["dataset"], r["model"]) for r in kept] == [("dsprites", "vae"), ("shapes3d", "aae")]
     assert [r["budget_units"] for r in kept] == [6 * 40000 * 0.5, 3 * 40000 * 0.5]
+    # a re-run part written later replaces the whole suite's record of the same run
+    part = [{**records[0], "headline": {"pca_mig": 0.2}}]
+    (tmp_path / "paper-cpu-dsprites.json").write_text(json.dumps({"records": part, "written": "2026-11-25 10:00:00"}))
+    (tmp_path / "paper-cpu.json").write_text(json.dumps({"records": records, "written": "2026-11-24 16:00:00"}))
+    kept = studies.paper_cpu_records(tmp_path)
+    assert [(r["model"], r["headline"]["pca_mig"]) for r in kept] == [("vae", 0.2), ("aae", 0.1)]
     assert studies.paper_cpu_records(tmp_path / "missing") == []
 
 
