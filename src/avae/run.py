@@ -333,8 +333,9 @@ def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
 def save_file(write: Callable[[Path], object], path: Path) -> None:
     """Write a file atomically: `write` fills a temporary file that then replaces `path`, so a
     reader never sees half a file. The temporary name is the writer's own, so processes sharing a
-    cache (a job array, two suites) never write into one file."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    cache (a job array, two suites) never write into one file; it keeps the suffix, which some
+    writers check (torch.export wants .pt2)."""
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)
