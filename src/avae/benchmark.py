@@ -376,7 +376,6 @@ def performance(records: list[dict]) -> dict:
     for dataset in sorted({r["dataset"] for r in records}):
         rows = [r for r in records if r["dataset"] == dataset]
         by_model: dict = {}
-        threads: dict[str, set] = {}  # torch threads of the model's runs (a speed is per thread count)
         for r in rows:
             t = r["training"]
             flops = step_flops(Path(r["run_dir"]))
@@ -385,15 +384,15 @@ def performance(records: list[dict]) -> dict:
             if "kde_refresh" in flops:
                 total += flops["kde_refresh"] * sum(-(-s // flops["refresh_every"]) for s in t["steps"])
             entry = by_model.setdefault(r["model"], {"epoch_s": [], "images_per_s": [], "gflops_per_s": []})
-            threads.setdefault(r["model"], set()).add(r["config"]["train"].get("threads"))
             entry["epoch_s"].append(t["epoch_s"])
             entry["images_per_s"].append(t["images_per_s"])
             entry["gflops_per_s"].append(total / sum(t["train_times_s"]) / 1e9)
             if t["kde_refresh_s"]:
                 entry.setdefault("kde_refresh_share", []).append(sum(t["kde_refresh_s"]) / sum(t["train_times_s"]))
         summary = {m: {k: float(np.mean(v)) for k, v in e.items()} for m, e in by_model.items()}
-        for m, used in threads.items():
-            summary[m]["threads"] = "–".join(str(t) for t in sorted(used, key=str))
+        for m in summary:  # the torch threads of the model's runs: a speed is per thread count
+            summary[m]["threads"] = "–".join(sorted({str(r["config"]["train"].get("threads")) for r in rows
+                                                     if r["model"] == m}))
         for m in summary.values():
             m["percent_of_float32_peak"] = 100 * m["gflops_per_s"] / peaks["float32"]
         ds = {"models": summary}

@@ -81,6 +81,10 @@ class FeatureNet(nn.Module):
         return f, [head(f) for head in self.heads]
 
 
+def _net_input(images_uint8: torch.Tensor, value_range) -> torch.Tensor:
+    return to_float(images_uint8, value_range).contiguous(memory_format=LAYOUT)
+
+
 class NetFeatures:
     """The body of a FeatureNet as a feature extractor on uint8 images."""
 
@@ -91,8 +95,7 @@ class NetFeatures:
     def __call__(self, images_uint8: np.ndarray, batch: int = 1000) -> np.ndarray:
         out = []
         for i in range(0, len(images_uint8), batch):
-            x = to_float(torch.as_tensor(images_uint8[i : i + batch]), self.value_range)
-            out.append(self.net(x.contiguous(memory_format=LAYOUT))[0].numpy())
+            out.append(self.net(_net_input(torch.as_tensor(images_uint8[i : i + batch]), self.value_range))[0].numpy())
         return np.concatenate(out).astype(np.float64)
 
 
@@ -177,7 +180,7 @@ def _fit(net, data, targets, seed, epochs, max_train, progress):
         for i in tqdm(range(0, len(order), 100), desc=f"feature classifier {epoch + 1}/{epochs}", disable=not progress,
                       leave=False):
             idx = np.sort(order[i : i + 100])
-            x = to_float(images[np.searchsorted(stored, idx)], data.value_range).contiguous(memory_format=LAYOUT)
+            x = _net_input(images[np.searchsorted(stored, idx)], data.value_range)
             y = torch.as_tensor(targets[idx])
             _, logits = net(x)
             loss = sum(loss_fn(out, y[:, k]) for k, out in enumerate(logits))
@@ -193,7 +196,7 @@ def _accuracy(net, data, images, n: int = 10000) -> list[float]:
     targets = targets_of(images, data)[idx]
     correct = np.zeros(targets.shape[1])
     for i in range(0, len(idx), 1000):
-        _, logits = net(to_float(images.images(idx[i : i + 1000]), data.value_range).contiguous(memory_format=LAYOUT))
+        _, logits = net(_net_input(images.images(idx[i : i + 1000]), data.value_range))
         for k, out in enumerate(logits):
             correct[k] += (out.argmax(1).numpy() == targets[i : i + 1000, k]).sum()
     return (correct / len(idx)).tolist()
