@@ -83,7 +83,7 @@ def child(dataset: str, source: str, root: str | None) -> dict:
             first = time.perf_counter() - t
     fetch = time.perf_counter() - start
     return {
-        "dataset": dataset, "source": data.info["source"], "images": len(data.factors),
+        "dataset": dataset, "source": data.info["source"], "images": len(data.factor_grid),
         "baseline_rss_mib": round(baseline, 1), "peak_rss_mib": round(peak_mib(), 1),
         "open_s": round(opened, 2), "first_batch_s": round(first, 2),
         "batches_s": round(fetch, 2), "batches": BATCHES, "batch_size": BATCH,

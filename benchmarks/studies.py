@@ -101,7 +101,7 @@ def score_disentanglement(run_dir: Path, seed: int, n: int = 2000) -> None:
         "n": ev.n, "seed": seed,
         "latent_quality": {"reconstruction": latent.reconstruction_errors(x, ev.decode(codes, "reconstructions")),
                            "collapsed_axes": latent.collapsed_axes(codes)},
-        "disentanglement": disentangle.scores(ev.data.factors, ev.encode_images, seed, BUDGET_METRICS, preset="fast"),
+        "disentanglement": disentangle.scores(ev.data.factor_grid, ev.encode_images, seed, BUDGET_METRICS, preset="fast"),
     }
     result["timings_s"] = {"scoring": time.perf_counter() - start}
     run.write_json(run_dir / RESULT["budget"], result)

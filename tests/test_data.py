@@ -248,9 +248,9 @@ def test_dsprites_file_is_bit_packed_and_read_through_load_dataset(tmp_path, mon
     assert (len(data.train), len(data.val)) == (10, 2)  # val = min(20000, n // 5) on a reduced grid
     assert np.array_equal(np.union1d(data.train.indices, data.val.indices), np.arange(12))
     idx = np.array([11, 0, 5, 5])
-    assert torch.equal(data.factors.images(idx), torch.from_numpy(imgs[idx, None] * 255))
-    assert data.factors._packed.shape == (12, 64, 8)  # 8 pixels a byte: 512 bytes per image
-    assert data.factors.factor_classes(7).tolist() == [[1, 0, 0, 1, 1]]
+    assert torch.equal(data.factor_grid.images(idx), torch.from_numpy(imgs[idx, None] * 255))
+    assert data.factor_grid._packed.shape == (12, 64, 8)  # 8 pixels a byte: 512 bytes per image
+    assert data.factor_grid.factor_classes(7).tolist() == [[1, 0, 0, 1, 1]]
 
 
 def test_dsprites_file_with_non_binary_or_truncated_images(tmp_path, monkeypatch):
@@ -627,7 +627,7 @@ def test_shapes3d_dataset_split(monkeypatch):
     data = load_dataset("shapes3d", seed=5)
     assert (len(data.train), len(data.val)) == (460_000, 20_000) and data.test is None
     assert np.array_equal(np.union1d(data.train.indices, data.val.indices), np.arange(480_000))
-    assert data.info["source"] == "procedural" and isinstance(data.factors, ProceduralShapes3D)
+    assert data.info["source"] == "procedural" and isinstance(data.factor_grid, ProceduralShapes3D)
     assert data.likelihood == "gaussian" and data.value_range == (0.0, 1.0) and data.shape == (3, 64, 64)
     assert np.array_equal(data.val.indices, load_dataset("shapes3d", seed=5).val.indices)
     with pytest.raises(AvaeError, match="colour"):
@@ -642,17 +642,17 @@ def test_shapes3d_file_reads_lazily_in_official_layout(tmp_path, monkeypatch):
     monkeypatch.setattr(Shapes3DFile, "factor_sizes", REDUCED)
     images = fixtures.write_shapes3d_h5(tmp_path / H5, REDUCED)
     data = load_dataset("shapes3d", root=str(tmp_path), seed=0)
-    assert data.info["source"] == "file" and isinstance(data.factors, Shapes3DFile)
+    assert data.info["source"] == "file" and isinstance(data.factor_grid, Shapes3DFile)
     assert (len(data.train), len(data.val)) == (39, 9)
     idx = np.array([40, 3, 3, 17, 0, 4, 5, 41, 47])  # unsorted, repeats, runs: read sorted, put back in order
-    got = data.factors.images(idx)
+    got = data.factor_grid.images(idx)
     assert got.shape == (9, 3, 64, 64) and got.dtype == torch.uint8
     assert np.array_equal(got.numpy(), images[idx].transpose(0, 3, 1, 2))
-    assert np.array_equal(data.factors.images(np.arange(48)).numpy(), images.transpose(0, 3, 1, 2))
-    assert data.factors.images([]).shape == (0, 3, 64, 64)
-    assert data.factors.factor_classes(47).tolist() == [[1, 0, 1, 0, 3, 2]]
-    assert np.allclose(data.factors.factor_values([47, 5]), fixtures.shapes3d_values(REDUCED)[[47, 5]])
-    assert torch.equal(data.val.images([0]), data.factors.images(data.val.indices[:1]))
+    assert np.array_equal(data.factor_grid.images(np.arange(48)).numpy(), images.transpose(0, 3, 1, 2))
+    assert data.factor_grid.images([]).shape == (0, 3, 64, 64)
+    assert data.factor_grid.factor_classes(47).tolist() == [[1, 0, 1, 0, 3, 2]]
+    assert np.allclose(data.factor_grid.factor_values([47, 5]), fixtures.shapes3d_values(REDUCED)[[47, 5]])
+    assert torch.equal(data.val.images([0]), data.factor_grid.images(data.val.indices[:1]))
 
 
 def test_shapes3d_file_errors(tmp_path, monkeypatch):
@@ -680,7 +680,7 @@ def test_shapes3d_file_errors(tmp_path, monkeypatch):
     raw = path.read_bytes()
     path.write_bytes(raw[: len(raw) // 3])
     with pytest.raises(AvaeError, match=H5):
-        load_dataset("shapes3d", root=str(tmp_path)).factors.images(np.arange(48))
+        load_dataset("shapes3d", root=str(tmp_path)).factor_grid.images(np.arange(48))
     with pytest.raises(AvaeError, match=f"{H5} not found"):
         load_dataset("shapes3d", root=str(tmp_path / "none"), source="file")
 

@@ -174,8 +174,8 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
         "avae": __version__, "torch": torch.__version__,
     }
     directions = None
-    if ev.data.factors is not None and disentanglement != "none":
-        result["factors"] = list(ev.data.factors.factor_names)
+    if ev.data.factor_grid is not None and disentanglement != "none":
+        result["factors"] = list(ev.data.factor_grid.factor_names)
         result["disentanglement"], directions = timed("disentanglement", _disentanglement, ev, disentanglement,
                                                       progress)
     result["timings_s"] = timings
@@ -199,7 +199,7 @@ def _disentanglement(ev: Evaluation, preset: str, progress: bool):
     def represent(images_uint8):
         return ev.encode_images(np.asarray(images_uint8))
 
-    return disentangle.scores_with_directions(ev.data.factors, represent, seed=ev.seed, preset=preset, progress=progress)
+    return disentangle.scores_with_directions(ev.data.factor_grid, represent, seed=ev.seed, preset=preset, progress=progress)
 
 
 def _figures(ev: Evaluation, codes, sets_u8, folder: Path, directions) -> dict:
@@ -234,7 +234,7 @@ def _figures(ev: Evaluation, codes, sets_u8, folder: Path, directions) -> dict:
         report.save_traversals(figs["Traversals along the PCA factor directions"],
                                decoded(_traverse(np.asarray(directions), values)),
                                "Traversals along the PCA-found direction of each factor",
-                               list(ev.data.factors.factor_names), values, along)
+                               list(ev.data.factor_grid.factor_names), values, along)
     return figs
 
 

@@ -80,7 +80,7 @@ def data_spec(data: Dataset) -> DataSpec:
         likelihood=data.likelihood,
         value_range=tuple(data.value_range),
         train_size=len(data.train),
-        has_factors=data.factors is not None,
+        has_factors=data.factor_grid is not None,
     )
 
 

@@ -72,7 +72,7 @@ class Dataset:
     likelihood: str = "gaussian"  # "gaussian" (SSE on [0,1] pixels) or "bernoulli" (logits)
     value_range: tuple[float, float] = (0.0, 1.0)  # range of the model's float input
     info: dict = field(default_factory=dict)  # provenance: files, split rule, sizes
-    factors: ImageSet | None = None  # the whole set with ground-truth factors (FactorImages), if any
+    factor_grid: ImageSet | None = None  # the whole set with ground-truth factors (FactorImages), if any
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -123,4 +123,4 @@ def load_factor_dataset(name: str, root, seed: int, options: dict, *, likelihood
         factors=dict(zip(images.factor_names, images.factor_sizes)),
     )
     return Dataset(name, images.subset(train), images.subset(val), None,
-                   likelihood=likelihood, value_range=(0.0, 1.0), info=info, factors=images)
+                   likelihood=likelihood, value_range=(0.0, 1.0), info=info, factor_grid=images)

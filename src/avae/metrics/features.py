@@ -42,8 +42,8 @@ def _targets(images, data: Dataset) -> np.ndarray | None:
     if isinstance(images, Subset):
         targets = _targets(images.base, data)
         return None if targets is None else targets[images.indices]
-    if images is data.factors:
-        return data.factors.factor_classes(np.arange(len(images)))
+    if images is data.factor_grid:
+        return data.factor_grid.factor_classes(np.arange(len(images)))
     return None
 
 
@@ -58,7 +58,7 @@ def targets_of(images, data: Dataset) -> np.ndarray:
 
 def has_targets(data: Dataset) -> bool:
     """Whether the dataset has labels or factors a feature classifier can learn."""
-    return data.factors is not None or _targets(data.train, data) is not None
+    return data.factor_grid is not None or _targets(data.train, data) is not None
 
 
 class FeatureNet(nn.Module):
