@@ -39,38 +39,29 @@ def test_heat_table_names_rows_and_columns():
     assert "rgba(49,130,189,0.50)" in html and ">0.50<" in html
 
 
-def test_committed_results_page_renders_from_its_json(tmp_path):
-    """Every dataset and model of the committed suite gets its table, claims and headings, from the JSON alone."""
+def test_committed_results_page_renders_from_its_json_with_its_runs_pictures(tmp_path):
+    """Every dataset and model of the committed suite gets its table, claims, headings and first-seed
+    pictures, from the JSON and the pictures beside it alone: the very files its records hash."""
     payload = json.loads(RESULTS.read_text())
     (tmp_path / "paper-cpu.json").write_text(RESULTS.read_text())
+    shutil.copytree(RESULTS.parent / "paper-cpu-pictures", tmp_path / "paper-cpu-pictures")
     assert main(["benchmark", "--suite", "paper-cpu", "--results", str(tmp_path), "--pages-only"]) == 0
-    page = check_page(tmp_path / "paper-cpu.html")
+    page = check_page(tmp_path / "paper-cpu.html")  # every <img> opens
     datasets = list(payload["summary"])
     assert datasets == ["fashion_mnist", "dsprites", "shapes3d"]
     assert [h for h in page.headings if h in datasets][:3] == datasets  # then again under Performance
-    assert {r["model"] for r in payload["records"]} <= set(page.header_cells)
-    assert page.tags["table"] == 3 * 3 + 1  # results, claims and performance per dataset; runs to re-evaluate
+    models = {r["model"] for r in payload["records"]}
+    assert len(models) == 6 and models <= set(page.header_cells)
+    assert page.tags["table"] == 3 * 3  # results, claims and performance per dataset
     assert sum(h.startswith("The paper's claims") for h in page.headings) == 3
+    assert len(page.images) == 3 * len(datasets) * len(models)  # samples, reconstructions, latents
+    for r in payload["records"]:
+        for entry in r.get("pictures", {}).values():
+            assert pages.picture_intact(entry, tmp_path) and entry["file"] in page.images
     text = (tmp_path / "paper-cpu.html").read_text()
     assert text.count('class="num best"') >= 3 * 10 and "Paper: its MNIST values" in text
     md = (tmp_path / "paper-cpu.md").read_text()
-    assert "| fd_N ↓ | 96 ± 23 [19.51] | 51.2 ± 3.5 [13.27] |" in md
-
-
-def test_committed_dsprites_page_shows_the_pictures_of_its_runs(tmp_path):
-    """The re-run dSprites part: each model's first-seed pictures beside the page, the very files its records hash."""
-    results = RESULTS.parent
-    (tmp_path / "paper-cpu-dsprites.json").write_text((results / "paper-cpu-dsprites.json").read_text())
-    shutil.copytree(results / "paper-cpu-dsprites-pictures", tmp_path / "paper-cpu-dsprites-pictures")
-    args = ["benchmark", "--suite", "paper-cpu", "--datasets", "dsprites", "--results", str(tmp_path), "--pages-only"]
-    assert main(args) == 0
-    page = check_page(tmp_path / "paper-cpu-dsprites.html")  # every <img> opens
-    records = json.loads((tmp_path / "paper-cpu-dsprites.json").read_text())["records"]
-    models = {r["model"] for r in records}
-    assert len(models) == 6 and len(page.images) == 3 * len(models)  # samples, reconstructions, latents
-    for r in records:
-        for entry in r.get("pictures", {}).values():
-            assert pages.picture_intact(entry, tmp_path) and entry["file"] in page.images
+    assert "| fd_N ↓ | 72.5 ± 4.5 [19.51] | 40.4 ± 5.6 [13.27] |" in md
 
 
 def test_rewriting_pages_needs_results(tmp_path, capsys):

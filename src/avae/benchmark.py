@@ -484,24 +484,12 @@ def write_pages(payload: dict, results_root: Path) -> None:
     where = f"{machine['cpus']} CPU cores" + (f" and a {machine['gpu']}" if machine["gpu"] else "")
     table = (markdown(payload["suite"], payload["summary"]) + f"\nCommand: `{payload['command']}`. Compute: "
              f"{hours['train']:.2f} h training and {hours['evaluate']:.2f} h evaluation, {len(records)} runs on "
-             f"{where}.\n\n" + performance_markdown(payload["performance"]) + _needs_markdown(payload))
+             f"{where}.\n\n" + performance_markdown(payload["performance"]))
     (results_root / f"{stem}.md").write_text(table)
     paper = paper_results()
     pages.write_benchmark_page(results_root / f"{stem}.html", payload, headline_metrics(),
                                {d: paper_reference(d, paper) for d in payload["summary"]},
                                {d: claims(metrics) for d, metrics in payload["summary"].items()})
-
-
-NEEDS_NOTE = ("These records predate scoring against each model's sampling distribution; their run directories "
-              "are not in the repository (`python benchmarks/rescore_targets.py` re-scored the rest):")
-
-
-def _needs_markdown(payload: dict) -> str:
-    needs = payload.get("needs_new_evaluation")
-    if not needs:
-        return ""
-    lines = ["", "## Latent metrics that need a new evaluation", "", NEEDS_NOTE, ""]
-    return "\n".join(lines + [f"- {run}: {', '.join(missing)}" for run, missing in needs.items()]) + "\n"
 
 
 def rewrite_pages(name: str, results_root: Path, datasets: list[str] | None = None) -> Path:

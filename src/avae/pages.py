@@ -268,10 +268,6 @@ def write_benchmark_page(path: Path, payload: dict, metrics: dict, references: d
                  _claims_table(dataset, claims.get(dataset, []), metrics)]
     if payload.get("performance"):
         body.append(_performance(payload["performance"]))
-    if payload.get("needs_new_evaluation"):
-        rows = [[escape(run), escape(", ".join(missing))] for run, missing in payload["needs_new_evaluation"].items()]
-        body.append("<h2 id='needs'>Latent metrics that need a new evaluation</h2>"
-                    + _details(f"{len(rows)} runs", _table(["run", "metrics left out"], rows, numeric_from=2)))
     for dataset in summary:
         body.append(f"<h2 id='pictures-{dataset}'>{escape(dataset)}: pictures</h2>"
                     + _pictures(records, dataset, Path(path).parent))
