@@ -9,6 +9,7 @@ results/<study>.md with a plot per metric.
     python benchmarks/studies.py budget [--only shapes3d] [--seeds 0,1,2]
     python benchmarks/studies.py latent_size
     python benchmarks/studies.py kde_size
+    python benchmarks/studies.py kde_size_long --seeds 0,1 --threads 2
 """
 from __future__ import annotations
 
@@ -37,12 +38,17 @@ BUDGETS = {"small": (1, 10000, 0.5), "medium": (2, 20000, 0.5)}
 BUDGET_MODELS = {"shapes3d": ["avae", "aae", "beta_tcvae", "vae", "rae"], "dsprites": ["avae", "vae"]}
 LATENT_SIZES = [8, 16, 32, 64, 128, 256, 512]
 KDE_SIZES = [500, 1000, 2000, 5000, 10000]  # m < the 20,000 training images
+# kde_size_long: paper-cpu's Fashion-MNIST AVAE (10 epochs on all 50,000 training images), l = 16
+LONG_BASE = ["data.name=fashion_mnist", "model.name=avae", "model.width=0.25", "train.epochs=10",
+             "train.figures_every=0", "train.progress=false"]
+LONG_KDE_SIZES = [500, 2000, 10000]
 FASHION_BASE = ["data.name=fashion_mnist", "model.name=avae", "model.width=0.25", "train.epochs=2",
                 "data.train_size=20000", "train.figures_every=0", "train.progress=false"]
 # what scores a run: the budget study its disentanglement metrics and reconstruction alone, the
 # Fashion-MNIST studies `avae evaluate` (5,000 test images, classifier features)
 BUDGET_METRICS = ["factor_vae", "mig", "pca_factor_vae", "pca_mig"]
-RESULT = {"budget": "disentanglement.json", "latent_size": "evaluate.json", "kde_size": "evaluate.json"}
+RESULT = {"budget": "disentanglement.json", "latent_size": "evaluate.json", "kde_size": "evaluate.json",
+          "kde_size_long": "evaluate.json"}
 
 
 
@@ -72,8 +78,13 @@ def runs(study: str, seeds: list[int]) -> list[tuple[str, list[str], dict]]:
                     out.append((f"l{l}-m{m}-s{seed}", FASHION_BASE + [f"model.kde_size={m}", f"model.latent_dim={l}",
                                 f"train.seed={seed}"],
                                 {"dataset": "fashion_mnist", "model": "avae", "seed": seed, "l": l, "m": m}))
+    elif study == "kde_size_long":
+        for seed in seeds:
+            for m in LONG_KDE_SIZES:
+                out.append((f"l16-m{m}-s{seed}", LONG_BASE + [f"model.kde_size={m}", f"train.seed={seed}"],
+                            {"dataset": "fashion_mnist", "model": "avae", "seed": seed, "l": 16, "m": m}))
     else:
-        raise SystemExit(f"unknown study {study}: budget, latent_size or kde_size")
+        raise SystemExit(f"unknown study {study}: budget, latent_size, kde_size or kde_size_long")
     return out
 
 
@@ -131,6 +142,7 @@ PLOTS = {  # study: (x label in the records, metrics plotted against it)
     "kde_size": ("m", ["fd_N", "prd_precision_N", "prd_recall_N", "entropy_over_gaussian", "kde_kl", "h",
                        "gaussian_kl", "sse_per_image", "epoch_s"]),
 }
+PLOTS["kde_size_long"] = PLOTS["kde_size"]
 
 
 def budget_units(cfg: dict) -> float:
@@ -162,7 +174,7 @@ def page(study: str, records: list[dict], results: Path, command: str) -> Path:
     x_key, metrics = PLOTS[study]
     groups: dict = {}
     for r in records:
-        series = (r["dataset"], r["model"], r.get("l") if study == "kde_size" else None)
+        series = (r["dataset"], r["model"], r.get("l") if study.startswith("kde_size") else None)
         groups.setdefault(series, {}).setdefault(r[x_key], []).append(r["headline"])
     lines = [f"# Study `{study}`", "", f"Command: `{command}`; mean ± std over seeds (population std), "
              "n = number of seeds.", ""]

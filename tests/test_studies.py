@@ -59,6 +59,18 @@ def test_fashion_studies_cover_their_axes(studies):
         studies.runs("width", [0])
 
 
+def test_long_kde_size_runs_are_paper_cpus_fashion_avae_but_for_m(studies):
+    paper = next(j for j in plan(load_suite("paper-cpu")) if (j.dataset, j.model, j.seed) == ("fashion_mnist", "avae", 0))
+    reference = config.resolve(None, paper.overrides)
+    long = studies.runs("kde_size_long", [0])
+    assert [labels["m"] for _, _, labels in long] == studies.LONG_KDE_SIZES
+    for _, settings, labels in long:
+        cfg = config.resolve(None, settings)
+        assert cfg["model"]["kde_size"] == labels["m"]
+        cfg["model"]["kde_size"] = reference["model"]["kde_size"]
+        assert cfg == reference
+
+
 def test_paper_cpu_records_become_the_largest_budget(studies, tmp_path):
     def cfg(epochs):
         return {"train": {"epochs": epochs}, "data": {"train_size": 40000}, "model": {"width": 0.5}}
