@@ -38,10 +38,7 @@ BUDGETS = {"small": (1, 10000, 0.5), "medium": (2, 20000, 0.5)}
 BUDGET_MODELS = {"shapes3d": ["avae", "aae", "beta_tcvae", "vae", "rae"], "dsprites": ["avae", "vae"]}
 LATENT_SIZES = [8, 16, 32, 64, 128, 256, 512]
 KDE_SIZES = [500, 1000, 2000, 5000, 10000]  # m < the 20,000 training images
-# kde_size_long: paper-cpu's Fashion-MNIST AVAE (10 epochs on all 50,000 training images), l = 16
-LONG_BASE = ["data.name=fashion_mnist", "model.name=avae", "model.width=0.25", "train.epochs=10",
-             "train.figures_every=0", "train.progress=false"]
-LONG_KDE_SIZES = [500, 2000, 10000]
+LONG_KDE_SIZES = [500, 2000, 10000]  # kde_size_long: paper-cpu's Fashion-MNIST AVAE (l = 16) but for m
 FASHION_BASE = ["data.name=fashion_mnist", "model.name=avae", "model.width=0.25", "train.epochs=2",
                 "data.train_size=20000", "train.figures_every=0", "train.progress=false"]
 # what scores a run: the budget study its disentanglement metrics and reconstruction alone, the
@@ -79,13 +76,20 @@ def runs(study: str, seeds: list[int]) -> list[tuple[str, list[str], dict]]:
                                 f"train.seed={seed}"],
                                 {"dataset": "fashion_mnist", "model": "avae", "seed": seed, "l": l, "m": m}))
     elif study == "kde_size_long":
+        base = paper_cpu_settings("fashion_mnist", "avae")
         for seed in seeds:
             for m in LONG_KDE_SIZES:
-                out.append((f"l16-m{m}-s{seed}", LONG_BASE + [f"model.kde_size={m}", f"train.seed={seed}"],
+                out.append((f"l16-m{m}-s{seed}", base + [f"model.kde_size={m}", f"train.seed={seed}"],
                             {"dataset": "fashion_mnist", "model": "avae", "seed": seed, "l": 16, "m": m}))
     else:
         raise SystemExit(f"unknown study {study}: budget, latent_size, kde_size or kde_size_long")
     return out
+
+
+def paper_cpu_settings(dataset: str, model: str) -> list[str]:
+    """The settings of paper-cpu's run of a model on a dataset (seed 0's; later settings override them)."""
+    return next(job.overrides for job in benchmark.plan(benchmark.load_suite("paper-cpu"))
+                if (job.dataset, job.model, job.seed) == (dataset, model, 0))
 
 
 def run_one(run_dir: Path, settings: list[str], seed: int, study: str) -> None:
@@ -174,7 +178,7 @@ def page(study: str, records: list[dict], results: Path, command: str) -> Path:
     x_key, metrics = PLOTS[study]
     groups: dict = {}
     for r in records:
-        series = (r["dataset"], r["model"], r.get("l") if study.startswith("kde_size") else None)
+        series = (r["dataset"], r["model"], r.get("l") if x_key == "m" else None)  # one series per l over m
         groups.setdefault(series, {}).setdefault(r[x_key], []).append(r["headline"])
     lines = [f"# Study `{study}`", "", f"Command: `{command}`; mean ± std over seeds (population std), "
              "n = number of seeds.", ""]
