@@ -4,6 +4,8 @@
    1,000 images a batch, channels-last): the eval-mode training encoder under no_grad, as the
    re-encoding ran before, against the BatchNorm-folded inference copy under inference_mode that
    it runs now; float32 and bfloat16 autocast. The four variants take turns, best of the rounds.
+   Then the inference copy in float32 on 1,024 images in calls of 64, 256 and 1,024 images, each
+   memory layout: the candidates `auto` chooses model.kde_batch and model.kde_channels_last from.
 2. One epoch of the paper's MNIST setting on Fashion-MNIST (l = 16, m = 10,000, re-encoding every
    10 steps, batch 100, full width) with precision `auto`, float32 and bfloat16, and the plain
    autoencoder at the same steps. `--train-size 12000` (default) takes 20 of the epoch's 400 SGD
@@ -44,6 +46,17 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def gemm_gflops(side: int = 2048, rounds: int = 10) -> float:
+    """float32 matrix-product speed now: how fast this machine runs today (it varies with its neighbours)."""
+    a, b = torch.randn(side, side), torch.randn(side, side)
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return round(2 * side**3 / best / 1e9, 1)
+
+
 def encode_speed(rounds: int, batch: int = 1000) -> dict:
     """Images/s of the old and the new re-encoding path, float32 and bfloat16, per encoder."""
     out = {}
@@ -72,6 +85,34 @@ def encode_speed(rounds: int, batch: int = 1000) -> dict:
     return out
 
 
+def call_sizes(rounds: int, images: int = hardware.INFERENCE_BATCHES[-1]) -> dict:
+    """Images/s of the float32 inference copy per layout and images per call (the variants take turns)."""
+    out = {}
+    for arch, shape in ENCODERS.items():
+        torch.manual_seed(0)
+        encoder, _ = nets.build(arch, shape, 16, 16, 1.0, (0.0, 1.0))
+        x = torch.rand(images, *shape, generator=torch.Generator().manual_seed(0))
+        variants = {}
+        for layout in ("channels_last", "contiguous"):
+            fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+            net, xs = nets.inference_encoder(encoder).to(memory_format=fmt), x.contiguous(memory_format=fmt)
+            for batch in hardware.INFERENCE_BATCHES:
+                variants[f"{layout} {batch}"] = (net, xs, batch)
+        best = dict.fromkeys(variants, float("inf"))
+        load = os.getloadavg()
+        for _ in range(rounds):
+            for name, (net, xs, batch) in variants.items():
+                with torch.inference_mode():
+                    start = time.perf_counter()
+                    for i in range(0, images, batch):
+                        net(xs[i : i + batch])
+                    best[name] = min(best[name], time.perf_counter() - start)
+        out[arch] = {name: round(images / seconds) for name, seconds in best.items()}
+        out[arch]["loadavg_1_5_15"] = [round(v, 2) for v in load]
+        print(arch, out[arch], flush=True)
+    return out
+
+
 def one_epoch(model: str, train_size: int, val_size: int, extra: list[str]) -> dict:
     """Train one epoch in a scratch run directory; its metrics line and what auto chose."""
     overrides = ["data.name=fashion_mnist", f"data.train_size={train_size}", f"data.val_size={val_size}",
@@ -93,6 +134,10 @@ def one_epoch(model: str, train_size: int, val_size: int, extra: list[str]) -> d
 RUNS = {
     "auto": ("avae", []),
     "float32": ("avae", ["train.precision=float32", "model.kde_precision=float32"]),
+    "calls1000": ("avae", ["model.kde_batch=1000"]),  # auto, but the re-encoding's calls as before (1,000 images)
+    # what `auto` chose on the AVX2-held machine before the training step was timed at the run's batch
+    # (16 images: contiguous won) and before the re-encoding had a layout and call size of its own
+    "before": ("avae", ["train.channels_last=false", "model.kde_channels_last=false", "model.kde_batch=1000"]),
     "bfloat16": ("avae", ["train.precision=bfloat16", "model.kde_precision=bfloat16"]),
     "ae": ("ae", []),
 }
@@ -127,10 +172,12 @@ def main() -> None:
     facts = hardware.machine()
     torch.set_num_threads(hardware.threads())
     result = {
-        "machine": facts | {"torch_threads": torch.get_num_threads(), "loadavg_at_start": os.getloadavg()},
+        "machine": facts | {"torch_threads": torch.get_num_threads(), "loadavg_at_start": os.getloadavg(),
+                            "float32_gemm_gflops": gemm_gflops()},
         "command": " ".join([*(f"{k}={shlex.quote(v)}" for k, v in facts["kernel_env"].items()),
                              "python", *map(shlex.quote, sys.argv)]),
         "reencoding_images_per_s": encode_speed(args.rounds),
+        "reencoding_images_per_s_by_call": call_sizes(args.rounds),
         "avae": __version__,
     }
     names = [n for n in args.runs.split(",") if n]

@@ -52,8 +52,10 @@ def test_inference_encoder_gives_the_eval_encoders_codes(arch, shape, channels_l
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_kde_refresh_follows_the_current_weights(mnist_root, tmp_path):
-    cfg = config.resolve(None, tiny(mnist_root, "model.kde_precision=float32"))
+@pytest.mark.parametrize("calls", [["model.kde_batch=7", "model.kde_channels_last=true"],
+                                   ["model.kde_batch=1000", "model.kde_channels_last=false"]])
+def test_kde_refresh_follows_the_current_weights(mnist_root, tmp_path, calls):
+    cfg = config.resolve(None, tiny(mnist_root, "model.kde_precision=float32", *calls))
     data = run.load_data(cfg)
     model = train.seeded_model(cfg, data)
     trainer = train.Trainer(cfg, tmp_path, data, model)
@@ -83,10 +85,13 @@ def test_auto_settings_are_resolved_and_recorded(mnist_root, tmp_path):
     assert saved["train"]["channels_last"] in (True, False)
     assert isinstance(saved["train"]["threads"], int) and saved["train"]["threads"] >= 1
     assert saved["model"]["kde_precision"] in ("float32", "bfloat16")
+    assert saved["model"]["kde_channels_last"] in (True, False)
+    assert saved["model"]["kde_batch"] in hardware.INFERENCE_BATCHES
     record = json.loads((run_dir / "run.json").read_text())["auto"]
     assert record["chosen"] == {
         "train.precision": saved["train"]["precision"], "train.channels_last": saved["train"]["channels_last"],
         "train.threads": saved["train"]["threads"], "model.kde_precision": saved["model"]["kde_precision"],
+        "model.kde_channels_last": saved["model"]["kde_channels_last"], "model.kde_batch": saved["model"]["kde_batch"],
     }
     assert record["machine"]["capability"] == torch.backends.cpu.get_cpu_capability()
     if not hardware.native_bf16(torch.device("cpu")):  # never the emulated bfloat16
@@ -96,11 +101,13 @@ def test_auto_settings_are_resolved_and_recorded(mnist_root, tmp_path):
 
 
 def test_explicit_settings_win_over_auto(mnist_root, tmp_path):
-    settings = ["train.precision=bfloat16", "train.channels_last=false", "train.threads=1", "model.kde_precision=float32"]
+    settings = ["train.precision=bfloat16", "train.channels_last=false", "train.threads=1", "model.kde_precision=float32",
+                "model.kde_channels_last=true", "model.kde_batch=33"]
     run_dir = train.start(config.resolve(None, tiny(mnist_root, *settings)), tmp_path / "explicit")
     saved = config.load_yaml((run_dir / "config.yaml").read_text())
     assert (saved["train"]["precision"], saved["train"]["channels_last"], saved["train"]["threads"]) == ("bfloat16", False, 1)
-    assert saved["model"]["kde_precision"] == "float32"
+    assert (saved["model"]["kde_precision"], saved["model"]["kde_channels_last"], saved["model"]["kde_batch"]) == (
+        "float32", True, 33)
     assert json.loads((run_dir / "run.json").read_text())["auto"]["chosen"] == {}
 
 
@@ -125,10 +132,20 @@ def test_choices_are_measured_once_and_cached(mnist_root, monkeypatch):
     cfg = config.resolve(None, tiny(mnist_root))
     model = train.seeded_model(cfg, run.load_data(cfg))
     monkeypatch.setattr(hardware, "load_average", lambda: 0.0)
-    first = hardware.fastest(model, torch.device("cpu"))
-    assert first["train_precision"] in ("float32", "bfloat16") and first["seconds"]
+    first = hardware.fastest(model, torch.device("cpu"), 50)
+    assert first["train_precision"] in ("float32", "bfloat16") and first["inference_batch"] in hardware.INFERENCE_BATCHES
+    # every candidate's time is kept: the training step at the run's batch size, the inference
+    # encoder at its chosen precision and layout in calls of each candidate size
+    precisions = 2 if hardware.native_bf16(torch.device("cpu")) else 1
+    assert len(first["seconds"]) == 4 * precisions + len(hardware.INFERENCE_BATCHES)
+    assert all(t > 0 for t in first["seconds"].values())
+    assert "train float32 contiguous batch 50" in first["seconds"]
+    layout = "channels_last" if first["inference_channels_last"] else "contiguous"
+    assert f"inference {first['inference_precision']} {layout} 1024 images in calls of 64" in first["seconds"]
     monkeypatch.setattr(hardware, "_measure", lambda *a: pytest.fail("measured again"))
-    assert hardware.fastest(model, torch.device("cpu")) == first
+    assert hardware.fastest(model, torch.device("cpu"), 50) == first
+    with pytest.raises(pytest.fail.Exception, match="measured again"):  # another batch size is measured anew
+        hardware.fastest(model, torch.device("cpu"), 30)
 
 
 def test_a_measurement_on_a_busy_machine_is_used_but_not_cached(mnist_root, monkeypatch, tmp_path):
@@ -136,17 +153,18 @@ def test_a_measurement_on_a_busy_machine_is_used_but_not_cached(mnist_root, monk
     cfg = config.resolve(None, tiny(mnist_root))
     model = train.seeded_model(cfg, run.load_data(cfg))
     monkeypatch.setattr(hardware, "load_average", lambda: 100.0)
-    busy = hardware.fastest(model, torch.device("cpu"))
+    busy = hardware.fastest(model, torch.device("cpu"), 50)
     assert "busy machine (load 100.0), not cached" in busy["basis"] and busy["seconds"]
     monkeypatch.setattr(hardware, "load_average", lambda: 0.0)
-    quiet = hardware.fastest(model, torch.device("cpu"))  # measured again, now cached
+    quiet = hardware.fastest(model, torch.device("cpu"), 50)  # measured again, now cached
     assert "busy" not in quiet["basis"]
     monkeypatch.setattr(hardware, "_measure", lambda *a: pytest.fail("measured again"))
-    assert hardware.fastest(model, torch.device("cpu")) == quiet
+    assert hardware.fastest(model, torch.device("cpu"), 50) == quiet
 
 
 @pytest.mark.parametrize("setting", ["train.precision=half", "train.channels_last=maybe", "train.threads=0",
-                                     "model.kde_precision=float16"])
+                                     "model.kde_precision=float16", "model.kde_batch=0",
+                                     "model.kde_channels_last=maybe"])
 def test_bad_hardware_settings_are_rejected(mnist_root, tmp_path, setting):
     with pytest.raises(AvaeError):
         train.start(config.resolve(None, tiny(mnist_root, setting)), tmp_path / "bad")

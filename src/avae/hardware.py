@@ -3,9 +3,11 @@
 bfloat16 is a candidate only where the hardware computes it natively (AVX-512 BF16 or AMX on
 x86, the bf16 extension on Arm, compute capability ≥ 8 on CUDA); elsewhere it is emulated and
 many times slower than float32. On a CPU a short measurement of the model's own networks then
-decides between the candidates and the two memory layouts. The measurement is cached per
-machine (CPU model, torch's capability, the environment variables that limit the instruction
-set, torch version) and network, so it runs once.
+decides between the candidates and the two memory layouts, for training (at the run's batch
+size) and for inference, and the number of images an inference call takes: a batch whose
+activations stay in the caches can run twice as fast as a large one. The measurement is cached
+per machine (CPU model, torch's capability, the environment variables that limit the instruction
+set, torch version), network and batch size, so it runs once.
 """
 from __future__ import annotations
 
@@ -29,8 +31,10 @@ KERNEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_I
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # /proc/cpuinfo names (x86 and Arm)
 BF16_MARGIN = 1.15  # bfloat16 must beat float32 by this factor: a near tie keeps the exact float32
 BUSY_LOAD = 1.5  # load average per core above which a measurement is used but not cached
-PROBE_BATCH = 16  # images per timed training step (inference takes 4×)
-CACHE_VERSION = 1
+PROBE_BATCH = 64  # images per timed inference pass while precision and layout are chosen
+MAX_TRAIN_PROBE = 128  # the timed training step takes the run's batch, up to this many images
+INFERENCE_BATCHES = (64, 256, 1024)  # images per inference call, each timed on the last of them
+CACHE_VERSION = 2
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -103,23 +107,27 @@ def apply(cfg: dict, model, choices: dict) -> dict:
     return chosen
 
 
-def fastest(model, device: torch.device) -> dict:
-    """Precision for training and for inference, and memory layout, for a model's networks here.
+def fastest(model, device: torch.device, batch_size: int) -> dict:
+    """Precision and memory layout for training a model's networks here at `batch_size`, and
+    precision, layout and images per call for its inference encoder.
 
-    Returns {"train_precision", "inference_precision", "channels_last", "basis", "seconds"}:
-    basis says whether the hardware alone or a measurement decided.
+    Returns {"train_precision", "channels_last", "inference_precision", "inference_channels_last",
+    "inference_batch", "basis", "seconds"}: basis says whether the hardware alone or a
+    measurement decided.
     """
     facts = machine()
     candidates = ["float32", "bfloat16"] if native_bf16(device, facts) else ["float32"]
-    if device.type != "cpu":  # GPUs: bfloat16 where native (tensor cores), channels-last for them
+    if device.type != "cpu":  # GPUs: bfloat16 where native (tensor cores), channels-last, large calls
         best = candidates[-1]
-        return {"train_precision": best, "inference_precision": best, "channels_last": True,
+        return {"train_precision": best, "channels_last": True, "inference_precision": best,
+                "inference_channels_last": True, "inference_batch": INFERENCE_BATCHES[-1],
                 "basis": f"{device.type}: bfloat16 {'native' if best == 'bfloat16' else 'not native'}", "seconds": {}}
-    key = _cache_key(facts, model)
+    train_batch = min(batch_size, MAX_TRAIN_PROBE)
+    key = _cache_key(facts, model, train_batch)
     cache = read_json_cache(_path())
     if key in cache:
         return cache[key]
-    choices = _measure(model, candidates)
+    choices = _measure(model, candidates, train_batch)
     load = load_average()
     if load > BUSY_LOAD * available_cores():  # other work distorted the timings: good for this run only
         choices["basis"] += f" on a busy machine (load {load:.1f}), not cached"
@@ -134,49 +142,83 @@ def load_average() -> float:
     return getattr(os, "getloadavg", lambda: (0.0,))()[0]
 
 
-def _measure(model, candidates) -> dict:
-    """Time the inference encoder and a training step in each precision × layout, interleaved so
-    that other work on the machine slows every candidate alike; the fastest wins."""
+def _measure(model, candidates, train_batch: int) -> dict:
+    """Time the inference encoder and a training step in each precision × layout, then the
+    inference encoder's best precision and layout at each of INFERENCE_BATCHES images per call.
+    Candidates take turns, so that other work on the machine slows each alike; the fastest wins."""
     from .nets import inference_encoder
 
-    probes = {}
+    images = torch.rand(max(train_batch, INFERENCE_BATCHES[-1]), *model.spec.shape,
+                        generator=torch.Generator().manual_seed(0))
+    probes, encoders = {}, {}
     for channels_last in (True, False):
         layout = torch.channels_last if channels_last else torch.contiguous_format
-        x = torch.rand(4 * PROBE_BATCH, *model.spec.shape, generator=torch.Generator().manual_seed(0))
-        x = x.contiguous(memory_format=layout)
-        encoder = inference_encoder(model.encoder).to(memory_format=layout)
+        x = images.contiguous(memory_format=layout)
+        encoders[channels_last] = inference_encoder(model.encoder).to(memory_format=layout)
         nets = [copy.deepcopy(net).train().to(memory_format=layout) for net in (model.encoder, model.decoder)]
         for precision in candidates:
-            probes[precision, channels_last] = _probes(encoder, nets, x, model.latent_dim, precision == "bfloat16")
-    times = {key: [math.inf, math.inf] for key in probes}
-    for _ in range(3):  # the first round builds the kernels and is kept only if it is the fastest
-        for key, (infer, step) in probes.items():
-            times[key] = [min(times[key][0], _seconds(infer)), min(times[key][1], _seconds(step))]
-    infer_best = min(times, key=lambda k: _handicap(k, times[k][0]))
-    train_best = min(times, key=lambda k: _handicap(k, times[k][1]))
+            bf16 = precision == "bfloat16"
+            probes["inference", precision, channels_last] = _inference(
+                encoders[channels_last], x[:PROBE_BATCH], PROBE_BATCH, bf16)
+            probes["train", precision, channels_last] = _train_step(nets, x[:train_batch], model.latent_dim, bf16)
+    times = _fastest_of(probes, rounds=3)  # the first round builds the kernels, kept only if it is the fastest
+    train_best = min((k for k in times if k[0] == "train"), key=lambda k: _handicap(k, times[k]))
+    infer_best = min((k for k in times if k[0] == "inference"), key=lambda k: _handicap(k, times[k]))
+    _, precision, channels_last = infer_best
+    x = images.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    per_call = {("inference", precision, channels_last, batch): _inference(
+        encoders[channels_last], x[: INFERENCE_BATCHES[-1]], batch, precision == "bfloat16")
+        for batch in INFERENCE_BATCHES}
+    batch_times = _fastest_of(per_call, rounds=2)
+    times |= batch_times
     return {
-        "train_precision": train_best[0],
-        "inference_precision": infer_best[0],
-        "channels_last": train_best[1],
+        "train_precision": train_best[1],
+        "channels_last": train_best[2],
+        "inference_precision": precision,
+        "inference_channels_last": channels_last,
+        "inference_batch": min(batch_times, key=batch_times.get)[3],
         "basis": "measured" if len(candidates) > 1 else "bfloat16 not native here; layout measured",
-        "seconds": {f"{kind} {p} {'channels_last' if cl else 'contiguous'}": round(t[i], 5)
-                    for (p, cl), t in times.items() for i, kind in enumerate(("inference", "train"))},
+        "seconds": {_label(key, train_batch): round(t, 5) for key, t in times.items()},
     }
 
 
-def _probes(encoder, nets, x, latent_dim, bf16):
-    """An inference pass and a training step (forward and backward) of the networks."""
+def _fastest_of(probes: dict, rounds: int) -> dict:
+    """The shortest of `rounds` timings of each probe, the probes taking turns."""
+    times = dict.fromkeys(probes, math.inf)
+    for _ in range(rounds):
+        for key, probe in probes.items():
+            times[key] = min(times[key], _seconds(probe))
+    return times
+
+
+def _label(key, train_batch: int) -> str:
+    kind, precision, channels_last, *per_call = key
+    layout = "channels_last" if channels_last else "contiguous"
+    if per_call:
+        return f"{kind} {precision} {layout} {INFERENCE_BATCHES[-1]} images in calls of {per_call[0]}"
+    return f"{kind} {precision} {layout} batch {PROBE_BATCH if kind == 'inference' else train_batch}"
+
+
+def _inference(encoder, x, batch: int, bf16: bool):
+    """Encoding x in calls of `batch` images, as the KDE refresh does."""
 
     def infer():
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            encoder(x)
+            for i in range(0, len(x), batch):
+                encoder(x[i : i + batch])
+
+    return infer
+
+
+def _train_step(nets, x, latent_dim: int, bf16: bool):
+    """A training step's forward and backward pass through encoder and decoder."""
 
     def step():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = nets[1](nets[0](x[:PROBE_BATCH])[:, :latent_dim]).float().square().mean()
+            loss = nets[1](nets[0](x)[:, :latent_dim]).float().square().mean()
         loss.backward()
 
-    return infer, step
+    return step
 
 
 def _seconds(fn) -> float:
@@ -187,12 +229,12 @@ def _seconds(fn) -> float:
 
 def _handicap(key, seconds: float) -> float:
     """A candidate's time, with bfloat16 made to win by a clear margin only."""
-    return seconds * (BF16_MARGIN if key[0] == "bfloat16" else 1.0)
+    return seconds * (BF16_MARGIN if key[1] == "bfloat16" else 1.0)
 
 
-def _cache_key(facts, model) -> str:
+def _cache_key(facts, model, train_batch: int) -> str:
     nets = [str(model.spec.shape), *(f"{n}:{tuple(p.shape)}" for n, p in model.named_parameters())]
-    blob = json.dumps([CACHE_VERSION, facts, nets], sort_keys=True)
+    blob = json.dumps([CACHE_VERSION, facts, nets, train_batch], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

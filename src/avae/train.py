@@ -64,7 +64,8 @@ class Trainer:
     def _resolve_auto(self) -> dict:
         """Settings left at `auto` made concrete in the config: decided on rank 0 for this
         machine, the same on every rank. Returns the record of the choice for run.json."""
-        choices = self.dist.broadcast(hardware.fastest(self.model, self.device) if self.dist.is_main else None)
+        rank_batch = max(1, TrainConfig.from_dict(self.cfg["train"]).batch_size // self.dist.world)
+        choices = self.dist.broadcast(hardware.fastest(self.model, self.device, rank_batch) if self.dist.is_main else None)
         chosen = hardware.apply(self.cfg, self.model, choices)
         facts = hardware.machine()
         if chosen and self.dist.is_main and self.cfg["train"].get("progress", True):

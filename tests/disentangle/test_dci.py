@@ -29,3 +29,19 @@ def test_dci_importance_scores():
     assert dis.dci_disentanglement(one_code_two_factors) == pytest.approx(0.0, abs=1e-9)
     assert dis.dci_completeness(one_code_two_factors) == pytest.approx(1.0)
     assert dis.dci_disentanglement(np.zeros((3, 2))) == pytest.approx(0.0, abs=1e-6)  # no importance at all
+
+
+def test_factors_fitted_side_by_side_keep_their_columns():
+    """Each factor's importances and accuracies land in its own column, whatever order the
+    factors' classifiers are fitted in (most classes first): code j alone carries factor j."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    factors = np.stack([rng.integers(0, k, 300) for k in (2, 5, 3)], axis=1)  # fitted in the order 1, 2, 0
+    codes = factors + 0.1 * rng.normal(size=factors.shape)
+    result = dis.dci_from_codes(codes[:200], factors[:200], codes[200:], factors[200:], random_state=3)
+    for j in range(3):
+        alone = GradientBoostingClassifier(random_state=3).fit(codes[:200], factors[:200, j])
+        np.testing.assert_allclose(result["importance_matrix"][:, j], np.abs(alone.feature_importances_), atol=1e-12)
+        assert np.argmax(result["importance_matrix"][:, j]) == j
+    assert result["informativeness_test"] == 1.0

@@ -92,7 +92,7 @@ class NetFeatures:
         self.net, self.value_range = net.eval().to(memory_format=LAYOUT), value_range
 
     @torch.inference_mode()
-    def __call__(self, images_uint8: np.ndarray, batch: int = 1000) -> np.ndarray:
+    def __call__(self, images_uint8: np.ndarray, batch: int = 256) -> np.ndarray:  # cache-sized calls run faster
         out = []
         for i in range(0, len(images_uint8), batch):
             out.append(self.net(_net_input(torch.as_tensor(images_uint8[i : i + batch]), self.value_range))[0].numpy())

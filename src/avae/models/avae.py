@@ -15,8 +15,6 @@ from ..objective import AggregateKL, sigma_from_validation
 from .base import Model, register_model
 from ..schema import setting
 
-ENCODE_BATCH = 1000
-
 
 @register_model
 class AVAE(Model):
@@ -36,6 +34,8 @@ class AVAE(Model):
         prior_floor: float | None = setting(None, above=0, below=1)
         # re-encoding the KDE set: float32, bfloat16 (autocast), auto (the trainer picks)
         kde_precision: str = setting("auto", choices=("auto", "float32", "bfloat16"))
+        kde_channels_last: bool | None = setting(None)  # its memory layout; null: auto
+        kde_batch: int | None = setting(None, minimum=1)  # images per encoder call; null: auto
         bandwidth_seed: int = setting(0, minimum=0)
 
     def __init__(self, spec, latent_dim, arch, width, params: Params):
@@ -75,10 +75,14 @@ class AVAE(Model):
 
     # --- hooks ----------------------------------------------------------------------------
     def resolve_auto(self, choices):
-        if self.params.kde_precision != "auto":
-            return {}
-        self.params.kde_precision = choices["inference_precision"]
-        return {"kde_precision": self.params.kde_precision}
+        p, chosen = self.params, {}
+        for name, auto, choice in (("kde_precision", "auto", "inference_precision"),
+                                   ("kde_channels_last", None, "inference_channels_last"),
+                                   ("kde_batch", None, "inference_batch")):
+            if getattr(p, name) == auto:
+                setattr(p, name, choices[choice])
+                chosen[name] = choices[choice]
+        return chosen
 
     def on_epoch_start(self, ctx, order):
         """A fresh KDE set of m training images each epoch; SGD runs on the others."""
@@ -93,17 +97,21 @@ class AVAE(Model):
 
     def refresh_kde_codes(self, ctx):
         """Re-encode the KDE set with an inference copy of the current encoder (BatchNorm on its
-        running statistics, folded into the convolutions).
+        running statistics, folded into the convolutions), in the precision, memory layout and
+        calls of kde_batch images that suit this machine (layout and call size change no code
+        beyond float32 rounding).
 
         Under torchrun each rank encodes its share and all ranks gather the same m codes.
         """
         start = time.perf_counter()
-        encoder = nets.inference_encoder(self.encoder)
-        bf16 = self.params.kde_precision == "bfloat16"
+        p = self.params
+        layout = torch.channels_last if p.kde_channels_last else torch.contiguous_format
+        encoder = nets.inference_encoder(self.encoder).to(memory_format=layout)
         mine = ctx.dist.shard(np.arange(len(self.kde_images)))
-        with torch.inference_mode(), torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=bf16):
-            codes = [encoder(ctx.prepare(self.kde_images[mine[i : i + ENCODE_BATCH]])).float()
-                     for i in range(0, len(mine), ENCODE_BATCH)]
+        with torch.inference_mode(), torch.autocast(ctx.device.type, dtype=torch.bfloat16,
+                                                    enabled=p.kde_precision == "bfloat16"):
+            codes = [encoder(ctx.prepare(self.kde_images[mine[i : i + p.kde_batch]]).contiguous(memory_format=layout))
+                     .float() for i in range(0, len(mine), p.kde_batch)]
             codes = ctx.dist.gather_rows(torch.cat(codes))
         self.kde_codes = codes.clone()  # cloned outside inference mode, so autograd may save it
         self.refresh_seconds += time.perf_counter() - start

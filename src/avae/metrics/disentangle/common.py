@@ -45,7 +45,9 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
 }
 
-ENCODE_BATCH = 1024  # images per call of `represent`; results do not depend on it
+# images per call of `represent`; results do not depend on it. On a CPU, calls whose activations
+# stay in the caches run faster than larger ones (benchmarks/BENCHMARKS.md)
+ENCODE_BATCH = 256
 
 
 # ------------------------------------------------------------------------------------------------
