@@ -86,28 +86,19 @@ def encode_speed(rounds: int, batch: int = 1000) -> dict:
 
 
 def call_sizes(rounds: int, images: int = hardware.INFERENCE_BATCHES[-1]) -> dict:
-    """Images/s of the float32 inference copy per layout and images per call (the variants take turns)."""
+    """Images/s of the float32 inference copy per layout and images per call, timed as `auto` times them."""
     out = {}
     for arch, shape in ENCODERS.items():
         torch.manual_seed(0)
         encoder, _ = nets.build(arch, shape, 16, 16, 1.0, (0.0, 1.0))
         x = torch.rand(images, *shape, generator=torch.Generator().manual_seed(0))
-        variants = {}
-        for layout in ("channels_last", "contiguous"):
-            fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        probes = {}
+        for layout, fmt in (("channels_last", torch.channels_last), ("contiguous", torch.contiguous_format)):
             net, xs = nets.inference_encoder(encoder).to(memory_format=fmt), x.contiguous(memory_format=fmt)
             for batch in hardware.INFERENCE_BATCHES:
-                variants[f"{layout} {batch}"] = (net, xs, batch)
-        best = dict.fromkeys(variants, float("inf"))
+                probes[f"{layout} {batch}"] = hardware.encode_in_calls(net, xs, batch, bf16=False)
         load = os.getloadavg()
-        for _ in range(rounds):
-            for name, (net, xs, batch) in variants.items():
-                with torch.inference_mode():
-                    start = time.perf_counter()
-                    for i in range(0, images, batch):
-                        net(xs[i : i + batch])
-                    best[name] = min(best[name], time.perf_counter() - start)
-        out[arch] = {name: round(images / seconds) for name, seconds in best.items()}
+        out[arch] = {name: round(images / seconds) for name, seconds in hardware.best_times(probes, rounds).items()}
         out[arch]["loadavg_1_5_15"] = [round(v, 2) for v in load]
         print(arch, out[arch], flush=True)
     return out

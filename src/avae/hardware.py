@@ -150,26 +150,25 @@ def _measure(model, candidates, train_batch: int) -> dict:
 
     images = torch.rand(max(train_batch, INFERENCE_BATCHES[-1]), *model.spec.shape,
                         generator=torch.Generator().manual_seed(0))
-    probes, encoders = {}, {}
+    probes, inference = {}, {}  # inference: layout → (the inference encoder, images) in that layout
     for channels_last in (True, False):
         layout = torch.channels_last if channels_last else torch.contiguous_format
         x = images.contiguous(memory_format=layout)
-        encoders[channels_last] = inference_encoder(model.encoder).to(memory_format=layout)
+        inference[channels_last] = (inference_encoder(model.encoder).to(memory_format=layout), x)
         nets = [copy.deepcopy(net).train().to(memory_format=layout) for net in (model.encoder, model.decoder)]
         for precision in candidates:
             bf16 = precision == "bfloat16"
-            probes["inference", precision, channels_last] = _inference(
-                encoders[channels_last], x[:PROBE_BATCH], PROBE_BATCH, bf16)
+            probes["inference", precision, channels_last] = encode_in_calls(
+                inference[channels_last][0], x[:PROBE_BATCH], PROBE_BATCH, bf16)
             probes["train", precision, channels_last] = _train_step(nets, x[:train_batch], model.latent_dim, bf16)
-    times = _fastest_of(probes, rounds=3)  # the first round builds the kernels, kept only if it is the fastest
+    times = best_times(probes, rounds=3)  # the first round builds the kernels, kept only if it is the fastest
     train_best = min((k for k in times if k[0] == "train"), key=lambda k: _handicap(k, times[k]))
     infer_best = min((k for k in times if k[0] == "inference"), key=lambda k: _handicap(k, times[k]))
     _, precision, channels_last = infer_best
-    x = images.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    per_call = {("inference", precision, channels_last, batch): _inference(
-        encoders[channels_last], x[: INFERENCE_BATCHES[-1]], batch, precision == "bfloat16")
-        for batch in INFERENCE_BATCHES}
-    batch_times = _fastest_of(per_call, rounds=2)
+    encoder, x = inference[channels_last]
+    per_call = {("inference", precision, channels_last, batch): encode_in_calls(
+        encoder, x[: INFERENCE_BATCHES[-1]], batch, precision == "bfloat16") for batch in INFERENCE_BATCHES}
+    batch_times = best_times(per_call, rounds=2)
     times |= batch_times
     return {
         "train_precision": train_best[1],
@@ -182,7 +181,7 @@ def _measure(model, candidates, train_batch: int) -> dict:
     }
 
 
-def _fastest_of(probes: dict, rounds: int) -> dict:
+def best_times(probes: dict, rounds: int) -> dict:
     """The shortest of `rounds` timings of each probe, the probes taking turns."""
     times = dict.fromkeys(probes, math.inf)
     for _ in range(rounds):
@@ -199,8 +198,8 @@ def _label(key, train_batch: int) -> str:
     return f"{kind} {precision} {layout} batch {PROBE_BATCH if kind == 'inference' else train_batch}"
 
 
-def _inference(encoder, x, batch: int, bf16: bool):
-    """Encoding x in calls of `batch` images, as the KDE refresh does."""
+def encode_in_calls(encoder, x, batch: int, bf16: bool):
+    """A probe: encoding x in calls of `batch` images, as the KDE refresh does."""
 
     def infer():
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

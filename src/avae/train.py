@@ -31,8 +31,9 @@ class Trainer:
                  callbacks: list[Callback] | None = None):
         self.cfg, self.run_dir, self.data, self.model = cfg, Path(run_dir), data, model
         self.dist = dist or Dist()
-        self.device = _device(TrainConfig.from_dict(cfg["train"]).device, self.dist)
-        self.auto = self._resolve_auto()
+        requested = TrainConfig.from_dict(cfg["train"])  # `auto` settings not yet made concrete
+        self.device = _device(requested.device, self.dist)
+        self.auto = self._resolve_auto(max(1, requested.batch_size // self.dist.world))
         self.settings = TrainConfig.from_dict(cfg["train"])
         self.seed = self.settings.seed
         torch.set_num_threads(self.settings.threads)
@@ -61,10 +62,10 @@ class Trainer:
         self.info = RunInfo(run_dir=self.run_dir, config=cfg, settings=self.settings, model=model,
                             val_images=data.val, value_range=data.value_range, prepare=self.prepare, seed=self.seed)
 
-    def _resolve_auto(self) -> dict:
+    def _resolve_auto(self, rank_batch: int) -> dict:
         """Settings left at `auto` made concrete in the config: decided on rank 0 for this
-        machine, the same on every rank. Returns the record of the choice for run.json."""
-        rank_batch = max(1, TrainConfig.from_dict(self.cfg["train"]).batch_size // self.dist.world)
+        machine and each rank's batch size, the same on every rank. Returns the record of the
+        choice for run.json."""
         choices = self.dist.broadcast(hardware.fastest(self.model, self.device, rank_batch) if self.dist.is_main else None)
         chosen = hardware.apply(self.cfg, self.model, choices)
         facts = hardware.machine()
@@ -83,10 +84,10 @@ class Trainer:
         return DDP(self.model, device_ids=ids)
 
     # helpers the models use (through the context)
-    def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images → the model's float input on the device."""
+    def prepare(self, images: torch.Tensor, memory_format: torch.memory_format | None = None) -> torch.Tensor:
+        """uint8 images → the model's float input on the device, in the training layout unless told."""
         x = to_float(images.to(self.device), self.data.value_range)
-        return x.contiguous(memory_format=self.memory_format)
+        return x.contiguous(memory_format=memory_format or self.memory_format)
 
     @torch.no_grad()
     def encode_images(self, images: ImageSet, indices: np.ndarray, batch: int = 1000) -> torch.Tensor:

@@ -110,8 +110,8 @@ class AVAE(Model):
         mine = ctx.dist.shard(np.arange(len(self.kde_images)))
         with torch.inference_mode(), torch.autocast(ctx.device.type, dtype=torch.bfloat16,
                                                     enabled=p.kde_precision == "bfloat16"):
-            codes = [encoder(ctx.prepare(self.kde_images[mine[i : i + p.kde_batch]]).contiguous(memory_format=layout))
-                     .float() for i in range(0, len(mine), p.kde_batch)]
+            codes = [encoder(ctx.prepare(self.kde_images[mine[i : i + p.kde_batch]], layout)).float()
+                     for i in range(0, len(mine), p.kde_batch)]
             codes = ctx.dist.gather_rows(torch.cat(codes))
         self.kde_codes = codes.clone()  # cloned outside inference mode, so autograd may save it
         self.refresh_seconds += time.perf_counter() - start

@@ -54,7 +54,8 @@ class TrainContext:
 
     train_images: ImageSet  # the training set (uint8 NCHW images by index)
     device: torch.device
-    prepare: Callable[[torch.Tensor], torch.Tensor]  # uint8 images → the model's float input on the device
+    # uint8 images (and optionally a memory format) → the model's float input on the device
+    prepare: Callable[..., torch.Tensor]
     encode_images: Callable[[ImageSet, np.ndarray], torch.Tensor]  # codes of stored images (inference mode)
     seed: int = 0
     epoch: int = 0  # the epoch under way (the trainer keeps it current)

@@ -55,10 +55,10 @@ def dci_from_codes(train_codes, train_factors, test_codes, test_factors, random_
     num_factors = train_factors.shape[1]
     # the factors with the most classes (one tree per class and stage) start first
     order = sorted(range(num_factors), key=lambda j: -len(np.unique(train_factors[:, j])))
-    fits = Parallel(n_jobs=-1, backend="threading")(
+    fits = dict(zip(order, Parallel(n_jobs=-1, backend="threading")(
         delayed(_fit_factor)(train_codes, train_factors[:, j], test_codes, test_factors[:, j], random_state)
-        for j in order)
-    by_factor = [fits[order.index(j)] for j in range(num_factors)]
+        for j in order)))
+    by_factor = [fits[j] for j in range(num_factors)]
     importance = np.stack([fit[0] for fit in by_factor], axis=1)
     train_acc, test_acc = [fit[1] for fit in by_factor], [fit[2] for fit in by_factor]
     return {"disentanglement": dci_disentanglement(importance), "completeness": dci_completeness(importance),
