@@ -12,20 +12,12 @@ import avae
 from avae import config, run
 from avae.callbacks import installed
 from avae.cli import main
-from fixtures import write_mnist
 
 
 def tiny_config(root, **train):
     return {"data": {"name": "mnist", "root": str(root)},
             "model": {"name": "avae", "latent_dim": 4, "width": 0.125, "kde_size": 100},
             "train": {"batch_size": 50, "epochs": 1, "progress": False, **train}}
-
-
-@pytest.fixture(scope="module")
-def mnist_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mnist")
-    write_mnist(root, n_train=600, n_test=60)  # 500 train, 100 validation
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -205,13 +197,15 @@ def test_own_encoder_and_decoder_classes_train_like_the_built_in_ones(mnist_root
     if model != "avae":
         del cfg["model"]["kde_size"]
     run_dir = avae.train(cfg, out=user_nets / "run")
-    loaded = avae.load(run_dir)
+    with pytest.raises(avae.AvaeError, match="names its own network classes .*trust_code=True"):
+        avae.load(run_dir)  # opening a run that names classes runs their code: only on the user's word
+    loaded = avae.load(run_dir, trust_code=True)
     assert type(loaded.encoder).__name__ == "Encoder" and loaded.encoder.net[1].out_features == 24
     assert loaded.encoder.net[-1].out_features == (4 if model == "avae" else 8)  # mean and log-variance
     metrics = run.read_metrics(run_dir)
     assert [r["epoch"] for r in metrics] == [1, 2] and metrics[-1]["val_recon"] < metrics[0]["val_recon"]
     assert {p.name for p in (run_dir / "figures" / "epoch_002").iterdir()} >= {"samples.png", "latents.png"}
-    assert avae.train.resume(run_dir) == run_dir and [r["epoch"] for r in run.read_metrics(run_dir)] == [1, 2]
+    assert avae.train.resume(run_dir, trust_code=True) == run_dir and [r["epoch"] for r in run.read_metrics(run_dir)] == [1, 2]
 
 
 def test_bad_network_classes_are_one_line_errors(mnist_root, user_nets, capsys):

@@ -12,20 +12,13 @@ import yaml
 
 from avae import config, train
 from avae.cli import main
-from fixtures import write_cifar10, write_mnist
+from fixtures import write_cifar10
 
 ROOT, OUT, RUN = "{root}", "{out}", "{run}"
 TRAIN = ["train", "--dataset", "mnist", "--data-root", ROOT, "--set", "model.width=0.125", "--set", "model.kde_size=100",
          "--set", "train.progress=false", "--set", "train.figures_every=0", "--out", OUT]
 TINY = ["data.name=mnist", "data.train_size=250", "data.val_size=50", "model.latent_dim=16", "model.width=0.125", "model.kde_size=100", "train.batch_size=50",
         "train.epochs=1", "train.progress=false", "train.figures_every=0"]
-
-
-@pytest.fixture(scope="module")
-def mnist_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mnist")
-    write_mnist(root, n_train=600, n_test=60)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +43,8 @@ def fill(argv, **places):
 
 # --- values of the wrong type or range: refused before the run directory exists -------------------
 SETTINGS = [
-    ("model.kde_size=abc", "model.kde_size must be an integer ≥ 2, got 'abc'"),
-    ("model.kde_size=2.5", "model.kde_size must be an integer ≥ 2, got 2.5"),
+    ("model.kde_size=abc", "model.kde_size must be an integer ≥ 2 and ≤ 10,000,000, got 'abc'"),
+    ("model.kde_size=2.5", "model.kde_size must be an integer ≥ 2 and ≤ 10,000,000, got 2.5"),
     ("model.kde_refresh_every=abc", "model.kde_refresh_every must be an integer ≥ 1"),
     ("model.sigma0_sq=abc", "model.sigma0_sq must be a number > 0"),
     ("model.sigma0_sq=0", "model.sigma0_sq must be a number > 0, got 0"),
@@ -63,8 +56,8 @@ SETTINGS = [
     ("model.kde_size=500", "smaller than the training set"),
     ("model.nonsense=1", "no setting nonsense"),
     ("model.name=3", "model.name must be a string"),
-    ("train.seed=-1", "train.seed must be an integer ≥ 0, got -1"),
-    ("train.seed=1.5", "train.seed must be an integer ≥ 0, got 1.5"),
+    ("train.seed=-1", "train.seed must be an integer ≥ 0 and ≤ 4,294,967,295, got -1"),
+    ("train.seed=1.5", "train.seed must be an integer ≥ 0 and ≤ 4,294,967,295, got 1.5"),
     ("train.epochs=2.5", "train.epochs must be an integer ≥ 1, got 2.5"),
     ("train.batch_size=2.5", "train.batch_size must be an integer ≥ 2, got 2.5"),
     ("train.lr=.nan", "train.lr must be a number > 0, got nan"),
@@ -125,7 +118,7 @@ def test_a_bad_config_file_is_refused(capsys, tmp_path, mnist_root, name, conten
 
 FLAGS = [
     (["train", "--epochs", "2.5"], "argument --epochs: must be an integer ≥ 1, got '2.5'"),
-    (["train", "--seed", "-1"], "argument --seed: must be an integer ≥ 0, got '-1'"),
+    (["train", "--seed", "-1"], "argument --seed: must be an integer ≥ 0 and ≤ 4,294,967,295, got '-1'"),
     (["train", "--config", "paper_results"], "config 'paper_results' is neither a file nor a preset; presets are: demo"),
     (["train", "--config", "nope"], "presets are: demo"),
     (["train", "--dataset", "nope", "--out", OUT], "unknown dataset 'nope'"),
@@ -141,9 +134,9 @@ FLAGS = [
     (["evaluate", RUN, "--seed", "-3"], "argument --seed: must be an integer ≥ 0"),
     (["evaluate", OUT], "is not a run directory"),
     (["evaluate", RUN, "-n", "15"], "the Gaussian fit of 16-dimensional codes needs more than 16; raise -n"),
-    (["bandwidth", "-l", "0", "-m", "100"], "argument -l/--latent-dim: must be an integer ≥ 1, got '0'"),
-    (["bandwidth", "-l", "2", "-m", "1"], "argument -m/--kde-size: must be an integer ≥ 2, got '1'"),
-    (["bandwidth", "-l", "abc", "-m", "100"], "argument -l/--latent-dim: must be an integer ≥ 1, got 'abc'"),
+    (["bandwidth", "-l", "0", "-m", "100"], "argument -l/--latent-dim: must be an integer ≥ 1 and ≤ 21,201, got '0'"),
+    (["bandwidth", "-l", "2", "-m", "1"], "argument -m/--kde-size: must be an integer ≥ 2 and ≤ 10,000,000, got '1'"),
+    (["bandwidth", "-l", "abc", "-m", "100"], "argument -l/--latent-dim: must be an integer ≥ 1 and ≤ 21,201, got 'abc'"),
     (["bandwidth", "-l", "2"], "the following arguments are required: -m/--kde-size"),
     (["nonsense"], "argument command: invalid choice: 'nonsense'"),
     ([], "the following arguments are required: command"),

@@ -1,5 +1,6 @@
 """torchrun with 2 CPU processes (gloo): same KDE codes on every rank, the same training as one
-process with the same global batch, and a 2-rank checkpoint that resumes on 1 rank."""
+process with the same global batch, a 2-rank checkpoint that resumes on 1 rank, and a 2-rank run
+killed mid-epoch that resumes bitwise."""
 import json
 import os
 import subprocess
@@ -12,16 +13,8 @@ import torch
 
 from avae import config, run, train
 from avae.cli import main
-from fixtures import write_mnist
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
-
-
-@pytest.fixture(scope="module")
-def mnist_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mnist")
-    write_mnist(root, n_train=600, n_test=60)
-    return root
 
 
 def settings(root, *extra):
@@ -30,10 +23,12 @@ def settings(root, *extra):
             "model.kde_refresh_every=3", "train.batch_size=50", "train.progress=false", "train.figures_every=0", *extra]
 
 
-def torchrun(*args):
+def torchrun(*args, check=True, **options):
+    """`options` go to subprocess.run (cwd, env); check=False returns a failed run's process too."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, **options)
+    assert proc.returncode == 0 or not check, proc.stderr[-3000:]
+    return proc
 
 
 def test_kde_codes_are_identical_on_both_ranks_and_match_one_process(mnist_root, tmp_path):
@@ -63,7 +58,7 @@ def dsprites(*extra):
     # the disentanglement network has no batch norm, so 2 CPU ranks compute exactly what one process does
     return ["data.name=dsprites", "data.train_size=500", "data.val_size=100", "model.width=0.125", "model.kde_size=100",
             "model.kde_refresh_every=3", "model.kde_precision=float32", "train.batch_size=50", "train.progress=false",
-            "train.figures_every=0", "train.precision=float32", "train.channels_last=true", *extra]
+            "train.figures_every=0", "train.precision=float32", "train.channels_last=true", "train.threads=1", *extra]
 
 
 def test_two_ranks_train_like_one_process_and_resume_on_one(tmp_path):
@@ -136,3 +131,68 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
     assert "step 3: the training loss is nan" in proc.stderr, proc.stderr[-3000:]
     assert "step 3: the training loss is non-finite on another rank" in proc.stderr
     assert run.status(out) == "failed"
+
+
+KILL_RANK_0 = '''
+
+import signal
+
+
+class KillingEncoder(nn.Module):
+    """A linear encoder that kills rank 0 (SIGKILL: nothing is cleaned up) at its AVAE_KILL_AT-th training call."""
+
+    def __init__(self, shape, out_dim):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(shape[0] * shape[1] * shape[2], out_dim))
+        self.calls, self.original = 0, id(self)  # copies (auto's timing probes, the KDE's encoder) do not count
+
+    def forward(self, x):
+        if self.training and id(self) == self.original:
+            self.calls += 1
+            if os.environ.get("RANK") == "0" and str(self.calls) == os.environ.get("AVAE_KILL_AT"):
+                os.kill(os.getpid(), signal.SIGKILL)
+        return self.net(x)
+'''
+
+
+def assert_identical(a, b, where="checkpoint"):
+    if isinstance(a, torch.Tensor):
+        same = a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+        assert same, f"{where} differs" + (f" by up to {(a.double() - b.double()).abs().max():.3g}"
+                                           if a.is_floating_point() and a.shape == b.shape else "")
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_identical(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_identical(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("model", ["vae", "avae", "aae"])
+def test_a_run_killed_mid_epoch_resumes_bitwise_on_two_ranks(tmp_path, model):
+    """Every rank's noise (VAE samples, the AAE's prior draws) follows from its position in the run,
+    so a resumed run draws what the uninterrupted one drew."""
+    (tmp_path / "kill_nets.py").write_text(NAN_ON_RANK_1 + KILL_RANK_0)
+    args = dsprites("train.epochs=1", f"model.name={model}", "model.latent_dim=4", "model.encoder=kill_nets:KillingEncoder",
+                    "model.decoder=kill_nets:Decoder", "train.checkpoint_minutes=0",
+                    "model.kde_batch=100", "model.kde_channels_last=true")  # nothing left to timing
+    if model != "avae":
+        args = [s for s in args if not s.startswith("model.kde")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    sets = sum((["--set", s] for s in args), [])
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    torchrun("-m", "avae", "train", "--out", str(whole), *sets, cwd=tmp_path, env=env)
+    proc = torchrun("-m", "avae", "train", "--out", str(killed), *sets, check=False, cwd=tmp_path,
+                    env={**env, "AVAE_KILL_AT": "5"})  # rank 0 dies in the 5th step, after a checkpoint
+    assert proc.returncode != 0 and run.status(killed) != "finished", proc.stderr[-3000:]
+    state = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
+    assert state["epoch"] == 0 and 0 < state["step"] < 5  # mid-epoch (the AVAE's at a KDE refresh)
+    torchrun("-m", "avae", "train", "--resume", str(killed), "--trust-code", cwd=tmp_path, env=env)
+    assert run.status(killed) == "finished"
+    a, b = (torch.load(d / "checkpoints" / "last.pt", weights_only=True) for d in (whole, killed))
+    for key in ("model", "optimizer", "model_extra", "scheduler", "torch_rng", "epoch", "step"):
+        assert_identical(a[key], b[key], key)

@@ -19,20 +19,12 @@ from avae.cli import main
 from avae.errors import AvaeError
 from avae.models import MODELS, DataSpec, ModelSettings, build_model
 from avae.models import regularisers as R
-from fixtures import write_mnist
 from test_train import final_weights, metrics, tiny
 
 BASELINES = ["vae", "beta_vae", "beta_tcvae", "factor_vae", "dip_vae", "wae", "rae", "aae"]
 GAUSSIAN = ["vae", "beta_vae", "beta_tcvae", "factor_vae", "dip_vae"]
 DATASETS = ["mnist", "fashion_mnist", "cifar10", "celeba", "dsprites", "shapes3d"]
 SPEC = DataSpec(shape=(1, 32, 32), likelihood="gaussian", value_range=(0.0, 1.0), train_size=500)
-
-
-@pytest.fixture(scope="module")
-def mnist_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mnist")
-    write_mnist(root, n_train=600, n_test=60)  # 500 train, 100 validation
-    return root
 
 
 def small_model(name, **params):
@@ -343,7 +335,7 @@ def test_params_dataclasses_hold_generic_defaults():
     ("beta_vae", {"beta": "big"}, "model.beta must be a number"),
     ("beta_tcvae", {"beta": -1}, "model.beta must be a number ≥ 0"),
     ("wae", {"recon_scale": 0}, "model.recon_scale must be a number > 0"),
-    ("factor_vae", {"disc_hidden": [0, 10]}, "model.disc_hidden must be a non-empty list of integers ≥ 1"),
+    ("factor_vae", {"disc_hidden": [0, 10]}, "model.disc_hidden must be a non-empty list of integers ≥ 1 and ≤ 65,536"),
     ("aae", {"disc_betas": [0.5]}, "model.disc_betas must be a list of 2 numbers ≥ 0 and < 1"),
     ("rae", {"nonsense": 1}, "no setting nonsense"),
 ])
@@ -394,7 +386,9 @@ def test_rae_samples_from_the_gaussian_fitted_to_its_codes(mnist_root, tmp_path)
 
 @pytest.mark.parametrize("name", ["vae", "factor_vae", "aae"])  # reparameterisation; both discriminators
 def test_resume_after_sigkill_equals_an_uninterrupted_run(mnist_root, tmp_path, name):
-    settings = ["train.epochs=2", "train.checkpoint_minutes=0", "train.figures_every=0"]
+    # what `auto` would choose, pinned: two runs must not depend on the machine's load
+    settings = ["train.epochs=2", "train.checkpoint_minutes=0", "train.figures_every=0", "train.precision=float32",
+                "train.channels_last=true", "train.threads=1"]
     whole = train.start(config.resolve(None, tiny(mnist_root, *settings, model=name)), tmp_path / "whole")
     killed = tmp_path / "killed"
     script = textwrap.dedent(f"""

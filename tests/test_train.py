@@ -15,14 +15,6 @@ import torch
 from avae import config, train
 from avae.run import load_data, save_file
 from avae.cli import main
-from fixtures import write_mnist
-
-
-@pytest.fixture(scope="module")
-def mnist_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mnist")
-    write_mnist(root, n_train=600, n_test=60)  # 500 train, 100 validation
-    return root
 
 
 def tiny(root, *extra, model="avae"):
@@ -106,7 +98,7 @@ def final_weights(run_dir):
 def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(mnist_root, tmp_path):
     # precision and layout pinned: two new runs must not depend on a machine measurement made under load
     settings = ["train.epochs=3", "train.checkpoint_minutes=0", "train.precision=float32", "model.kde_precision=float32",
-                "train.channels_last=true"]
+                "train.channels_last=true", "train.threads=1", "model.kde_channels_last=true", "model.kde_batch=256"]
     whole = run(mnist_root, tmp_path / "whole", *settings)
     # The same run in a child process, killed with SIGKILL during its second epoch.
     killed = tmp_path / "killed"

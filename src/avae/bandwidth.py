@@ -23,7 +23,7 @@ import torch
 from scipy import stats
 from scipy.stats import qmc
 
-from . import _callable_module
+from . import _callable_module, schema
 from .errors import AvaeError
 from .kde import squared_distances
 
@@ -32,6 +32,9 @@ TARGET_PAIRS = 1e7  # target × centre pairs: n = TARGET_PAIRS / m targets, with
 MIN_TARGETS, MAX_TARGETS = 2048, 8192
 CHUNK_PAIRS = 4e6  # pairs held in memory at once (float32: 16 MB)
 H_BOUNDS = (1e-3, 10.0)
+LATENT_DIM = {"minimum": 1, "maximum": 21201}  # scipy's Sobol sequences have at most 21,201 dimensions
+KDE_SIZE = {"minimum": 2, "maximum": 10**7}
+MAX_CENTRE_VALUES = 2**27  # m·l float64 centres: 1 GiB
 LOW_DIM_DRAWS = 8
 GRID_POINTS = 9  # per pass; the first pass spans ×1/4 … ×4 around a rule-of-thumb guess
 
@@ -110,7 +113,7 @@ def estimate_h_opt(latent_dim: int, kde_size: int, seed: int = 0, n_targets: int
     A grid in log h around the rule of thumb moves until its best point is inside it; a finer grid
     between that point's neighbours and a parabola through the best three give the maximiser.
     """
-    _check(latent_dim, kde_size)
+    check_sizes(latent_dim, kde_size, seed)
     default_n, default_draws = sizes(latent_dim, kde_size)
     objective = Objective(latent_dim, kde_size, seed, n_targets or default_n, draws or default_draws)
     lo_bound, hi_bound = map(math.log, H_BOUNDS)
@@ -140,7 +143,7 @@ def _parabola_vertex(x: np.ndarray, y: np.ndarray) -> float:
 
 def bandwidth(latent_dim: int, kde_size: int, seed: int = 0, cache: bool = True) -> Bandwidth:
     """h_opt and its corrections for (l, m), read from or written to the on-disk cache."""
-    _check(latent_dim, kde_size)
+    check_sizes(latent_dim, kde_size, seed)
     n, draws = sizes(latent_dim, kde_size)
     key = f"v{CACHE_VERSION}/l={latent_dim}/m={kde_size}/seed={seed}/targets={n}/draws={draws}"
     entries = read_json_cache(cache_path()) if cache else {}
@@ -153,11 +156,14 @@ def bandwidth(latent_dim: int, kde_size: int, seed: int = 0, cache: bool = True)
     return Bandwidth(latent_dim, kde_size, h_opt, h, std, seed, n, draws)
 
 
-def _check(latent_dim: int, kde_size: int) -> None:
-    if latent_dim < 1:
-        raise AvaeError(f"latent size must be positive, got {latent_dim}")
-    if kde_size < 2:
-        raise AvaeError(f"KDE size m must be at least 2, got {kde_size}")
+def check_sizes(latent_dim: int, kde_size: int, seed: int = 0) -> None:
+    """The arguments' types and the ranges the estimate can honour, in one line each."""
+    schema.check_value("latent_dim", latent_dim, int, LATENT_DIM)
+    schema.check_value("kde_size", kde_size, int, KDE_SIZE)
+    schema.check_value("seed", seed, int, schema.SEED)
+    if latent_dim * kde_size > MAX_CENTRE_VALUES:
+        raise AvaeError(f"latent_dim × kde_size = {latent_dim * kde_size:,} is more than the {MAX_CENTRE_VALUES:,} "
+                        "centre coordinates the estimate holds in memory; use a smaller m or l")
 
 
 def cache_path() -> Path:

@@ -161,7 +161,7 @@ def plan(suite: dict) -> list[Job]:
 
 
 def run_suite(name: str, runs_root: Path = Path("benchmarks/runs"), results_root: Path = Path("benchmarks/results"),
-              data_root: str | None = None, datasets: list[str] | None = None) -> Path:
+              data_root: str | None = None, datasets: list[str] | None = None, *, trust_code: bool = False) -> Path:
     suite = load_suite(name)
     if datasets:
         suite = only_datasets(suite, datasets)
@@ -176,13 +176,13 @@ def run_suite(name: str, runs_root: Path = Path("benchmarks/runs"), results_root
             continue
         extra = [f"data.root={data_root}"] if data_root else []
         if run.status(run_dir) != "finished":
-            if (run_dir / run.INFO).is_file():
-                train.resume(run_dir)
-            else:
+            if run.has_checkpoint(run_dir):
+                train.resume(run_dir, trust_code=trust_code)
+            else:  # never started, or ended before its first checkpoint (its files are kept aside)
                 train.start(config.resolve(None, job.overrides + extra), run_dir)
-        evaluate(run_dir, seed=job.seed, progress=False, **ev)
+        evaluate(run_dir, seed=job.seed, progress=False, trust_code=trust_code, **ev)
     records = [_record(folder / job.name, job) for job in jobs]
-    return write_results(suite, records, Path(results_root))
+    return write_results(suite, records, Path(results_root), performance(records, trust_code))
 
 
 def only_datasets(suite: dict, datasets: list[str]) -> dict:
@@ -205,11 +205,17 @@ def _record(run_dir: Path, job: Job) -> dict:
         "train_times_s": [e["train_s"] for e in epochs],
         "steps": [e["steps"] for e in epochs],
         "kde_refresh_s": [e["kde_refresh_s"] for e in epochs if "kde_refresh_s" in e],
+        "threads": [e.get("threads", config_threads(run_dir)) for e in epochs],
         "final": epochs[-1],
     }
     return {"dataset": job.dataset, "model": job.model, "seed": job.seed, "run_dir": str(run_dir),
             "settings": job.overrides, "config": config.load_yaml((run_dir / "config.yaml").read_text()),
             "headline": headlines(result, training), "training": training, "evaluation": result}
+
+
+def config_threads(run_dir: Path):
+    """train.threads of a run whose epochs predate the per-epoch record of threads."""
+    return config.load_yaml((run_dir / "config.yaml").read_text())["train"].get("threads")
 
 
 def headlines(evaluation: dict, training: dict) -> dict:
@@ -343,12 +349,12 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
-def step_flops(run_dir: Path) -> dict:
+def step_flops(run_dir: Path, trust_code: bool = False) -> dict:
     """FLOPs of one training step (forward + backward) and, for the AVAE, of one KDE re-encoding."""
     from torch.utils.flop_counter import FlopCounterMode
 
     cfg, spec = run.read(run_dir)
-    model = run.new_model(cfg, spec)
+    model = run.open_model(run_dir, trust_code)
     batch = torch.rand(cfg["train"].get("batch_size", 100), *spec.shape)
     if hasattr(model, "kde_codes"):
         m = model.params.kde_size
@@ -366,7 +372,7 @@ def step_flops(run_dir: Path) -> dict:
     return out
 
 
-def performance(records: list[dict]) -> dict:
+def performance(records: list[dict], trust_code: bool = False) -> dict:
     """Epoch-time ratios, the re-encoding share, bandwidth time, images/s and FLOP/s against the GEMM peak."""
     from .bandwidth import bandwidth
 
@@ -378,7 +384,7 @@ def performance(records: list[dict]) -> dict:
         by_model: dict = {}
         for r in rows:
             t = r["training"]
-            flops = step_flops(Path(r["run_dir"]))
+            flops = step_flops(Path(r["run_dir"]), trust_code)
             steps = sum(t["steps"])
             total = flops["step"] * steps
             if "kde_refresh" in flops:
@@ -390,9 +396,9 @@ def performance(records: list[dict]) -> dict:
             if t["kde_refresh_s"]:
                 entry.setdefault("kde_refresh_share", []).append(sum(t["kde_refresh_s"]) / sum(t["train_times_s"]))
         summary = {m: {k: float(np.mean(v)) for k, v in e.items()} for m, e in by_model.items()}
-        for m in summary:  # the torch threads of the model's runs: a speed is per thread count
-            summary[m]["threads"] = "–".join(sorted({str(r["config"]["train"].get("threads")) for r in rows
-                                                     if r["model"] == m}))
+        for m in summary:  # the torch threads of the model's epochs: a speed is per thread count
+            counts = {t for r in rows if r["model"] == m for t in r["training"].get("threads", [])}
+            summary[m]["threads"] = "–".join(map(str, sorted(t for t in counts if t is not None))) or "?"
         for m in summary.values():
             m["percent_of_float32_peak"] = 100 * m["gflops_per_s"] / peaks["float32"]
         ds = {"models": summary}
@@ -437,8 +443,8 @@ def results_stem(suite: dict) -> str:
     return suite["name"] + (f"-{'-'.join(part)}" if part else "")
 
 
-def write_results(suite: dict, records: list[dict], results_root: Path, perf: dict | None = None) -> Path:
-    """The results JSON, Markdown and HTML; `perf` reuses a performance section measured before."""
+def write_results(suite: dict, records: list[dict], results_root: Path, perf: dict) -> Path:
+    """The results JSON, Markdown and HTML with the suite's performance section."""
     results_root.mkdir(parents=True, exist_ok=True)
     part = suite.get("datasets")
     stem = results_stem(suite)
@@ -446,7 +452,7 @@ def write_results(suite: dict, records: list[dict], results_root: Path, perf: di
     hours = {"train": sum(sum(r["training"]["epoch_times_s"]) for r in records) / 3600,
              "evaluate": sum(sum(r["evaluation"]["timings_s"].values()) for r in records) / 3600}
     store_pictures(records, results_root, f"{stem}-pictures")
-    payload = {"suite": suite, "records": records, "summary": summarise(records), "performance": perf or performance(records),
+    payload = {"suite": suite, "records": records, "summary": summarise(records), "performance": perf,
                "avae": __version__, "torch": torch.__version__, "python": platform.python_version(),
                "machine": machine, "compute_hours": hours, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
                "command": f"avae benchmark --suite {suite['name']}" + (f" --datasets {','.join(part)}" if part else "")}

@@ -2,7 +2,8 @@
 
 The trainer calls every callback on rank 0 only, in order: `on_train_start`, then per epoch
 `on_epoch_start`, `on_step_end` after each step and `on_epoch_end` after validation, and
-`on_train_end`, each with the run's `RunInfo` (what a report may read; not the trainer).
+`on_train_end` — or `on_train_stopped` when an error or an interrupt ends training early — each
+with the run's `RunInfo` (what a report may read; not the trainer).
 
 Built in: `Figures` (the pictures of an epoch; it fills `EpochEnd.figures` for the callbacks
 after it), `MetricsLog` (metrics.jsonl) and `ProgressBar`. Trackers, each enabled by one
@@ -67,6 +68,18 @@ class Callback:
 
     def on_train_end(self, info: RunInfo) -> None: ...
 
+    def on_train_stopped(self, info: RunInfo, error: BaseException) -> None:
+        """Training ended early by `error` (an exception, or KeyboardInterrupt); the run resumes later."""
+
+
+def check_callbacks(callbacks) -> list[Callback]:
+    """The user's callbacks, each an avae.Callback (checked before anything is written)."""
+    callbacks = list(callbacks)
+    wrong = [type(c).__name__ for c in callbacks if not isinstance(c, Callback)]
+    if wrong:
+        raise AvaeError(f"callbacks must be avae.Callback instances, got {', '.join(wrong)}; subclass avae.Callback")
+    return callbacks
+
 
 class Figures(Callback):
     """Samples, reconstructions, latent scatter matrix and ‖z‖² histogram every `train.figures_every`
@@ -76,8 +89,7 @@ class Figures(Callback):
         every, epochs = info.settings.figures_every, info.settings.epochs
         if not every or (end.epoch % every and end.epoch != epochs):
             return
-        folder = info.run_dir / "figures" / f"epoch_{end.epoch:03d}"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = run.subfolder(run.subfolder(info.run_dir, "figures"), f"epoch_{end.epoch:03d}")
         model, vr = info.model, info.value_range
         model.eval()
         with torch.no_grad():
@@ -116,6 +128,10 @@ class ProgressBar(Callback):
     def on_epoch_end(self, info, end):
         self.bar.close()
         tqdm.write(summary_line(end.record))
+
+    def on_train_stopped(self, info, error):
+        if getattr(self, "bar", None) is not None:
+            self.bar.close()  # so the error that follows starts on a line of its own
 
 
 def summary_line(r: dict) -> str:
@@ -165,6 +181,10 @@ class TensorBoard(Callback):
     def on_train_end(self, info):
         self.writer.close()
 
+    def on_train_stopped(self, info, error):
+        if hasattr(self, "writer"):  # (started)
+            self.writer.close()
+
 
 class WandB(Callback):
     """Weights & Biases: the config, scalars per epoch and the figures; offline (files under
@@ -188,6 +208,10 @@ class WandB(Callback):
 
     def on_train_end(self, info):
         self.run.finish()
+
+    def on_train_stopped(self, info, error):
+        if hasattr(self, "run"):
+            self.run.finish(exit_code=1)
 
 
 class MLflow(Callback):
@@ -218,6 +242,12 @@ class MLflow(Callback):
         import mlflow
 
         mlflow.end_run()
+
+    def on_train_stopped(self, info, error):
+        import mlflow
+
+        if hasattr(self, "run"):
+            mlflow.end_run("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
 
 
 def _safe_id(run_dir: Path) -> str:

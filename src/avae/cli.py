@@ -63,6 +63,7 @@ def _setting_flag(cls, name: str):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .bandwidth import KDE_SIZE, LATENT_DIM
     from .config import EVALUATE_SETTINGS as EVALUATE, TrainConfig
 
     p = _Parser(prog="avae", description=__doc__)
@@ -79,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
     t.add_argument("--out", help="run directory (default runs/<dataset>-<model>-<time>)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    _trust_flag(t)
     t.set_defaults(run=_train)
 
     d = sub.add_parser("demo", help="the default job: AVAE on procedural dSprites, no download")
@@ -88,9 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="generate images from a trained run")
     s.add_argument("run_dir")
     s.add_argument("-n", type=_flag(int, {"minimum": 1}), default=64, help="number of images")
-    s.add_argument("--seed", type=_flag(int, {"minimum": 0}), default=0)
+    s.add_argument("--seed", type=_flag(int, schema.SEED), default=0)
     s.add_argument("--checkpoint", choices=["last", "best"], default="last")
     s.add_argument("--out", help="output path prefix (default RUN_DIR/samples)")
+    _trust_flag(s)
     s.set_defaults(run=_sample)
 
     e = sub.add_parser("evaluate", help="score a trained run: sample quality, latent quality, disentanglement")
@@ -108,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--disentanglement", choices=["default", "fast", "none"], default="fast",
                    help="metric sizes for datasets with ground-truth factors: fast (the default: reduced sizes, "
                         "minutes), default (disentanglement_lib's and the authors' sizes, hours on a CPU), none")
+    _trust_flag(e)
     e.set_defaults(run=_evaluate)
 
     c = sub.add_parser("compare", help="evaluation results of several runs side by side, with the settings that differ")
@@ -120,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("run_dir")
     x.add_argument("--out", help="folder to write (default RUN_DIR/export)")
     x.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    _trust_flag(x)
     x.set_defaults(run=_export)
 
     k = sub.add_parser("benchmark", help="train and evaluate every model × dataset × seed of a suite (resumable)")
@@ -130,12 +135,13 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--datasets", help="comma-separated part of the suite to run (results: <suite>-<datasets>.*)")
     k.add_argument("--pages-only", action="store_true",
                    help="rewrite the .md and .html pages from the results JSON; train and evaluate nothing")
+    _trust_flag(k)
     k.set_defaults(run=_benchmark)
 
     b = sub.add_parser("bandwidth", help="the bias-corrected KDE bandwidth for latent size l and KDE size m")
-    b.add_argument("-l", "--latent-dim", type=_flag(int, {"minimum": 1}), required=True)
-    b.add_argument("-m", "--kde-size", type=_flag(int, {"minimum": 2}), required=True)
-    b.add_argument("--seed", type=_flag(int, {"minimum": 0}), default=0)
+    b.add_argument("-l", "--latent-dim", type=_flag(int, LATENT_DIM), required=True)
+    b.add_argument("-m", "--kde-size", type=_flag(int, KDE_SIZE), required=True)
+    b.add_argument("--seed", type=_flag(int, schema.SEED), default=0)
     b.add_argument("--no-cache", action="store_true")
     b.add_argument("--json", action="store_true", help="print JSON")
     b.set_defaults(run=_bandwidth)
@@ -145,6 +151,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _trust_flag(parser) -> None:
+    parser.add_argument("--trust-code", action="store_true",
+                        help="open a run whose config names its own network classes (this imports and runs their "
+                             "code: only for runs you trust)")
+
+
 def _train(args) -> int:
     from . import config, train
 
@@ -152,13 +164,21 @@ def _train(args) -> int:
         given = (args.config, args.dataset, args.model, args.epochs, args.seed, args.data_root, args.out)
         if args.set or any(value is not None for value in given):
             raise AvaeError("--resume continues a run with its own config; give no other settings")
-        run_dir = train.resume(Path(args.resume))
+        run_dir = train.resume(Path(args.resume), trust_code=args.trust_code)
         return _finished(run_dir)
+    if args.trust_code:
+        raise AvaeError("--trust-code goes with --resume (a new run imports the classes its config names)")
+    if args.data_root is not None and not args.data_root.strip():  # _absolute would turn "" into the current folder
+        raise AvaeError("--data-root is empty; give the folder or file that holds the data, or leave the flag out")
     overrides = list(args.set)
-    for key, value in (("data.name", args.dataset), ("model.name", args.model), ("train.epochs", args.epochs),
-                       ("train.seed", args.seed), ("data.root", _absolute(args.data_root))):
-        if value is not None:
-            overrides.append(f"{key}={value}")
+    for (key, value), flag in zip((("data.name", args.dataset), ("model.name", args.model), ("train.epochs", args.epochs),
+                                   ("train.seed", args.seed), ("data.root", _absolute(args.data_root))),
+                                  ("--dataset", "--model", "--epochs", "--seed", "--data-root")):
+        if value is None:
+            continue
+        if any(item.partition("=")[0].strip() == key for item in args.set):
+            raise AvaeError(f"{flag} and --set {key}=... both set {key}; give it once")
+        overrides.append(f"{key}={value}")
     cfg = config.resolve(args.config, overrides)
     return _finished(train.start(cfg, Path(args.out) if args.out else train.default_run_dir(cfg)))
 
@@ -197,7 +217,7 @@ def _sample(args) -> int:
     prefix = Path(args.out) if args.out else run_dir / "samples"
     if prefix.is_dir():
         raise AvaeError(f"--out {prefix} is a folder; give a path prefix such as {prefix / 'samples'}")
-    model = run.load(run_dir, args.checkpoint)
+    model = run.load(run_dir, args.checkpoint, trust_code=args.trust_code)
     spec = model.spec
     images = []
     gen = torch.Generator().manual_seed(args.seed)
@@ -209,7 +229,7 @@ def _sample(args) -> int:
         images.append(report.to_uint8(batch, spec.value_range))
     images = np.concatenate(images)
     run.make_folder(prefix.parent)
-    np.save(prefix.with_suffix(".npy"), images)
+    run.save_file(lambda tmp: np.save(tmp, images), prefix.with_suffix(".npy"))
     report.save_grid(prefix.with_suffix(".png"), images[:256])
     print(f"{len(images)} samples ({model.sampler}): {prefix.with_suffix('.npy')} and {prefix.with_suffix('.png')}")
     return 0
@@ -220,7 +240,7 @@ def _evaluate(args) -> int:
 
     result = evaluate(args.run_dir, n=args.n, seed=args.seed, features=args.features,
                       inception_weights=args.inception_weights, checkpoint=args.checkpoint, split=args.split,
-                      disentanglement=args.disentanglement)
+                      disentanglement=args.disentanglement, trust_code=args.trust_code)
     space = result["feature_space"]
     print(f"feature space: {space['name']}" + (f" ({space['note']})" if "note" in space else ""))
     for name, q in result["sample_quality"].items():
@@ -245,7 +265,7 @@ def _compare(args) -> int:
 def _export(args) -> int:
     from .export import export
 
-    out = export(args.run_dir, args.out, args.checkpoint)
+    out = export(args.run_dir, args.out, args.checkpoint, trust_code=args.trust_code)
     print(f"exported to {out}/: weights.pt (state dict), config.yaml, data_spec.json, encoder.pt2 and decoder.pt2 "
           "(torch.export.load(path).module()), sampler.pt (mean and scale_tril of the codes' Gaussian)")
     return 0
@@ -258,7 +278,8 @@ def _benchmark(args) -> int:
     if args.pages_only:
         out = rewrite_pages(args.suite, Path(args.results), datasets)
     else:
-        out = run_suite(args.suite, Path(args.runs), Path(args.results), args.data_root, datasets)
+        out = run_suite(args.suite, Path(args.runs), Path(args.results), args.data_root, datasets,
+                        trust_code=args.trust_code)
     print(f"results: {out}, {out.with_suffix('.md')}, {out.with_suffix('.html')}")
     return 0
 

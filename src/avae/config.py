@@ -31,8 +31,44 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _mapping_without_repeats(loader, node):
+    """A YAML mapping whose own keys all differ: a repeated key is an error, not a silent override
+    (keys merged in by `<<` may still be overridden, as YAML says)."""
+    seen = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+            continue
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice", key_node.start_mark)
+        seen.add(key)
+    yield from loader.construct_yaml_map(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _mapping_without_repeats)
+MAX_VALUES = 100_000  # a config of more values than this is refused (YAML aliases can nest a billion)
+
+
 def load_yaml(text: str):
-    return yaml.load(text, Loader=_Loader)
+    data = yaml.load(text, Loader=_Loader)
+    _check_size(data)
+    return data
+
+
+def _check_size(data) -> None:
+    """Count the values a YAML document expands to, stopping at MAX_VALUES (so in bounded time):
+    anchors and aliases let a small file hold more values than any config needs, or a cycle."""
+    pending, count = [data], 0
+    while pending:
+        value = pending.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise yaml.YAMLError(f"it expands to more than {MAX_VALUES:,} values (through anchors and aliases)")
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
 
 
 @dataclass
@@ -40,7 +76,7 @@ class DataSettings:
     name: str = setting("dsprites")
     root: str | None = setting(None)
     # fixes random train/validation splits (dSprites, 3D Shapes) across runs, as the paper
-    split_seed: int = setting(0, minimum=0)
+    split_seed: int = setting(0, **schema.SEED)
     train_size: int | None = setting(None, minimum=1)
     val_size: int | None = setting(None, minimum=1)
     options: dict = setting(factory=dict)  # the dataset's own options (each loader checks their names)
@@ -54,12 +90,12 @@ class TrainConfig:
     lr_factor: float = setting(0.5, above=0, below=1)  # ReduceLROnPlateau on the validation objective
     lr_patience: int = setting(5, minimum=0)
     lr_threshold: float = setting(1e-4, minimum=0)
-    seed: int = setting(0, minimum=0)
+    seed: int = setting(0, **schema.SEED)
     device: str = setting("auto")  # auto, cpu, cuda, cuda:N
     # auto: what is fastest on the machine at hand (avae.hardware), made concrete in the run
     precision: str = setting("auto", choices=("auto", "float32", "bfloat16"))  # bfloat16: autocast; KDE, losses float32
     channels_last: bool | None = setting(None)  # null: auto
-    threads: int | None = setting(None, minimum=1)  # torch's intra-op threads; null: auto
+    threads: int | None = setting(None, minimum=1, maximum=4096)  # torch's intra-op threads; null: auto
     val_batch_size: int = setting(500, minimum=1)
     figures_every: int = setting(1, minimum=0)  # epochs between figure sets, and after the last (0: none)
     figure_points: int = setting(2000, minimum=2)  # validation codes in the latent figures
@@ -78,7 +114,7 @@ class TrainConfig:
 # `avae evaluate` flags): name → (type, rules)
 EVALUATE_SETTINGS = {
     "n": (int, {"minimum": 10}),
-    "seed": (int, {"minimum": 0}),
+    "seed": (int, schema.SEED),
     "features": (str, {"choices": ("auto", "classifier", "random", "inception")}),
     "inception_weights": (str | None, {}),
     "checkpoint": (str, {"choices": ("last", "best")}),

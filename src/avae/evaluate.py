@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, _callable_module, pages, report, run
+from . import __version__, _callable_module, pages, report, run, schema
 from .bandwidth import bandwidth
 from .config import check_evaluate_settings
 from .data import check_unchanged, to_float
@@ -40,12 +40,12 @@ def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 class Evaluation:
     """Everything needed to score one run: model, data, held-out images, feature space."""
 
-    def __init__(self, run_dir: Path, n: int, seed: int, checkpoint: str, split: str | None):
-        self.run_dir, self.n, self.seed = Path(run_dir), n, seed
+    def __init__(self, run_dir: Path, n: int, seed: int, checkpoint: str, split: str | None, trust_code: bool):
+        self.run_dir, self.n, self.seed = run.as_path(run_dir, "run_dir"), n, seed
         self.cfg, self.spec = run.read(self.run_dir)
+        self.model = run.load(self.run_dir, checkpoint, trust_code=trust_code)
         self.data = run.load_data(self.cfg, cut=False)
         check_unchanged(self.data, run.recorded_data(self.run_dir))
-        self.model = run.load(self.run_dir, checkpoint)
         # the layout the run trained in (`auto` chose it by measuring the run's nets on this kind of CPU)
         self.layout = torch.channels_last if self.cfg["train"].get("channels_last") else torch.contiguous_format
         self.model.to(memory_format=self.layout)
@@ -97,17 +97,18 @@ class Evaluation:
 def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", inception_weights=None,
              checkpoint: str = "last", split: str | None = None, disentanglement: str = "fast",
              entropy_kde_size: int = 10000, classifier_images: int = 10000, classifier_epochs: int = 3,
-             progress: bool = True) -> dict:
+             progress: bool = True, trust_code: bool = False) -> dict:
     """Score a run; writes RUN_DIR/evaluate.json, RUN_DIR/evaluation/*.png and evaluate.html.
 
     `features`: classifier, random, inception, or auto (classifier where the data have labels or
-    factors, else random).
+    factors, else random). `trust_code`: open a run that names its own network classes.
     """
     check_evaluate_settings({"n": n, "seed": seed, "features": features, "inception_weights": inception_weights,
                              "checkpoint": checkpoint, "split": split, "disentanglement": disentanglement,
                              "entropy_kde_size": entropy_kde_size, "classifier_images": classifier_images,
                              "classifier_epochs": classifier_epochs, "progress": progress})
-    ev = Evaluation(run_dir, n, seed, checkpoint, split)
+    schema.check_value("trust_code", trust_code, bool, {})
+    ev = Evaluation(run_dir, n, seed, checkpoint, split, trust_code)
     timings: dict[str, float] = {}
 
     def timed(name, fn, *args, **kwargs):
@@ -179,8 +180,8 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
         result["disentanglement"], directions = timed("disentanglement", _disentanglement, ev, disentanglement,
                                                       progress)
     result["timings_s"] = timings
-    folder = ev.run_dir / "evaluation"
-    folder.mkdir(exist_ok=True)
+    folder = run.subfolder(ev.run_dir, "evaluation")
+    run.remove_stale_temporaries(ev.run_dir, folder)
     figures = _figures(ev, codes, sets_u8, folder, directions)
     result["figures"] = {path.stem: {"title": title, **pages.picture(path, ev.run_dir)}
                          for title, path in figures.items()}

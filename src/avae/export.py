@@ -46,18 +46,20 @@ def exported(model: Model, method: str, example: torch.Tensor) -> torch.export.E
                         "weights.pt and config.yaml in the run directory still rebuild it with avae.load") from e
 
 
-def export(run_dir, out=None, checkpoint: str = "last") -> Path:
-    """Write the files above into `out` (default RUN_DIR/export); returns the folder."""
-    run_dir = Path(run_dir)
-    out = Path(out) if out is not None else run_dir / "export"
-    model = run.load(run_dir, checkpoint)
+def export(run_dir, out=None, checkpoint: str = "last", *, trust_code: bool = False) -> Path:
+    """Write the files above into `out` (default RUN_DIR/export); returns the folder. `trust_code`:
+    open a run that names its own network classes."""
+    run_dir = run.as_path(run_dir, "run_dir")
+    default = out is None
+    out = run_dir / "export" if default else run.as_path(out, "out")
+    model = run.load(run_dir, checkpoint, trust_code=trust_code)
     _, spec = run.read(run_dir)
     if out.exists() and any(out.iterdir()) and not all((out / name).is_file() for name in FILES):
         raise AvaeError(f"{out} exists and holds other files; give an empty or new folder with --out")
     programs = {"encoder.pt2": exported(model, "encode", torch.zeros(2, *spec.shape)),
                 "decoder.pt2": exported(model, "decode", torch.zeros(2, model.latent_dim))}
     mean, scale_tril = model.sampling_gaussian()
-    out.mkdir(parents=True, exist_ok=True)
+    out = run.subfolder(run_dir, "export") if default else run.make_folder(out)  # no link inside a run
     run.save_file(lambda path: torch.save(model.state_dict(), path), out / "weights.pt")
     run.save_file(lambda path: shutil.copyfile(run_dir / run.CONFIG, path), out / "config.yaml")
     run.write_json(out / "data_spec.json", asdict(spec))

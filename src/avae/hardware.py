@@ -2,12 +2,16 @@
 
 bfloat16 is a candidate only where the hardware computes it natively (AVX-512 BF16 or AMX on
 x86, the bf16 extension on Arm, compute capability ≥ 8 on CUDA); elsewhere it is emulated and
-many times slower than float32. On a CPU a short measurement of the model's own networks then
-decides between the candidates and the two memory layouts, for training (at the run's batch
+many times slower than float32. On a quiet CPU a short measurement of the model's own networks
+then decides between the candidates and the two memory layouts, for training (at the run's batch
 size) and for inference, and the number of images an inference call takes: a batch whose
-activations stay in the caches can run twice as fast as a large one. The measurement is cached
-per machine (CPU model, torch's capability, the environment variables that limit the instruction
-set, torch version), network and batch size, so it runs once.
+activations stay in the caches can run twice as fast as a large one. Where other work keeps the
+machine busy, timings are noise, so fixed rules for the CPU's capability decide instead. Either
+choice is cached per machine (CPU model, torch's capability, cores, the environment variables
+that limit the instruction set, torch version), network and batch size, so every later run —
+the other models of a comparison, a resume — gets the same one.
+
+Threads are not cached: they follow the cores that other work leaves free, re-read every epoch.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -30,11 +35,11 @@ KERNEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_I
                     "OMP_NUM_THREADS")
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # /proc/cpuinfo names (x86 and Arm)
 BF16_MARGIN = 1.15  # bfloat16 must beat float32 by this factor: a near tie keeps the exact float32
-BUSY_LOAD = 1.5  # load average per core above which a measurement is used but not cached
+QUIET_LOAD = 0.5  # load average per core (other work) above which timings are noise and rules decide
 PROBE_BATCH = 64  # images per timed inference pass while precision and layout are chosen
 MAX_TRAIN_PROBE = 128  # the timed training step takes the run's batch, up to this many images
 INFERENCE_BATCHES = (64, 256, 1024)  # images per inference call, each timed on the last of them
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -51,10 +56,37 @@ def _cpuinfo() -> dict[str, str]:
 
 
 def available_cores() -> int:
+    """The cores this process may use: its CPU affinity, and its cgroup's CPU quota (containers, SLURM)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def cgroup_cpu_quota() -> float | None:
+    """CPUs' worth of time the cgroup may use (cgroup v2 cpu.max, or v1's CFS quota); None: no limit."""
+    for path, parse in ((Path("/sys/fs/cgroup/cpu.max"), lambda t: t.split()),
+                        (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), lambda t: [t.strip(), _read(
+                            Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))])):
+        text = _read(path)
+        if text is None:
+            continue
+        quota, period = (parse(text) + [None])[:2]
+        try:
+            quota, period = float(quota), float(period)
+        except (TypeError, ValueError):  # "max": no limit
+            return None
+        return quota / period if quota > 0 and period > 0 else None
+    return None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 def machine() -> dict:
@@ -86,20 +118,25 @@ def native_bf16(device: torch.device, facts: dict | None = None) -> bool:
     return "bf16" in facts["native_bf16_flags"]  # Arm
 
 
-def threads() -> int:
-    """torch's intra-op threads: OMP_NUM_THREADS where set (torchrun sets it), else the cores
-    this process may use, shared among the processes of this machine."""
+def threads(own: int = 0) -> int:
+    """torch's intra-op threads: OMP_NUM_THREADS where set (torchrun sets it), else the cores this
+    process may use, shared among the processes of this machine, less those other work keeps busy
+    (from the load average, of which `own` threads of this process's are a part). Each operation
+    waits for its slowest thread, so a thread on a core that other work holds slows every step:
+    where fewer than two cores are free, one thread is the fastest."""
     if "OMP_NUM_THREADS" in os.environ:
         return torch.get_num_threads()
-    return max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    cores = available_cores()
+    share = max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    others = max(0.0, load_average() - own)
+    return max(1, min(share, math.floor(cores - others + 0.5)))
 
 
 def apply(cfg: dict, model, choices: dict) -> dict:
     """Replace the `auto` settings of a run's config (in place) and of its model by the choices
     of `fastest`; returns {"section.setting": value} of what was chosen."""
     train, chosen = cfg["train"], {}
-    for key, value in (("precision", choices["train_precision"]), ("channels_last", choices["channels_last"]),
-                       ("threads", threads())):
+    for key, value in (("precision", choices["train_precision"]), ("channels_last", choices["channels_last"])):
         if train.get(key) in (AUTO, None):  # channels_last and threads spell auto as null
             train[key] = chosen[f"train.{key}"] = value
     for key, value in model.resolve_auto(choices).items():
@@ -107,7 +144,7 @@ def apply(cfg: dict, model, choices: dict) -> dict:
     return chosen
 
 
-def fastest(model, device: torch.device, batch_size: int) -> dict:
+def fastest(model, device: torch.device, batch_size: int, progress: bool = False) -> dict:
     """Precision and memory layout for training a model's networks here at `batch_size`, and
     precision, layout and images per call for its inference encoder.
 
@@ -127,14 +164,25 @@ def fastest(model, device: torch.device, batch_size: int) -> dict:
     cache = read_json_cache(_path())
     if key in cache:
         return cache[key]
-    choices = _measure(model, candidates, train_batch)
     load = load_average()
-    if load > BUSY_LOAD * available_cores():  # other work distorted the timings: good for this run only
-        choices["basis"] += f" on a busy machine (load {load:.1f}), not cached"
-        return choices
+    if load > QUIET_LOAD * facts["cores"]:
+        choices = rules(candidates, f"rules for {facts['capability']}: the machine was busy (load {load:.1f})")
+    else:
+        if progress:
+            print(f"auto: timing {' and '.join(candidates)} training steps and re-encodings in both memory layouts "
+                  f"on this CPU, once (cached in {_path()})", file=sys.stderr, flush=True)
+        choices = _measure(model, candidates, train_batch)
     cache[key] = choices
     write_json_cache(_path(), cache)
     return choices
+
+
+def rules(candidates: list[str], basis: str) -> dict:
+    """The choice without a measurement: float32 training (bfloat16 wins there only on some
+    networks), bfloat16 re-encoding where native, channels-last, 256 images a call (what the
+    measurements in BENCHMARKS.md chose most often on AVX2 and AVX-512 CPUs)."""
+    return {"train_precision": "float32", "channels_last": True, "inference_precision": candidates[-1],
+            "inference_channels_last": True, "inference_batch": 256, "basis": basis, "seconds": {}}
 
 
 def load_average() -> float:
@@ -232,7 +280,11 @@ def _handicap(key, seconds: float) -> float:
 
 
 def _cache_key(facts, model, train_batch: int) -> str:
-    nets = [str(model.spec.shape), *(f"{n}:{tuple(p.shape)}" for n, p in model.named_parameters())]
+    """The machine, the network and the batch: the decoder's shapes and the encoder's but for its
+    output layer, whose width differs between models of one comparison (2l for Gaussian encoders)."""
+    encoder = [f"{n}:{tuple(p.shape)}" for n, p in model.encoder.named_parameters()]
+    nets = [str(model.spec.shape), model.arch, *encoder[:-2], *(f"{n}:{tuple(p.shape)}" for n, p in
+                                                               model.decoder.named_parameters())]
     blob = json.dumps([CACHE_VERSION, facts, nets, train_batch], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 

@@ -125,11 +125,14 @@ class Encoder(nn.Module):
 
 
 @torch.no_grad()
-def inference_encoder(encoder: Encoder) -> Encoder:
-    """A frozen copy of `encoder` for inference: each BatchNorm (on its running statistics) is
-    folded into the convolution before it, so the copy gives the eval-mode encoder's codes with
-    one layer fewer per block. Cheap enough to make anew whenever the weights have changed."""
+def inference_encoder(encoder: nn.Module) -> nn.Module:
+    """A frozen copy of `encoder` for inference: in the paper's encoders each BatchNorm (on its
+    running statistics) is folded into the convolution before it, so the copy gives the eval-mode
+    encoder's codes with one layer fewer per block (a user's encoder is copied as it is). Cheap
+    enough to make anew whenever the weights have changed."""
     frozen = copy.deepcopy(encoder).eval().requires_grad_(False)
+    if not isinstance(frozen, Encoder):
+        return frozen
     layers = []
     for layer in frozen.net:
         if isinstance(layer, nn.BatchNorm2d):

@@ -13,7 +13,7 @@ import torch
 from scipy.stats import chi2
 from torch import nn
 
-from . import bandwidth as bw
+from . import bandwidth as bw, schema
 from .errors import AvaeError
 from .kde import kl_to_standard_normal
 
@@ -42,12 +42,15 @@ class AggregateKL(nn.Module):
     Call it with the batch's codes z (B, l), which receive the gradient, and the KDE codes (m, l),
     which are treated as constants. `log_base` 10 and the density floor at `density_floor_quantile`
     are the AVAE's settings; `prior_floor` (None: exact prior) reproduces the authors' p(z) + 1e-30.
+    A non-finite result (NaN or infinite codes) raises AvaeError unless `check_finite` is False (avae's
+    trainer checks the whole loss itself, on every rank at once).
     """
 
     def __init__(self, latent_dim: int, kde_size: int, *, log_base: float = 10.0,
                  density_floor_quantile: float | None = 1 - 1e-6, prior_floor: float | None = None,
-                 bandwidth_seed: int = 0):
+                 bandwidth_seed: int = 0, check_finite: bool = True):
         super().__init__()
+        bw.check_sizes(latent_dim, kde_size, bandwidth_seed)  # types and ranges, in avae's words
         if density_floor_quantile is not None and not 0 < density_floor_quantile < 1:
             raise AvaeError(f"model.density_floor_quantile must be in (0, 1) or null, got {density_floor_quantile}")
         if prior_floor is not None and not 0 < prior_floor < 1:
@@ -60,13 +63,24 @@ class AggregateKL(nn.Module):
         self.log_floor = (None if density_floor_quantile is None
                           else log_density_floor(self.h, latent_dim, density_floor_quantile))
         self.prior_log_floor = None if prior_floor is None else math.log(prior_floor)
+        self.check_finite = check_finite
 
     def forward(self, z: torch.Tensor, kde_codes: torch.Tensor) -> torch.Tensor:
+        for name, codes in (("z", z), ("kde_codes", kde_codes)):
+            if not torch.is_tensor(codes) or not codes.is_floating_point():
+                got = codes.dtype if torch.is_tensor(codes) else type(codes).__name__
+                raise AvaeError(f"AggregateKL takes {name} as a floating-point torch.Tensor, got {got} "
+                                "(use torch.as_tensor(x).float())")
         if z.ndim != 2 or z.shape[1] != self.latent_dim or tuple(kde_codes.shape) != (self.kde_size, self.latent_dim):
             raise AvaeError(f"AggregateKL({self.latent_dim}, {self.kde_size}) takes codes (B, {self.latent_dim}) and "
                             f"KDE codes ({self.kde_size}, {self.latent_dim}), got {tuple(z.shape)} and {tuple(kde_codes.shape)}")
-        return kl_to_standard_normal(z.float(), kde_codes.float(), self.h, log_floor=self.log_floor,
-                                     prior_log_floor=self.prior_log_floor, log_base=self.log_base)
+        if len(z) == 0:
+            raise AvaeError("AggregateKL got an empty batch of codes z; give at least one code")
+        kl = kl_to_standard_normal(z.float(), kde_codes.float(), self.h, log_floor=self.log_floor,
+                                   prior_log_floor=self.prior_log_floor, log_base=self.log_base)
+        if self.check_finite and not bool(torch.isfinite(kl.detach())):  # one scalar: NaN or infinite codes
+            raise AvaeError("AggregateKL got NaN or infinite codes; the encoder diverged (lower the learning rate)")
+        return kl
 
     @property
     def sampling_std(self) -> float:
@@ -75,6 +89,7 @@ class AggregateKL(nn.Module):
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n codes of the AVAE's sampler N(0, (1 − h²) I) (CPU float32)."""
+        schema.check_value("n", n, int, {"minimum": 0})
         return torch.randn(n, self.latent_dim, generator=generator) * self.sampling_std
 
     def extra_repr(self) -> str:

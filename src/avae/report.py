@@ -16,6 +16,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from scipy.stats import chi2, norm  # noqa: E402
 
+from .run import save_file  # noqa: E402
+
 SCATTER_DIMS = 8  # a scatter matrix beyond 8×8 panels is unreadable
 SCATTER_POINTS = 2000  # more points only darken the panels and weigh down the HTML pages
 CLIP_QUANTILE = 0.995  # limits of the latent plots: this quantile of the data, so outliers cannot squash them
@@ -43,9 +45,16 @@ def grid(images: np.ndarray, ncol: int | None = None, pad: int = 2) -> np.ndarra
     return canvas[..., 0] if c == 1 else canvas
 
 
+def _save_figure(fig, path: Path) -> None:
+    try:
+        save_file(lambda tmp: fig.savefig(tmp, dpi=DPI), path)
+    finally:
+        plt.close(fig)
+
+
 def save_grid(path: Path, images: np.ndarray, ncol: int | None = None) -> None:
     """The bare mosaic, one image pixel per pixel (for image files, not for reading)."""
-    Image.fromarray(grid(images, ncol)).save(path)
+    save_file(Image.fromarray(grid(images, ncol)).save, path)
 
 
 def save_labelled_grid(path: Path, images: np.ndarray, ncol: int, title: str, row_labels=(), col_labels=(),
@@ -73,8 +82,7 @@ def save_labelled_grid(path: Path, images: np.ndarray, ncol: int, title: str, ro
         text(left + (pad + i * (w + pad) + w / 2) * scale, top - 9, label, ha="center", fontsize=FONT - 1)
     for i, label in enumerate(row_labels):
         text(left - 6, top + (pad + i * (h + pad) + h / 2) * scale, label, ha="right")
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save_figure(fig, path)
 
 
 def save_samples(path: Path, images: np.ndarray, sampler: str, ncol: int = 8) -> None:
@@ -142,8 +150,7 @@ def save_latent_scatter(path: Path, z: np.ndarray, variance: float, split: str) 
                if outside else f"every code lies within ±{lim:g}")
     fig.text(0.5, 0.005, clipped, ha="center", va="bottom", fontsize=FONT - 1)
     fig.subplots_adjust(left=0.11, right=0.98, bottom=0.1, top=0.88, wspace=0.08, hspace=0.08)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save_figure(fig, path)
 
 
 def save_norm_histogram(path: Path, z: np.ndarray, variance: float, split: str) -> None:
@@ -165,8 +172,7 @@ def save_norm_histogram(path: Path, z: np.ndarray, variance: float, split: str) 
     ax.set_title(title, fontsize=FONT + 1)
     ax.legend(fontsize=FONT - 1)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save_figure(fig, path)
 
 
 def save_latent_figures(folder: Path, z: np.ndarray, variance: float, split: str) -> dict:

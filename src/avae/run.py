@@ -17,8 +17,8 @@ import json
 import math
 import os
 import platform
+import re
 import secrets
-import shutil
 import zlib
 from contextlib import contextmanager
 from dataclasses import asdict, fields
@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import __version__, config as config_mod
+from . import __version__, config as config_mod, schema, user_nets
 from .config import TrainConfig
 from .data import ArrayImages, Dataset, ImageSet, Subset, load_dataset
 from .errors import AvaeError
@@ -99,6 +99,13 @@ def new_model(cfg: dict, spec: DataSpec) -> Model:
         return build_model(cfg["model"], spec)
 
 
+def as_path(value, what: str) -> Path:
+    """A path given through the Python API (a str or os.PathLike, not empty)."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise AvaeError(f"{what} must be a path (str or pathlib.Path), got {schema.show(value)}")
+    return Path(value)
+
+
 # --- creating a run, and its states -----------------------------------------------------------
 def make_folder(path: Path, what: str = "--out") -> Path:
     """A folder to write into, or one line saying why it cannot be."""
@@ -117,48 +124,64 @@ def make_folder(path: Path, what: str = "--out") -> Path:
 def lock(run_dir: Path):
     """Hold RUN_DIR/.lock while training: a second trainer is refused, and the kernel releases the
     lock when its process dies (even by SIGKILL), so a killed run never stays locked."""
-    handle = open(run_dir / ".lock", "a+")
+    handle = os.fdopen(_open_no_follow(run_dir / ".lock", os.O_RDWR | os.O_CREAT), "r+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
         raise AvaeError(f"{run_dir} is being trained by another process (pid {holder}); wait for it to end, "
                         "or stop it and resume") from None
     try:
-        handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
+        remove_stale_temporaries(run_dir, run_dir / CHECKPOINTS)
         yield
     finally:
         handle.close()
 
 
-def create(run_dir: Path, cfg: dict, spec: DataSpec, dataset_info: dict, auto: dict) -> None:
-    """config.yaml and a 'running' run.json; a run that ended before its first checkpoint is started again."""
+def create(run_dir: Path, cfg: dict, spec: DataSpec, dataset_info: dict, auto: dict, code: dict) -> None:
+    """config.yaml and a 'running' run.json. A run that ended before its first checkpoint is started
+    again, its earlier files kept aside in RUN_DIR/previous/N/ (never appended to)."""
     if (run_dir / INFO).exists():
-        if not _may_start_again(run_dir):
-            raise AvaeError(f"{run_dir} already holds a run; resume it with `avae train --resume {run_dir}` or pick --out")
-        _clear(run_dir)
-    (run_dir / CONFIG).write_text(config_mod.dump(cfg))
+        if status(run_dir) == "finished" or has_checkpoint(run_dir):
+            finished = " (finished; nothing retrains it)" if status(run_dir) == "finished" else ""
+            raise AvaeError(f"{run_dir} already holds a run{finished}; resume it with `avae train --resume {run_dir}` "
+                            "or pick another --out")
+        _set_aside(run_dir)
+    save_file(lambda tmp: tmp.write_text(config_mod.dump(cfg)), run_dir / CONFIG)
     write_json(run_dir / INFO, {
         "status": "running", "data_spec": asdict(spec), "avae": __version__, "torch": torch.__version__,
-        "python": platform.python_version(), "dataset_info": dataset_info, "auto": auto,
+        "python": platform.python_version(), "dataset_info": dataset_info, "auto": auto, "code": code,
     })
 
 
-def _may_start_again(run_dir: Path) -> bool:
-    """A run that ended (failed, or killed) before its first checkpoint holds nothing to resume."""
-    return status(run_dir) in ("failed", "running") and not checkpoint_path(run_dir, "last").exists()
+def check_resumable(run_dir: Path) -> None:
+    """A resume continues from checkpoints/last.pt or refuses, never starting over what is there."""
+    if checkpoint_path(run_dir, "last").is_file():
+        return
+    if status(run_dir) == "finished" or checkpoint_path(run_dir, "best").exists():
+        raise AvaeError(f"{run_dir} has no checkpoints/last.pt, so it cannot resume; put the file back "
+                        "(nothing was changed; best.pt still opens with --checkpoint best)")
+    raise AvaeError(f"{run_dir} ended before its first checkpoint, so nothing resumes; start it again with "
+                    f"`avae train --config {run_dir / CONFIG} --out {run_dir}` (its earlier files are kept aside "
+                    f"in {run_dir / 'previous'}/)")
 
 
-def _clear(run_dir: Path) -> None:
-    for name in (CONFIG, INFO, METRICS):
-        (run_dir / name).unlink(missing_ok=True)
-    for name in (CHECKPOINTS, "figures"):
-        shutil.rmtree(run_dir / name, ignore_errors=True)
+def has_checkpoint(run_dir: Path) -> bool:
+    return checkpoint_path(run_dir, "last").exists() or checkpoint_path(run_dir, "best").exists()
+
+
+def _set_aside(run_dir: Path) -> None:
+    """Move a run's files into the first free RUN_DIR/previous/N/."""
+    previous = subfolder(run_dir, "previous")
+    number = 1 + max((int(p.name) for p in previous.iterdir() if p.name.isdigit()), default=0)
+    kept = subfolder(previous, str(number))
+    for name in (CONFIG, INFO, METRICS, CHECKPOINTS, "figures"):
+        if os.path.lexists(run_dir / name):
+            os.replace(run_dir / name, kept / name)
 
 
 def mark_finished(run_dir: Path, epochs_done: int) -> None:
@@ -221,21 +244,37 @@ def recorded_data(run_dir: Path) -> dict:
     return info(run_dir).get("dataset_info", {})
 
 
-def load(run_dir, checkpoint: str = "last", device: str | torch.device = "cpu") -> Model:
+def load(run_dir, checkpoint: str = "last", device: str | torch.device = "cpu", *, trust_code: bool = False) -> Model:
     """The trained model of a run directory (`checkpoint` 'last' or 'best') on `device`, in eval mode
     with its parameters frozen: `encode`, `decode`, `reconstruct` and `sample` work on float images
-    in the data's value range. torch's global random state is left alone."""
-    run_dir = Path(run_dir)
+    in the data's value range. A run naming its own network classes is opened only with
+    `trust_code=True` (building it runs their code). torch's global random state is left alone."""
+    run_dir = as_path(run_dir, "run_dir")
     if checkpoint not in ("last", "best"):
         raise AvaeError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise AvaeError(f"'{device}' is not a device; use cpu, cuda or cuda:N") from None
-    cfg, spec = read(run_dir)
-    model = new_model(cfg, spec)
+    device = _device(device)
+    model = open_model(run_dir, trust_code)
     load_weights(model, run_dir, checkpoint)
     return model.to(device).eval().requires_grad_(False)
+
+
+def open_model(run_dir: Path, trust_code: bool) -> Model:
+    """A run's model with its initial weights, its own network classes imported only on the user's word."""
+    cfg, spec = read(run_dir)
+    with user_nets.trusted(run_dir, cfg["model"], info(run_dir).get("code") or {}, trust_code):
+        return new_model(cfg, spec)
+
+
+def _device(name) -> torch.device:
+    """A device this machine has, or one line saying it has not."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise AvaeError(f"'{name}' is not a device; use cpu, cuda or cuda:N") from None
+    counts = {"cpu": 1, "cuda": torch.cuda.device_count(), "mps": int(torch.backends.mps.is_available())}
+    if (device.index or 0) >= counts.get(device.type, 0):
+        raise AvaeError(f"device '{name}' is not on this machine (torch sees {counts['cuda']} GPU(s)); use cpu")
+    return device
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -248,8 +287,7 @@ def checkpoint_path(run_dir: Path, which: str) -> Path:
 
 
 def save_checkpoint(state: dict, run_dir: Path, which: str) -> None:
-    path = checkpoint_path(run_dir, which)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = subfolder(run_dir, CHECKPOINTS) / f"{which}.pt"
     save_file(lambda tmp: torch.save(state, tmp), path)
 
 
@@ -296,7 +334,7 @@ def non_finite(state_dict: dict) -> list[str]:
 
 # --- the metrics log --------------------------------------------------------------------------
 def append_metrics(run_dir: Path, record: dict) -> None:
-    with open(run_dir / METRICS, "a") as f:
+    with os.fdopen(_open_no_follow(run_dir / METRICS, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a") as f:
         f.write(json.dumps(record) + "\n")
 
 
@@ -326,21 +364,67 @@ def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
     path = run_dir / METRICS
     if path.is_file():
         kept = [r for r in read_metrics(run_dir) if r["epoch"] <= epochs_done]
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        save_file(lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in kept)), path)
 
 
-# --- files ------------------------------------------------------------------------------------
+# --- files ---------------------------------------------------------------------------------------
+LINK_ADVICE = "avae never writes through a link, so a received folder cannot redirect its writes: remove the link"
+TMP = ".tmp"
+_TEMPORARY = re.compile(r"\.(\d+)-[0-9a-f]{8}\.tmp(\.[^.]*)?$")  # save_file's names: the writer's pid
+
+
 def save_file(write: Callable[[Path], object], path: Path) -> None:
     """Write a file atomically: `write` fills a temporary file that then replaces `path`, so a
-    reader never sees half a file. The temporary name is the writer's own, so processes sharing a
-    cache (a job array, two suites) never write into one file; it keeps the suffix, which some
-    writers check (torch.export wants .pt2)."""
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+    reader never sees half a file, and a link planted at `path` is refused, never written through.
+    The temporary name is the writer's own, so processes sharing a cache (a job array, two suites)
+    never write into one file; it keeps the suffix, which some writers check (torch.export wants .pt2)."""
+    if path.is_symlink():
+        raise AvaeError(f"{path} is a symbolic link; {LINK_ADVICE}")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}-{secrets.token_hex(4)}{TMP}{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temporaries(*folders: Path) -> None:
+    """Delete the temporary files that writers killed mid-write (SIGKILL, power loss) left behind."""
+    for folder in folders:
+        for path in folder.glob(f"*{TMP}*") if folder.is_dir() else ():
+            found = _TEMPORARY.search(path.name)
+            if found and not _alive(int(found.group(1))) and not path.is_symlink():
+                path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def subfolder(parent: Path, name: str) -> Path:
+    """PARENT/NAME as a real folder (created if missing); a link there is refused, so writes inside
+    a run directory stay inside it."""
+    path = parent / name
+    if path.is_symlink():
+        raise AvaeError(f"{path} is a symbolic link; {LINK_ADVICE}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _open_no_follow(path: Path, flags: int) -> int:
+    """os.open that refuses a symbolic link at `path` in one line."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        if path.is_symlink():
+            raise AvaeError(f"{path} is a symbolic link; {LINK_ADVICE}") from None
         raise
 
 

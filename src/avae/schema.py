@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import reprlib
 import types
 import typing
 
 from .errors import AvaeError
 
+SEED = {"minimum": 0, "maximum": 2**32 - 1}  # every seed: numpy's legacy and scikit-learn's range
 _RULES = ("minimum", "above", "maximum", "below", "choices", "items", "length", "min_length")
 
 
@@ -120,9 +122,13 @@ def describe(kind, rules: dict) -> str:
         return f"a {'non-empty ' if rules.get('min_length') else ''}list of {count}{_plural(what)}"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping (key: value)",
              object: "any value"}
-    bounds = [f"{sign} {rules[name]:g}" for name, sign in (("minimum", "≥"), ("above", ">"), ("maximum", "≤"),
+    bounds = [f"{sign} {_number(rules[name])}" for name, sign in (("minimum", "≥"), ("above", ">"), ("maximum", "≤"),
                                                            ("below", "<")) if name in rules]
     return " ".join([names[kind], " and ".join(bounds)]).strip()
+
+
+def _number(bound) -> str:
+    return f"{bound:,}" if isinstance(bound, int) else f"{bound:g}"
 
 
 def _plural(what: str) -> str:
@@ -133,6 +139,12 @@ def _plural(what: str) -> str:
     return what
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxset = 3, 4, 6, 6, 6
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 60, 60, 40
+
+
 def show(value) -> str:
-    text = repr(value)
+    """A value in an error message: at most 60 characters, built in bounded time whatever its size."""
+    text = _SHORT.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

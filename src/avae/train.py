@@ -4,6 +4,7 @@ and written through `avae.run`."""
 from __future__ import annotations
 
 import math
+import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -14,7 +15,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from . import _callable_module, callbacks as reporting, config as config_mod, hardware, run
+from . import _callable_module, callbacks as reporting, config as config_mod, hardware, run, user_nets
 from .callbacks import Callback, EpochEnd, RunInfo
 from .config import TrainConfig
 from .data import Dataset, ImageSet, check_unchanged, to_float
@@ -36,7 +37,7 @@ class Trainer:
         self.auto = self._resolve_auto(max(1, requested.batch_size // self.dist.world))
         self.settings = TrainConfig.from_dict(cfg["train"])
         self.seed = self.settings.seed
-        torch.set_num_threads(self.settings.threads)
+        self.threads = self._set_threads(own=0)
         if self.dist.enabled and self.settings.batch_size < 2 * self.dist.world:
             raise AvaeError(f"train.batch_size {self.settings.batch_size} is too small for {self.dist.world} ranks")
         self.memory_format = torch.channels_last if self.settings.channels_last else torch.contiguous_format
@@ -66,13 +67,22 @@ class Trainer:
         """Settings left at `auto` made concrete in the config: decided on rank 0 for this
         machine and each rank's batch size, the same on every rank. Returns the record of the
         choice for run.json."""
-        choices = self.dist.broadcast(hardware.fastest(self.model, self.device, rank_batch) if self.dist.is_main else None)
+        progress = self.cfg["train"].get("progress", True)
+        choices = self.dist.broadcast(hardware.fastest(self.model, self.device, rank_batch, progress)
+                                      if self.dist.is_main else None)
         chosen = hardware.apply(self.cfg, self.model, choices)
         facts = hardware.machine()
-        if chosen and self.dist.is_main and self.cfg["train"].get("progress", True):
+        if chosen and self.dist.is_main and progress:
             settings = ", ".join(f"{k}={str(v).lower()}" for k, v in chosen.items())
             tqdm.write(f"auto: {settings} ({facts['cpu']}, {facts['capability']}; {choices['basis']})")
         return {"chosen": chosen, "basis": choices["basis"], "seconds": choices["seconds"], "machine": facts}
+
+    def _set_threads(self, own: int) -> int:
+        """train.threads, or under `auto` the cores other work leaves free now (`own`: this
+        process's threads, a part of the load average); re-read every epoch."""
+        threads = self.settings.threads or hardware.threads(own)
+        torch.set_num_threads(threads)
+        return threads
 
     def _wrap(self, autoencoder_params):
         """DistributedDataParallel over the encoder and decoder; other parameters (a discriminator)
@@ -116,11 +126,13 @@ class Trainer:
             if self.dist.is_main:
                 run.mark_finished(self.run_dir, self.epoch)
             self._report("on_train_end")
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            self._report("on_train_stopped", e)
             raise  # an interrupted run resumes
         except Exception as e:
             if self.dist.is_main:
                 run.mark_failed(self.run_dir, run.first_line(e))
+            self._report("on_train_stopped", e)
             raise
 
     def _report(self, event: str, *args) -> None:
@@ -137,7 +149,9 @@ class Trainer:
 
     def _train_epoch(self) -> None:
         model, settings = self.model, self.settings
+        self.threads = self._set_threads(own=self.threads)
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.data.train))
+        self._seed_position(EPOCH_START)
         sgd = model.on_epoch_start(self.context, order)
         batches = [sgd[i : i + settings.batch_size] for i in range(0, len(sgd), settings.batch_size)]
         batches = [b for b in batches if len(b) >= 2 * self.dist.world]  # BatchNorm needs two images a rank
@@ -149,6 +163,7 @@ class Trainer:
             if step > resumed_at and step % model.checkpoint_alignment == 0 and self._checkpoint_due():
                 self.step, self.train_seconds = step, time.perf_counter() - start
                 self._save("last")
+            self._seed_position(step)
             model.on_step_start(self.context, step)
             batch = batches[step]
             shard = self.dist.shard(batch)
@@ -173,6 +188,14 @@ class Trainer:
             self.sums["images"] = self.sums.get("images", 0) + len(shard)
             self._report("on_step_end", step, scalars)
         self.train_seconds = time.perf_counter() - start
+
+    def _seed_position(self, step: int) -> None:
+        """Under torchrun, seed this rank's torch randomness (VAE noise, prior draws) from its rank and
+        the position in the run, so that a run resumed from any checkpoint draws what an uninterrupted
+        one drew (the checkpoint holds rank 0's stream only). Validation and the epoch's end draw on
+        from the last step's. One process keeps torch's global stream, which checkpoints save."""
+        if self.dist.enabled:
+            _seed_rank(self.seed, self.dist.rank, self.epoch, step)
 
     def _checkpoint_due(self) -> bool:
         """Rank 0's clock decides, so every rank takes part in the save's reduction."""
@@ -226,6 +249,7 @@ class Trainer:
             "steps": round(sums.get("steps", 0)),
             "images_per_s": sums.get("images", 0) / max(self.train_seconds, 1e-9),
             "ranks": self.dist.world,
+            "threads": self.threads,
         }
         improved = val["loss"] < self.best
         self.best = min(self.best, val["loss"])
@@ -262,14 +286,12 @@ class Trainer:
         self._saved_epoch = self.epoch
 
     def resume(self) -> None:
-        """Continue from checkpoints/last.pt (a fresh start if the run died before saving).
+        """Continue from checkpoints/last.pt (`run.check_resumable` has said it is there).
 
         A checkpoint holds no per-rank state, so it resumes under any number of ranks.
         """
         run.read_metrics(self.run_dir)  # a log damaged beyond a torn last line fails before training
         path = run.checkpoint_path(self.run_dir, "last")
-        if not path.is_file():
-            return
         state = run.load_weights(self.model, self.run_dir, "last")
         try:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -282,10 +304,11 @@ class Trainer:
         self._saved_epoch = self.epoch
         self.sums = dict(state["sums"]) if self.dist.is_main else {}  # the saved sums are already global
         self.train_seconds = state["train_seconds"]
-        if self.dist.enabled:
-            _seed_rank(self.seed, self.dist.rank, self.epoch, self.step)
         if self.dist.is_main:
             run.truncate_metrics(self.run_dir, self.epoch)
+
+
+EPOCH_START = 2**32 - 1  # the position of an epoch's start (before its first step): a step no epoch reaches
 
 
 def _seed_rank(seed: int, rank: int, *position: int) -> None:
@@ -325,7 +348,7 @@ def from_config(config: dict | str | Path, out: str | Path | None = None, *, ove
     overrides), into `out` (default runs/<dataset>-<model>-<time>); returns the run directory.
     `callbacks` report after the built-in ones."""
     cfg = config_mod.resolve(config, list(overrides))
-    return start(cfg, Path(out) if out is not None else default_run_dir(cfg), callbacks)
+    return start(cfg, run.as_path(out, "out") if out is not None else default_run_dir(cfg), callbacks)
 
 
 def start(cfg: dict, run_dir: Path, callbacks: list[Callback] = ()) -> Path:
@@ -339,33 +362,36 @@ def start(cfg: dict, run_dir: Path, callbacks: list[Callback] = ()) -> Path:
 
 def _start(cfg: dict, run_dir: Path, dist: Dist, callbacks) -> Path:
     data = run.load_data(cfg)
-    model = seeded_model(cfg, data)
+    with user_nets.search_path([os.getcwd()]):  # the user's own config: their networks may lie beside it
+        model = seeded_model(cfg, data)
     run_dir = Path(dist.broadcast(str(run_dir)))  # one folder, even if ranks' clocks named it differently
     # checks the device, makes `auto` settings concrete; a missing tracker package fails before the folder exists
     trainer = Trainer(cfg, run_dir, data, model, dist, _reporters(cfg, dist, callbacks))
     with run.lock(run.make_folder(run_dir)) if dist.is_main else nullcontext():
         if dist.is_main:
-            run.create(run_dir, cfg, run.data_spec(data), data.info, trainer.auto)
+            run.create(run_dir, cfg, run.data_spec(data), data.info, trainer.auto, user_nets.code_record(cfg["model"]))
         dist.barrier()
-        if dist.enabled:
-            _seed_rank(cfg["train"].get("seed", 0), dist.rank)
-        trainer.fit()
+        trainer.fit()  # which seeds each rank's torch randomness from the position under torchrun
     return run_dir
 
 
-def resume(run_dir: Path, callbacks: list[Callback] = ()) -> Path:
+def resume(run_dir: Path, callbacks: list[Callback] = (), *, trust_code: bool = False) -> Path:
+    """Continue a run from its last checkpoint (`avae train --resume`); a run naming its own network
+    classes needs `trust_code=True`."""
     dist = from_environment()
     try:
-        return _resume(Path(run_dir), dist, callbacks)
+        return _resume(run.as_path(run_dir, "run_dir"), dist, callbacks, trust_code)
     finally:
         dist.close()
 
 
-def _resume(run_dir: Path, dist: Dist, callbacks) -> Path:
+def _resume(run_dir: Path, dist: Dist, callbacks, trust_code: bool) -> Path:
     cfg, _ = run.read(run_dir)
+    run.check_resumable(run_dir)
     data = run.load_data(cfg)
     check_unchanged(data, run.recorded_data(run_dir))
-    model = seeded_model(cfg, data)
+    with user_nets.trusted(run_dir, cfg["model"], run.info(run_dir).get("code") or {}, trust_code):
+        model = seeded_model(cfg, data)
     trainer = Trainer(cfg, run_dir, data, model, dist, _reporters(cfg, dist, callbacks))
     with run.lock(run_dir) if dist.is_main else nullcontext():
         trainer.resume()
@@ -375,7 +401,8 @@ def _resume(run_dir: Path, dist: Dist, callbacks) -> Path:
 
 def _reporters(cfg: dict, dist: Dist, extra) -> list[Callback]:
     """Rank 0 reports: the callbacks the train section asks for, then `extra`."""
-    return reporting.from_settings(TrainConfig.from_dict(cfg["train"])) + list(extra) if dist.is_main else []
+    extra = reporting.check_callbacks(extra)
+    return reporting.from_settings(TrainConfig.from_dict(cfg["train"])) + extra if dist.is_main else []
 
 
 _callable_module(__name__, from_config)  # avae.train(config, out=...)

@@ -11,17 +11,26 @@ data's value range to (B, k·l) (k = 2 for Gaussian encoders: mean, then log-var
 decoder maps codes (B, l) to raw outputs (B, C, H, W) that the likelihood turns into images
 (sigmoid, or tanh for [−1, 1] data). Everything else — the loop, run directory, resume, figures,
 evaluation — is the same as with the built-in networks.
+
+Building such a model runs the user's code, so it happens only on the user's word: training from
+their own config imports from the current folder (as `python -m` does); a run directory opened
+later (sample, evaluate, export, resume, `avae.load`) imports its classes only with
+`--trust-code` / `trust_code=True`, and then first from the folders recorded when it was trained.
 """
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from .errors import AvaeError
+from .schema import show
 
 
 @dataclass(frozen=True)
@@ -46,15 +55,13 @@ def _spec(value, key: str) -> dict:
     if isinstance(value, str):
         value = {"class": value}
     if not isinstance(value, dict) or not isinstance(value.get("class"), str) or ":" not in value["class"]:
-        raise AvaeError(f"model.{key} must be {{class: module:Class, ...keyword arguments}}, got {value!r}")
+        raise AvaeError(f"model.{key} must be {{class: module:Class, ...keyword arguments}}, got {show(value)}")
     return dict(value)
 
 
 def import_class(path: str, key: str) -> type:
-    """The class named 'module:Class' (the current folder is importable, as for `python -m`)."""
+    """The class named 'module:Class', imported from sys.path (see `search_path`)."""
     module_name, _, class_name = path.partition(":")
-    if "" not in sys.path:
-        sys.path.insert(0, "")
     try:
         found = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as e:
@@ -62,6 +69,54 @@ def import_class(path: str, key: str) -> type:
     if not (isinstance(found, type) and issubclass(found, nn.Module)):
         raise AvaeError(f"model.{key} '{path}' is not a torch.nn.Module class")
     return found
+
+
+def class_names(model_config: dict) -> list[str]:
+    """The 'module:Class' names of the user's networks in a model section (none for built-in networks)."""
+    specs = [model_config.get(key) for key in ("encoder", "decoder")]
+    named = [spec.get("class") if isinstance(spec, dict) else spec for spec in specs if spec is not None]
+    return [name if isinstance(name, str) else show(name) for name in named]
+
+
+@contextmanager
+def search_path(folders):
+    """`folders` searched first by imports inside the block (and no longer after it)."""
+    added = [str(f) for f in folders if str(f) not in sys.path]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for folder in added:
+            if folder in sys.path:
+                sys.path.remove(folder)
+
+
+def code_record(model_config: dict) -> dict:
+    """Where the user's network modules were imported from at training time, for run.json:
+    {module: {"file", "root" (the folder that imports it)}}."""
+    record = {}
+    for name in class_names(model_config):
+        module_name = name.partition(":")[0]
+        file = getattr(sys.modules.get(module_name), "__file__", None)
+        if file is None:
+            continue
+        file = Path(file).resolve()
+        depth = module_name.count(".") + (1 if file.stem == "__init__" else 0)
+        record[module_name] = {"file": str(file), "root": str(file.parents[depth])}
+    return record
+
+
+@contextmanager
+def trusted(where, model_config: dict, record: dict, trust_code: bool):
+    """Building a received run's model: refused in one line when it names the user's network classes
+    and the user has not said to trust them; otherwise imports search the recorded folders first."""
+    names = class_names(model_config)
+    if names and not trust_code:
+        raise AvaeError(f"{where} names its own network classes ({', '.join(names)}); opening it runs their code: "
+                        "pass --trust-code (trust_code=True) only for a run whose code you trust")
+    roots = [entry["root"] for entry in record.values() if isinstance(entry, dict) and isinstance(entry.get("root"), str)]
+    with search_path([root for root in roots if os.path.isdir(root)]):
+        yield
 
 
 def _instance(spec: dict, key: str, **required) -> nn.Module:
@@ -78,10 +133,19 @@ def _check_shapes(encoder, decoder, shape, latent_dim, encoder_outputs) -> None:
     encoder.eval(), decoder.eval()
     try:
         codes = encoder(torch.zeros(2, *shape))
+        _check_tensor(codes, "encoder", "codes")
         images = decoder(torch.zeros(2, latent_dim))
+        _check_tensor(images, "decoder", "images")
     finally:
         encoder.train(), decoder.train()
     if tuple(codes.shape) != (2, encoder_outputs):
         raise AvaeError(f"model.encoder returns {tuple(codes.shape)[1:]} per image; it must return ({encoder_outputs},)")
     if tuple(images.shape) != (2, *shape):
         raise AvaeError(f"model.decoder returns {tuple(images.shape)[1:]} per code; it must return {tuple(shape)}")
+
+
+def _check_tensor(value, key: str, what: str) -> None:
+    if not torch.is_tensor(value):
+        raise AvaeError(f"model.{key} returns a {type(value).__name__}; it must return one tensor of {what}")
+    if not value.is_floating_point():
+        raise AvaeError(f"model.{key} returns {value.dtype} {what}; it must return floating-point {what}")

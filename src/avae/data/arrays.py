@@ -18,17 +18,17 @@ from PIL import Image
 
 from ..errors import AvaeError
 from .base import Dataset, register_dataset
-from .files import named_root, reject_options
-from .own import Settings, Source, load
+from .files import given_path, named_root, reject_options
+from .own import TEST_ROOT, Settings, Source, load
 
 LAYOUTS = ("auto", "nhwc", "nchw")
 CHECK_CHUNK = 4096  # images per chunk when checking a float array
 
 
 class ArraySource(Source):
-    def __init__(self, path: Path, key: str, labels: str, layout: str):
+    def __init__(self, path: Path, key: str, labels: str, layout: str, option: str = "--data-root"):
         if not path.is_file() or path.suffix.lower() not in (".npy", ".npz"):
-            raise AvaeError(f"{path} is not a .npy or .npz file; give --data-root the array file")
+            raise AvaeError(f"{path} is not a .npy or .npz file; give {option} the array file")
         self.path = path
         self.file = _open(path)
         if isinstance(self.file, np.ndarray):
@@ -186,5 +186,6 @@ def load_array(root=None, seed=0, **options) -> Dataset:
     if root is None:
         raise AvaeError("dataset 'array' needs an array file: pass --data-root FILE.npy|FILE.npz (or set AVAE_DATA_ROOT)")
     train = ArraySource(root, key, labels, layout)
-    test = ArraySource(Path(test_root).expanduser(), key, labels, layout) if test_root is not None else None
+    test_root = given_path(test_root, TEST_ROOT)
+    test = ArraySource(test_root, key, labels, layout, TEST_ROOT) if test_root is not None else None
     return load("array", train, test, settings, seed)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import AvaeError
+from .files import ROOT, given_path
 
 
 class ImageSet:
@@ -117,4 +118,5 @@ def register_dataset(name: str):
 def load_dataset(name: str, root: str | None = None, seed: int = 0, **options) -> Dataset:
     if name not in DATASETS:
         raise AvaeError(f"unknown dataset '{name}'; choose one of: {', '.join(sorted(DATASETS))}")
+    given_path(root, ROOT)  # every dataset: an empty root would mean the current folder
     return DATASETS[name](root=root, seed=seed, **options)

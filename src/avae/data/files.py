@@ -17,6 +17,7 @@ from ..errors import AvaeError
 ENV_ROOT = "AVAE_DATA_ROOT"
 ENV_CACHE = "AVAE_CACHE_DIR"
 USER_DATA = Path("~/.avae/data").expanduser()
+ROOT = "the data root (--data-root, data.root)"
 
 
 def resolve_root(dataset_name: str, root: str | os.PathLike | None, candidates=()) -> list[Path]:
@@ -27,7 +28,7 @@ def resolve_root(dataset_name: str, root: str | os.PathLike | None, candidates=(
     its `<dataset_name>/` subfolder (also spelled with '-' for '_').
     """
     if root is not None:
-        bases = [Path(root).expanduser()]
+        bases = [given_path(root, ROOT)]
     elif os.environ.get(ENV_ROOT):
         bases = [Path(os.environ[ENV_ROOT]).expanduser()]
     else:
@@ -39,10 +40,22 @@ def resolve_root(dataset_name: str, root: str | os.PathLike | None, candidates=(
     return folders
 
 
+def given_path(value, what: str) -> Path | None:
+    """A path the user gave as `what` (None: not given). An empty one is refused: Path("") is the
+    current folder, which would be read silently in place of the data meant."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise AvaeError(f"{what} must be a path, got {value!r}")
+    if not str(value).strip():
+        raise AvaeError(f"{what} is empty; give the folder or file that holds the data, or leave it out")
+    return Path(value).expanduser()
+
+
 def named_root(root) -> Path | None:
     """The data root the user named (argument, else $AVAE_DATA_ROOT), or None."""
     if root is not None:
-        return Path(root).expanduser()
+        return given_path(root, ROOT)
     if os.environ.get(ENV_ROOT):
         return Path(os.environ[ENV_ROOT]).expanduser()
     return None

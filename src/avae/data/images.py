@@ -1,10 +1,11 @@
 """`images`: a folder of image files (PNG, JPEG and the other formats Pillow reads), any depth of subfolders.
 
-The index is every image file under the folder (hidden files and folders skipped), sorted by
-relative path; its fingerprint hashes each file's relative path, byte size and modification
-time, so a copy that keeps modification times (`cp -a`, `rsync -a`) is the same data. When
-every image lies in a first-level subfolder and there are at least two of them, as
-torchvision's ImageFolder expects, the subfolder names are the labels (classes sorted by name).
+The index is every image file under the folder (hidden files and folders skipped; linked folders
+followed, but no real folder or file taken twice), sorted by relative path; its fingerprint
+hashes each file's relative path, byte size and modification time, so a copy that keeps
+modification times (`cp -a`, `rsync -a`) is the same data. When every image lies in a
+first-level subfolder and there are at least two of them, as torchvision's ImageFolder expects,
+the subfolder names are the labels (classes sorted by name).
 16-bit greyscale images are scaled to 8 bits; an alpha channel is dropped.
 """
 from __future__ import annotations
@@ -19,8 +20,8 @@ from PIL import Image
 
 from ..errors import AvaeError
 from .base import Dataset, register_dataset
-from .files import named_root, reject_options
-from .own import Settings, Source, load
+from .files import given_path, named_root, reject_options
+from .own import TEST_ROOT, Settings, Source, load
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16L", "I;16B"}
@@ -29,17 +30,17 @@ LABELS = ("auto", "folders", "none")
 
 
 class FolderSource(Source):
-    def __init__(self, root: Path, labels: str, min_classes: int = 2):
+    def __init__(self, root: Path, labels: str, min_classes: int = 2, option: str = "--data-root"):
         if not root.is_dir():
-            raise AvaeError(f"{root} is not a folder; give --data-root a folder of images (PNG, JPEG, ...)")
+            raise AvaeError(f"{root} is not a folder; give {option} a folder of images (PNG, JPEG, ...)")
         self.path = root
-        self.files = sorted(_image_files(root))
+        stats = _image_files(root)
+        self.files = list(stats)
         if not self.files:
             raise AvaeError(f"no image files ({', '.join(EXTENSIONS)}) in {root} or its subfolders; "
-                            "give --data-root the folder that holds them")
+                            f"give {option} the folder that holds them")
         digest = hashlib.sha256()
-        for name in self.files:
-            stat = (root / name).stat()
+        for name, stat in stats.items():
             digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
         self.fingerprint = digest.hexdigest()[:16]
         self.labels = _folder_labels(self.files, labels, root, min_classes)
@@ -79,12 +80,52 @@ class FolderSource(Source):
             return image
 
 
-def _image_files(root: Path):
+def _image_files(root: Path) -> dict[str, os.stat_result]:
+    """{relative path: stat} of the image files under `root`, sorted by path.
+
+    Linked folders are followed, but each real folder is walked once and each real file indexed
+    once (at its first path in sorted order): a link to an ancestor would otherwise repeat the
+    images without end, and a repeated image lets validation overlap training.
+    """
+    walked, found = {_identity(root, os.stat(root))}, []
     for folder, subfolders, names in os.walk(root, followlinks=True):
-        subfolders[:] = [s for s in subfolders if not s.startswith(".")]
-        for name in names:
-            if not name.startswith(".") and name.lower().endswith(EXTENSIONS):
-                yield (Path(folder) / name).relative_to(root).as_posix()
+        subfolders[:] = [s for s in sorted(subfolders) if not s.startswith(".") and _first(Path(folder) / s, walked)]
+        found += [Path(folder) / n for n in names if not n.startswith(".") and n.lower().endswith(EXTENSIONS)]
+    stats, indexed = {}, set()
+    for name, path in sorted((path.relative_to(root).as_posix(), path) for path in found):
+        stat = _stat(path)
+        if _identity(path, stat) not in indexed:
+            indexed.add(_identity(path, stat))
+            stats[name] = stat
+    return stats
+
+
+def _identity(path: Path, stat: os.stat_result):
+    """What names one real file or folder: its device and inode, else (a file system without
+    inode numbers) its resolved path."""
+    return (stat.st_dev, stat.st_ino) if stat.st_ino else os.path.realpath(path)
+
+
+def _first(folder: Path, walked: set) -> bool:
+    """Whether the real folder behind `folder` is not walked yet (and now is)."""
+    try:
+        real = _identity(folder, os.stat(folder))
+    except OSError:  # gone or unreadable since it was listed: os.walk skips it too
+        return False
+    if real in walked:
+        return False
+    walked.add(real)
+    return True
+
+
+def _stat(path: Path) -> os.stat_result:
+    try:
+        return os.stat(path)
+    except OSError as err:
+        if path.is_symlink():
+            raise AvaeError(f"{path} is a broken link (to {os.readlink(path)}: {err.strerror}); remove it or "
+                            "point it at an image") from None
+        raise AvaeError(f"{path} cannot be read ({err.strerror}); remove it or make it readable") from None
 
 
 def _folder_labels(files: list[str], mode: str, root: Path, min_classes: int) -> np.ndarray | None:
@@ -120,5 +161,6 @@ def load_images(root=None, seed=0, **options) -> Dataset:
         raise AvaeError("dataset 'images' needs a folder of images: pass --data-root DIR (or set AVAE_DATA_ROOT)")
     reject_options("images", options)
     train = FolderSource(root, labels)
-    test = FolderSource(Path(test_root).expanduser(), labels, min_classes=1) if test_root is not None else None
+    test_root = given_path(test_root, TEST_ROOT)
+    test = FolderSource(test_root, labels, 1, TEST_ROOT) if test_root is not None else None
     return load("images", train, test, settings, seed)

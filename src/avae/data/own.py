@@ -26,6 +26,7 @@ from .files import cache_root
 
 CACHE_VERSION = 1
 MODES = {1: "L", 3: "RGB"}
+TEST_ROOT = "the dataset option test_root"  # names a second folder or file as the test split
 
 
 @dataclass(frozen=True)

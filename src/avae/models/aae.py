@@ -32,7 +32,7 @@ class AAE(Discriminated, Model):
     class Params:
         recon_scale: float = setting(0.05, above=0)  # the paper's RECONS-SCALAR
         adv_weight: float = setting(1.0, minimum=0)  # the paper's β on the adversarial term
-        disc_hidden: list = setting(factory=lambda: [1024, 1024, 1024], items={"kind": int, "minimum": 1}, min_length=1)
+        disc_hidden: list = setting(factory=lambda: [1024, 1024, 1024], items={"kind": int, "minimum": 1, "maximum": 65536}, min_length=1)
         disc_lr: float = setting(5e-4, above=0)
         disc_betas: list = setting(factory=lambda: [0.5, 0.999], items={"kind": float, "minimum": 0, "below": 1}, length=2)
 

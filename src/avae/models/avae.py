@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import nets
+from .. import bandwidth, nets, schema
 from ..errors import AvaeError
 from ..objective import AggregateKL, sigma_from_validation
 from .base import Model, register_model
@@ -25,7 +25,7 @@ class AVAE(Model):
 
     @dataclass
     class Params:
-        kde_size: int = setting(10000, minimum=2)  # m, images in the KDE set (redrawn every epoch)
+        kde_size: int = setting(10000, **bandwidth.KDE_SIZE)  # m, images in the KDE set (redrawn every epoch)
         kde_refresh_every: int = setting(10, minimum=1)  # k, steps between re-encodings of the KDE set
         sigma0_sq: float = setting(200.0, above=0)  # σ₀², the first epoch's reconstruction scale
         density_floor_quantile: float | None = setting(1 - 1e-6, above=0, below=1)  # c of the floor ε; None: no floor
@@ -36,7 +36,7 @@ class AVAE(Model):
         kde_precision: str = setting("auto", choices=("auto", "float32", "bfloat16"))
         kde_channels_last: bool | None = setting(None)  # its memory layout; null: auto
         kde_batch: int | None = setting(None, minimum=1)  # images per encoder call; null: auto
-        bandwidth_seed: int = setting(0, minimum=0)
+        bandwidth_seed: int = setting(0, **schema.SEED)
 
     def __init__(self, spec, latent_dim, arch, width, params: Params):
         super().__init__(spec, latent_dim, arch, width, params)
@@ -47,7 +47,7 @@ class AVAE(Model):
                 f"({spec.train_size} images); lower model.kde_size or use more data"
             )
         self.kl = AggregateKL(latent_dim, p.kde_size, log_base=p.kl_log_base, density_floor_quantile=p.density_floor_quantile,
-                              prior_floor=p.prior_floor, bandwidth_seed=p.bandwidth_seed)
+                              prior_floor=p.prior_floor, bandwidth_seed=p.bandwidth_seed, check_finite=False)
         self.bandwidth, self.h = self.kl.bandwidth, self.kl.h
         self.checkpoint_alignment = p.kde_refresh_every
         self.register_buffer("sigma", torch.tensor(math.sqrt(p.sigma0_sq), dtype=torch.float64))

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import nets, schema
+from .. import bandwidth, nets, schema
 from ..data.base import ImageSet
 from ..distributed import Dist
 from ..errors import AvaeError
@@ -40,9 +40,9 @@ class ModelSettings:
     """The settings every model has (its Params add its own)."""
 
     name: str = setting("avae")
-    latent_dim: int = setting(16, minimum=1)
+    latent_dim: int = setting(16, **bandwidth.LATENT_DIM)
     arch: str | None = setting(None)  # None: the paper's network for the image size
-    width: float = setting(1.0, above=0)  # channel and hidden widths scaled by this
+    width: float = setting(1.0, above=0, maximum=16)  # channel and hidden widths scaled by this
     # your own networks, {class: module:Class, ...keyword arguments} each (avae.user_nets); replace arch
     encoder: object = setting(None)
     decoder: object = setting(None)
@@ -124,6 +124,7 @@ class Model(nn.Module):
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n codes of the model's sampler (CPU float32); without a generator, torch's global one."""
+        schema.check_value("n", n, int, {"minimum": 0})
         mean, scale_tril = self.sampling_gaussian()
         eps = torch.randn(n, self.latent_dim, generator=generator, dtype=mean.dtype)
         return (mean + eps @ scale_tril.T).float()

@@ -29,7 +29,7 @@ class FactorVAE(Discriminated, GaussianVAE):
     @dataclass
     class Params:
         gamma: float = setting(10.0, minimum=0)  # weight of the total correlation
-        disc_hidden: list = setting(factory=lambda: [1000] * 6, items={"kind": int, "minimum": 1}, min_length=1)
+        disc_hidden: list = setting(factory=lambda: [1000] * 6, items={"kind": int, "minimum": 1, "maximum": 65536}, min_length=1)
         disc_lr: float = setting(1e-4, above=0)
         disc_betas: list = setting(factory=lambda: [0.5, 0.9], items={"kind": float, "minimum": 0, "below": 1}, length=2)
 
