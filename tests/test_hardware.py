@@ -1,6 +1,9 @@
 """`auto` settings resolved for the machine at hand, and the inference encoder of the KDE refresh."""
 import json
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -170,16 +173,30 @@ def test_a_busy_machine_takes_the_rules_and_every_later_run_the_same_choice(mnis
     assert hardware.fastest(vae, torch.device("cpu"), 50) == busy
 
 
-def test_threads_take_the_cores_that_other_work_leaves_free(monkeypatch, tmp_path):
+def test_threads_take_the_cores_that_other_work_leaves_free(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.setattr(hardware, "available_cores", lambda: 4)
-    for load, own, expected in [(0.0, 0, 4), (1.2, 0, 3), (2.6, 0, 1), (16.0, 0, 1), (4.3, 4, 4), (5.0, 2, 1)]:
-        monkeypatch.setattr(hardware, "load_average", lambda: load)
-        assert hardware.threads(own) == expected, (load, own)
-    monkeypatch.setattr(hardware, "load_average", lambda: 0.0)
+    for busy, expected in [(0.0, 4), (1.2, 3), (2.6, 1), (16.0, 1), (0.4, 4)]:
+        monkeypatch.setattr(hardware, "busy_cores", lambda: busy)
+        assert hardware.threads() == expected, busy
+    monkeypatch.setattr(hardware, "busy_cores", lambda: 0.0)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two ranks on the machine share its cores
     assert hardware.threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # torchrun's word wins
+    assert hardware.threads() == torch.get_num_threads()
+
+
+def test_busy_cores_counts_the_work_of_other_processes():
+    if hardware._busy_seconds() is None:
+        pytest.skip("no /proc/stat")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        assert hardware.busy_cores(0.5) > 0.5  # one process spinning beside us
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def test_a_cgroup_cpu_quota_limits_the_cores(monkeypatch):

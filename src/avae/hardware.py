@@ -11,7 +11,7 @@ choice is cached per machine (CPU model, torch's capability, cores, the environm
 that limit the instruction set, torch version), network and batch size, so every later run —
 the other models of a comparison, a resume — gets the same one.
 
-Threads are not cached: they follow the cores that other work leaves free, re-read every epoch.
+Threads are not cached: they follow the cores that other work leaves free, read anew every epoch.
 """
 from __future__ import annotations
 
@@ -118,18 +118,38 @@ def native_bf16(device: torch.device, facts: dict | None = None) -> bool:
     return "bf16" in facts["native_bf16_flags"]  # Arm
 
 
-def threads(own: int = 0) -> int:
+def threads() -> int:
     """torch's intra-op threads: OMP_NUM_THREADS where set (torchrun sets it), else the cores this
     process may use, shared among the processes of this machine, less those other work keeps busy
-    (from the load average, of which `own` threads of this process's are a part). Each operation
-    waits for its slowest thread, so a thread on a core that other work holds slows every step:
-    where fewer than two cores are free, one thread is the fastest."""
+    now. Each operation waits for its slowest thread, so a thread on a core that other work holds
+    slows every step: where fewer than two cores are free, one thread is the fastest."""
     if "OMP_NUM_THREADS" in os.environ:
         return torch.get_num_threads()
     cores = available_cores()
     share = max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    others = max(0.0, load_average() - own)
-    return max(1, min(share, math.floor(cores - others + 0.5)))
+    return max(1, min(share, math.floor(cores - busy_cores() + 0.5)))
+
+
+def busy_cores(window: float = 0.1) -> float:
+    """Cores that other processes keep busy now: the machine's busy CPU time over a short window
+    (/proc/stat) less this process's own. The load average, which lags a minute behind, stands in
+    where /proc/stat is missing."""
+    first = _busy_seconds()
+    if first is None:
+        return load_average()
+    own, start = sum(os.times()[:2]), time.perf_counter()
+    time.sleep(window)
+    others = (_busy_seconds() - first) - (sum(os.times()[:2]) - own)
+    return max(0.0, others / (time.perf_counter() - start))
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds all cores have spent busy since boot (/proc/stat's first line), or None."""
+    line = (_read(Path("/proc/stat")) or "").partition("\n")[0].split()
+    if not line or line[0] != "cpu":
+        return None
+    ticks = [int(v) for v in line[1:9]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def apply(cfg: dict, model, choices: dict) -> dict:

@@ -37,7 +37,7 @@ class Trainer:
         self.auto = self._resolve_auto(max(1, requested.batch_size // self.dist.world))
         self.settings = TrainConfig.from_dict(cfg["train"])
         self.seed = self.settings.seed
-        self.threads = self._set_threads(own=0)
+        self.threads = self._set_threads()
         if self.dist.enabled and self.settings.batch_size < 2 * self.dist.world:
             raise AvaeError(f"train.batch_size {self.settings.batch_size} is too small for {self.dist.world} ranks")
         self.memory_format = torch.channels_last if self.settings.channels_last else torch.contiguous_format
@@ -77,10 +77,9 @@ class Trainer:
             tqdm.write(f"auto: {settings} ({facts['cpu']}, {facts['capability']}; {choices['basis']})")
         return {"chosen": chosen, "basis": choices["basis"], "seconds": choices["seconds"], "machine": facts}
 
-    def _set_threads(self, own: int) -> int:
-        """train.threads, or under `auto` the cores other work leaves free now (`own`: this
-        process's threads, a part of the load average); re-read every epoch."""
-        threads = self.settings.threads or hardware.threads(own)
+    def _set_threads(self) -> int:
+        """train.threads, or under `auto` the cores other work leaves free now (read every epoch)."""
+        threads = self.settings.threads or hardware.threads()
         torch.set_num_threads(threads)
         return threads
 
@@ -149,7 +148,7 @@ class Trainer:
 
     def _train_epoch(self) -> None:
         model, settings = self.model, self.settings
-        self.threads = self._set_threads(own=self.threads)
+        self.threads = self._set_threads()
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.data.train))
         self._seed_position(EPOCH_START)
         sgd = model.on_epoch_start(self.context, order)
