@@ -137,7 +137,7 @@ def test_choices_are_measured_once_and_cached(mnist_root, monkeypatch, tmp_path)
     monkeypatch.setenv("AVAE_CACHE_DIR", str(tmp_path / "cache"))
     cfg = config.resolve(None, tiny(mnist_root))
     model = train.seeded_model(cfg, run.load_data(cfg))
-    monkeypatch.setattr(hardware, "load_average", lambda: 0.0)
+    monkeypatch.setattr(hardware, "busy_cores", lambda: 0.0)
     first = hardware.fastest(model, torch.device("cpu"), 50)
     assert first["train_precision"] in ("float32", "bfloat16") and first["inference_batch"] in hardware.INFERENCE_BATCHES
     # every candidate's time is kept: the training step at the run's batch size, the inference
@@ -158,13 +158,13 @@ def test_a_busy_machine_takes_the_rules_and_every_later_run_the_same_choice(mnis
     monkeypatch.setenv("AVAE_CACHE_DIR", str(tmp_path / "cache"))
     cfg = config.resolve(None, tiny(mnist_root))
     model = train.seeded_model(cfg, run.load_data(cfg))
-    monkeypatch.setattr(hardware, "load_average", lambda: 100.0)
+    monkeypatch.setattr(hardware, "busy_cores", lambda: 100.0)
     monkeypatch.setattr(hardware, "_measure", lambda *a: pytest.fail("timings taken on a busy machine"))
     busy = hardware.fastest(model, torch.device("cpu"), 50)
     native = hardware.native_bf16(torch.device("cpu"))
     assert busy == hardware.rules(["float32", "bfloat16"] if native else ["float32"], busy["basis"])
-    assert "machine was busy (load 100.0)" in busy["basis"] and busy["train_precision"] == "float32"
-    monkeypatch.setattr(hardware, "load_average", lambda: 0.0)
+    assert "other work kept 100.0 of" in busy["basis"] and busy["train_precision"] == "float32"
+    monkeypatch.setattr(hardware, "busy_cores", lambda: 0.0)
     assert hardware.fastest(model, torch.device("cpu"), 50) == busy  # quiet now, but one comparison keeps one choice
     # the VAE's encoder has twice the outputs, and shares the AVAE's choice
     common = ("latent_dim", "width", "arch", "encoder", "decoder")

@@ -35,7 +35,7 @@ KERNEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_I
                     "OMP_NUM_THREADS")
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # /proc/cpuinfo names (x86 and Arm)
 BF16_MARGIN = 1.15  # bfloat16 must beat float32 by this factor: a near tie keeps the exact float32
-QUIET_LOAD = 0.5  # load average per core (other work) above which timings are noise and rules decide
+QUIET_SHARE = 0.5  # share of the cores other work may keep busy for timings to count; above it rules decide
 PROBE_BATCH = 64  # images per timed inference pass while precision and layout are chosen
 MAX_TRAIN_PROBE = 128  # the timed training step takes the run's batch, up to this many images
 INFERENCE_BATCHES = (64, 256, 1024)  # images per inference call, each timed on the last of them
@@ -184,9 +184,10 @@ def fastest(model, device: torch.device, batch_size: int, progress: bool = False
     cache = read_json_cache(_path())
     if key in cache:
         return cache[key]
-    load = load_average()
-    if load > QUIET_LOAD * facts["cores"]:
-        choices = rules(candidates, f"rules for {facts['capability']}: the machine was busy (load {load:.1f})")
+    busy = busy_cores()
+    if busy > QUIET_SHARE * facts["cores"]:
+        choices = rules(candidates, f"rules for {facts['capability']}: other work kept {busy:.1f} of "
+                                    f"{facts['cores']} cores busy")
     else:
         if progress:
             print(f"auto: timing {' and '.join(candidates)} training steps and re-encodings in both memory layouts "

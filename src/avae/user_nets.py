@@ -114,7 +114,8 @@ def trusted(where, model_config: dict, record: dict, trust_code: bool):
     if names and not trust_code:
         raise AvaeError(f"{where} names its own network classes ({', '.join(names)}); opening it runs their code: "
                         "pass --trust-code (trust_code=True) only for a run whose code you trust")
-    roots = [entry["root"] for entry in record.values() if isinstance(entry, dict) and isinstance(entry.get("root"), str)]
+    entries = record.values() if isinstance(record, dict) else ()  # (a damaged record names no folder)
+    roots = [entry["root"] for entry in entries if isinstance(entry, dict) and isinstance(entry.get("root"), str)]
     with search_path([root for root in roots if os.path.isdir(root)]):
         yield
 
