@@ -70,7 +70,7 @@ def test_evaluate_writes_json_figures_and_html(trained_run, capsys):
                                      "INTdecoded spherical midpoints of pairs of held-out codes",
                                      "Nsamples from the model's sampler"]  # REC, INT, N side by side
     text = (trained_run / "evaluate.html").read_text()
-    assert "Fréchet distance ↓" in text and "PRD precision (F₈) ↑" in text
+    assert "Fréchet distance ↓" in text and "PRD precision (F₁/₈) ↑" in text
     params = text.index("<details><summary>Parameters of the sample-quality metrics")
     assert text.index("num_clusters") > params  # parameters sit in their collapsible block, after the results
     first = result["sample_quality"]

@@ -230,3 +230,16 @@ def test_prd_streams_of_different_seeds_share_no_clustering():
             assert not set(seeds[a]) & set(seeds[b])
     with pytest.raises(AvaeError, match="non-negative integer"):
         gen.run_seeds(-1, 2)
+
+
+def test_the_catalogue_labels_prd_by_the_f_beta_each_number_is():
+    from avae.metrics.catalogue import METRICS
+
+    rng = np.random.default_rng(0)
+    result = gen.prd(rng.normal(size=(400, 4)), rng.normal(0.5, 1.0, size=(400, 4)), seed=0)
+    betas = {"F₈": 8.0, "F₁/₈": 1 / 8}
+    for name in ("precision", "recall"):
+        label = METRICS[f"sample_quality.*.prd.{name}"].label
+        beta = next(b for symbol, b in betas.items() if f"({symbol})" in label)
+        expected = gen.max_f_beta(np.array(result["curve_precision"]), np.array(result["curve_recall"]), beta)
+        assert result[name] == pytest.approx(expected), label

@@ -30,8 +30,8 @@ IMAGE_SETS = {
 
 METRICS = {
     "sample_quality.*.frechet_distance": Metric("Fréchet distance", "lower"),
-    "sample_quality.*.prd.precision": Metric("PRD precision (F₈)", "higher"),
-    "sample_quality.*.prd.recall": Metric("PRD recall (F₁/₈)", "higher"),
+    "sample_quality.*.prd.precision": Metric("PRD precision (F₁/₈)", "higher"),  # max F_{1/β}, β = 8
+    "sample_quality.*.prd.recall": Metric("PRD recall (F₈)", "higher"),  # max F_β
     "sample_quality.*.knn_precision_recall.precision": Metric("k-NN precision", "higher"),
     "sample_quality.*.knn_precision_recall.recall": Metric("k-NN recall", "higher"),
     "sample_quality.*.density_coverage.precision": Metric("k-NN precision (k = 5)", "higher"),
