@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -30,3 +31,14 @@ def test_the_networks_example_is_the_config_that_names_classes():
     (block,) = re.findall(r"```yaml\n(.*?)```", api_section(), re.S)
     model = yaml.safe_load(block)["model"]
     assert model["encoder"]["class"] == "my_nets:Encoder" and model["decoder"]["hidden"] == 256
+
+
+def test_the_bandwidth_example_prints_what_its_comment_says():
+    line = next(line for line in README.read_text().splitlines() if line.startswith("avae bandwidth "))
+    command, _, comment = line.partition("#")
+    proc = subprocess.run([sys.executable, "-m", "avae", *command.split()[1:]], capture_output=True, text=True)
+    printed = dict(re.findall(r"(h_opt|h|sampling std)=([\d.]+)", proc.stdout))
+    said = dict(re.findall(r"(h_opt|h|std) = ([\d.]+)", comment))
+    assert said and proc.returncode == 0, proc.stderr
+    for name, value in said.items():
+        assert float(printed["sampling std" if name == "std" else name]) == pytest.approx(float(value), abs=5e-4)
