@@ -282,3 +282,44 @@ def test_a_diverging_run_ends_its_progress_bar_before_the_error(mnist_root, tmp_
     last = err.replace("\r", "\n").splitlines()[-1]
     assert last.startswith("avae: error: training diverged"), err[-300:]
     assert json.loads((tmp_path / "d" / "run.json").read_text())["status"] == "failed"
+
+
+# --- interrupted work -----------------------------------------------------------------------------
+def test_ctrl_c_names_the_run_to_resume_and_the_resume_says_where_it_starts(mnist_root, tmp_path, monkeypatch, capsys):
+    from avae import callbacks
+
+    def interrupt(self, info, end):
+        raise KeyboardInterrupt
+
+    def interrupt_in_epoch_2(self, info, end):
+        if end.epoch == 2:
+            raise KeyboardInterrupt
+        run.append_metrics(info.run_dir, end.record)
+
+    monkeypatch.setattr(callbacks.MetricsLog, "on_epoch_end", interrupt)  # Ctrl-C at the end of epoch 1
+    out = tmp_path / "r"
+    assert main(["train", *sum((["--set", s] for s in settings(mnist_root, "train.epochs=2")), []),
+                 "--out", str(out)]) == 130
+    # before the first checkpoint: the advice is to start again (a resume would refuse)
+    assert capsys.readouterr().err.splitlines()[-1] == f"avae train --config {out / 'config.yaml'} --out {out}"
+    assert run.status(out) == "interrupted" and not (out / "checkpoints").exists()
+    monkeypatch.undo()
+    killed = tmp_path / "k"  # after a checkpoint: the advice is to resume, which says where it starts
+    monkeypatch.setattr(callbacks.MetricsLog, "on_epoch_end", interrupt_in_epoch_2)
+    assert main(["train", *sum((["--set", s] for s in settings(mnist_root, "train.epochs=2")), []),
+                 "--out", str(killed)]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == f"avae train --resume {killed}"
+    monkeypatch.undo()
+    cfg = config.load_yaml((killed / "config.yaml").read_text())
+    cfg["train"]["progress"] = True
+    (killed / "config.yaml").write_text(config.dump(cfg))
+    assert main(["train", "--resume", str(killed)]) == 0
+    assert f"resuming {killed} at epoch 2, step 0 (of 2 epochs)" in capsys.readouterr().out
+
+
+def test_evaluating_an_unfinished_run_says_so(copy, capsys):
+    run.write_json(copy / "run.json", {**run.info(copy), "status": "interrupted"})
+    result = avae.evaluate(copy, n=20, disentanglement="none", classifier_images=100, classifier_epochs=1,
+                           progress=False)
+    assert result["trained"] == {"status": "interrupted", "epochs_done": 1, "epochs": 1}
+    assert "has not finished training (interrupted, 1 of 1 epochs in checkpoints/last.pt)" in capsys.readouterr().err

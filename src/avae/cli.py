@@ -25,9 +25,23 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # a place the user named that cannot be written (full disk, read-only folder)
         print(f"avae: error: {e.strerror or e}: {e.filename or ''}; choose another place or free it", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("avae: interrupted; a run continues with `avae train --resume RUN_DIR`", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"\navae: interrupted; {_after_interrupt(args, getattr(e, 'run_dir', None))}", file=sys.stderr)
         return 130
+
+
+def _after_interrupt(args, run_dir) -> str:
+    """What to do after Ctrl-C: the run to resume (the trainer names it), or the command to repeat."""
+    if run_dir is not None:
+        from . import run
+
+        if not run.has_checkpoint(run_dir):
+            return f"no checkpoint was written yet; start the run again with\navae train --config " \
+                   f"{run_dir / run.CONFIG} --out {run_dir}"
+        return f"the run continues with\navae train --resume {run_dir}"
+    if args.command == "evaluate":
+        return f"evaluate.json was not written; run `avae evaluate {args.run_dir}` again"
+    return "nothing was finished; run the command again"
 
 
 def _one_line(error: Exception) -> str:

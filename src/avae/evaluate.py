@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -109,6 +110,10 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
                              "classifier_epochs": classifier_epochs, "progress": progress})
     schema.check_value("trust_code", trust_code, bool, {})
     ev = Evaluation(run_dir, n, seed, checkpoint, split, trust_code)
+    trained = run.training_state(ev.run_dir, checkpoint)
+    if trained["status"] != "finished":
+        print(f"note: {ev.run_dir} has not finished training ({trained['status']}, {trained['epochs_done']} of "
+              f"{trained['epochs']} epochs in checkpoints/{checkpoint}.pt); scoring that checkpoint", file=sys.stderr)
     timings: dict[str, float] = {}
 
     def timed(name, fn, *args, **kwargs):
@@ -172,7 +177,7 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
         "run": str(ev.run_dir), "model": ev.model.name, "dataset": ev.data.name, "checkpoint": checkpoint,
         "split": ev.split, "n": ev.n, "seed": seed, "feature_space": extractor.describe(),
         "sampler": ev.model.sampler, "sample_quality": sample_quality, "latent_quality": latent_quality,
-        "avae": __version__, "torch": torch.__version__,
+        "trained": trained, "avae": __version__, "torch": torch.__version__,
     }
     directions = None
     if ev.data.factor_grid is not None and disentanglement != "none":

@@ -1,7 +1,8 @@
 """A run directory: everything training writes and everything else reads back.
 
   config.yaml        the resolved configuration
-  run.json           status (running/finished/failed), data spec, data provenance, versions, `auto` choices
+  run.json           status (running/interrupted/finished/failed), data spec, data provenance, versions,
+                     `auto` choices, where the user's network classes were imported from
   metrics.jsonl      one line per epoch
   checkpoints/       last.pt and best.pt, each written atomically
   figures/epoch_NNN/ samples, reconstructions, latent scatter matrix, ‖z‖² histogram
@@ -188,6 +189,10 @@ def mark_finished(run_dir: Path, epochs_done: int) -> None:
     write_json(run_dir / INFO, {**info(run_dir), "status": "finished", "epochs_done": epochs_done})
 
 
+def mark_interrupted(run_dir: Path) -> None:
+    write_json(run_dir / INFO, {**info(run_dir), "status": "interrupted"})
+
+
 def mark_failed(run_dir: Path, reason: str) -> None:
     write_json(run_dir / INFO, {**info(run_dir), "status": "failed", "error": reason})
 
@@ -218,7 +223,8 @@ def info(run_dir: Path) -> dict:
 
 
 def status(run_dir: Path) -> str | None:
-    """'running', 'finished' or 'failed'; None where the folder holds no readable run.json."""
+    """'running' (or killed), 'interrupted' (Ctrl-C), 'finished' or 'failed'; None where the folder
+    holds no readable run.json."""
     try:
         return info(run_dir).get("status")
     except (OSError, AvaeError):
@@ -237,6 +243,14 @@ def _data_spec(record: dict, path: Path) -> DataSpec:
     if not ok:
         raise AvaeError(f"{path} is damaged (its data_spec must hold {', '.join(known)}); {NEW_RUN}")
     return spec
+
+
+def training_state(run_dir: Path, checkpoint: str = "last") -> dict:
+    """How far a run's training got: its status and the epochs held by one of its checkpoints."""
+    cfg, _ = read(run_dir)
+    epochs_done = load_checkpoint(checkpoint_path(run_dir, checkpoint))["epoch"]
+    return {"status": status(run_dir), "epochs_done": epochs_done,
+            "epochs": cfg["train"].get("epochs", TrainConfig.epochs)}
 
 
 def recorded_data(run_dir: Path) -> dict:

@@ -126,7 +126,10 @@ class Trainer:
                 run.mark_finished(self.run_dir, self.epoch)
             self._report("on_train_end")
         except KeyboardInterrupt as e:
+            if self.dist.is_main:
+                run.mark_interrupted(self.run_dir)
             self._report("on_train_stopped", e)
+            e.run_dir = self.run_dir  # for the command's advice: which run to resume
             raise  # an interrupted run resumes
         except Exception as e:
             if self.dist.is_main:
@@ -305,6 +308,9 @@ class Trainer:
         self.train_seconds = state["train_seconds"]
         if self.dist.is_main:
             run.truncate_metrics(self.run_dir, self.epoch)
+            if self.settings.progress:
+                tqdm.write(f"resuming {self.run_dir} at epoch {self.epoch + 1}, step {self.step} "
+                           f"(of {self.settings.epochs} epochs)")
 
 
 EPOCH_START = 2**32 - 1  # the position of an epoch's start (before its first step): a step no epoch reaches
