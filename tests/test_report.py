@@ -33,3 +33,17 @@ def test_latent_limits_follow_the_data_not_its_outliers():
     with_outliers = np.concatenate([values, np.full(4, 1000.0)])  # 0.2 % of the points
     assert report._limit(with_outliers) == pytest.approx(1.0)
     assert report._limit(0.037 * values) == pytest.approx(0.04)  # rounded up to a half step of its decade
+
+
+@pytest.mark.parametrize("n, shown", [(32, 30), (4, 4), (12, 12)])
+def test_reconstruction_rows_hold_one_kind_of_image_each(monkeypatch, tmp_path, n, shown):
+    drawn = {}
+    monkeypatch.setattr(report, "save_labelled_grid", lambda path, images, ncol, title, row_labels=(), **kw:
+                        drawn.update(images=images, ncol=ncol, title=title, labels=row_labels))
+    originals = np.zeros((n, 1, 8, 8), np.uint8)
+    report.save_reconstructions(tmp_path / "r.png", originals, originals + 255, "validation")
+    rows = [drawn["images"][i : i + drawn["ncol"]] for i in range(0, len(drawn["images"]), drawn["ncol"])]
+    assert len(rows) == len(drawn["labels"]) and all(len(r) == drawn["ncol"] for r in rows)
+    for row, label in zip(rows, drawn["labels"]):  # originals are black, reconstructions white here
+        assert (row == 0).all() if label == "validation image" else (row == 255).all()
+    assert drawn["title"] == f"Reconstructions of {shown} validation images"

@@ -230,7 +230,7 @@ def _figures(ev: Evaluation, codes, sets_u8, folder: Path, directions) -> dict:
                            [f"pair {i + 1}" for i in range(8)], t, "fraction of the way along the great circle")
     std = math.sqrt(ev.model.latent_variance)
     values = np.linspace(-2 * std, 2 * std, 9)
-    along = f"code value along the row's direction (±2 sampling std, σ = {std:.3g})"
+    along = f"code value along the row's direction (±2 × the sampling std {std:.3g} of a code axis)"
     figs["Traversals along the latent axes"] = folder / "traversal_axes.png"
     report.save_traversals(figs["Traversals along the latent axes"], decoded(_traverse(np.eye(codes.shape[1]), values)),
                            "Traversals along the latent axes, through the origin",

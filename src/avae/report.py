@@ -91,7 +91,10 @@ def save_samples(path: Path, images: np.ndarray, sampler: str, ncol: int = 8) ->
 
 def save_reconstructions(path: Path, originals: np.ndarray, reconstructions: np.ndarray, split: str,
                          ncol: int = 6) -> None:
-    """Rows alternate: held-out images, then their reconstructions."""
+    """Rows alternate: held-out images, then their reconstructions; only whole rows are shown, so a
+    row label never covers images of both kinds."""
+    ncol = min(ncol, len(originals))
+    originals = originals[: len(originals) // ncol * ncol]
     rows, labels = [], []
     for i in range(0, len(originals), ncol):
         rows += [originals[i : i + ncol], reconstructions[i : i + ncol]]
@@ -144,7 +147,7 @@ def save_latent_scatter(path: Path, z: np.ndarray, variance: float, split: str) 
             if i == d - 1:
                 ax.set_xlabel(f"z{j}", fontsize=FONT)
     fig.suptitle(f"{len(shown)} {split} codes, axes z0–z{d - 1} of {z.shape[1]} (code units)\n"
-                 f"diagonal: histogram of the axis, and in black\nthe sampling density N(0, {variance:.3g})",
+                 f"diagonal: histogram of the axis, and in black\nthe sampling density N(0, variance {variance:.3g})",
                  fontsize=FONT)
     clipped = (f"{outside} codes ({100 * outside / len(shown):.1f} %) lie beyond ±{lim:g} on some axis and are not drawn"
                if outside else f"every code lies within ±{lim:g}")
