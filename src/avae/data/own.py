@@ -4,8 +4,8 @@ A source is indexed first (cheaply: file names, sizes and modification times, or
 shape), which gives its fingerprint. The images are then decoded once into the uint8 cache under
 $AVAE_CACHE_DIR/<dataset>/, keyed by the fingerprint and the preprocessing, and read memory-mapped.
 Preprocessing brings every image to one square side the networks take (`nets.supported_side`):
-a centred square crop if asked, then Pillow's bilinear resize (antialiased when shrinking), and
-greyscale or RGB. The model sees [0, 1] (uint8 / 255).
+greyscale or RGB first (an alpha channel dropped), then a centred square crop if asked, then
+Pillow's bilinear resize (antialiased when shrinking). The model sees [0, 1] (uint8 / 255).
 """
 from __future__ import annotations
 
