@@ -16,8 +16,8 @@ Represent = Callable[[torch.Tensor], "np.ndarray"]
 # Sizes per metric. "default": disentanglement_lib (unsupervised_study_v1 gin configs) and, for the
 # PCA metrics, the companion paper's code (L = 10,000 images per vote; 10,000 train / 5,000 eval votes;
 # PCA-MIG with 10 bins over 10,000 points). "fast" (about 250,000 encodings in all): the vote-accuracy
-# scores keep enough eval votes for a binomial standard error ≤ 0.022 (BetaVAE, FactorVAE: 500) and
-# ≤ 0.035 (PCA-FactorVAE: 200; each result reports its own), with the per-vote batch of the default
+# scores keep enough eval votes for a binomial standard error ≤ 0.0224 (BetaVAE, FactorVAE: 500) and
+# ≤ 0.0354 (PCA-FactorVAE: 200; each result reports its own), with the per-vote batch of the default
 # (64) so the score means the same; 500 train votes fit BetaVAE's 6-d logistic regression and
 # FactorVAE's majority vote. DCI, MIG and SAP keep disent's fast sizes (1000/500, 2000, 2000/1000).
 PRESETS: dict[str, dict[str, dict]] = {
