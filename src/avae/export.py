@@ -5,7 +5,9 @@
   OUT/data_spec.json  image shape, likelihood, value range (what the weights expect)
   OUT/encoder.pt2     torch.export programs, any batch size, loadable with torch alone:
   OUT/decoder.pt2       torch.export.load(path).module()(x) — float images (B, C, H, W) in the value
-                        range → codes (B, l); codes → images, output activation included
+                        range → codes (B, l); codes → images, output activation included. The
+                        programs were traced in inference mode (batch norm on its running
+                        statistics) and stay so: torch refuses .eval() and .train() on them
   OUT/sampler.pt      the Gaussian generation draws codes from: {"mean", "scale_tril"}; codes are
                         mean + eps @ scale_tril.T with eps ~ N(0, I) drawn in mean's dtype
 """
