@@ -32,8 +32,6 @@ TARGET_PAIRS = 1e7  # target × centre pairs: n = TARGET_PAIRS / m targets, with
 MIN_TARGETS, MAX_TARGETS = 2048, 8192
 CHUNK_PAIRS = 4e6  # pairs held in memory at once (float32: 16 MB)
 H_BOUNDS = (1e-3, 10.0)
-LATENT_DIM = {"minimum": 1, "maximum": 21201}  # scipy's Sobol sequences have at most 21,201 dimensions
-KDE_SIZE = {"minimum": 2, "maximum": 10**7}
 MAX_CENTRE_VALUES = 2**27  # m·l float64 centres: 1 GiB
 LOW_DIM_DRAWS = 8
 GRID_POINTS = 9  # per pass; the first pass spans ×1/4 … ×4 around a rule-of-thumb guess
@@ -158,8 +156,8 @@ def bandwidth(latent_dim: int, kde_size: int, seed: int = 0, cache: bool = True)
 
 def check_sizes(latent_dim: int, kde_size: int, seed: int = 0) -> None:
     """The arguments' types and the ranges the estimate can honour, in one line each."""
-    schema.check_value("latent_dim", latent_dim, int, LATENT_DIM)
-    schema.check_value("kde_size", kde_size, int, KDE_SIZE)
+    schema.check_value("latent_dim", latent_dim, int, schema.LATENT_DIM)
+    schema.check_value("kde_size", kde_size, int, schema.KDE_SIZE)
     schema.check_value("seed", seed, int, schema.SEED)
     if latent_dim * kde_size > MAX_CENTRE_VALUES:
         raise AvaeError(f"latent_dim × kde_size = {latent_dim * kde_size:,} is more than the {MAX_CENTRE_VALUES:,} "

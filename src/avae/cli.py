@@ -77,7 +77,6 @@ def _setting_flag(cls, name: str):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .bandwidth import KDE_SIZE, LATENT_DIM
     from .config import EVALUATE_SETTINGS as EVALUATE, TrainConfig
 
     p = _Parser(prog="avae", description=__doc__)
@@ -153,8 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     k.set_defaults(run=_benchmark)
 
     b = sub.add_parser("bandwidth", help="the bias-corrected KDE bandwidth for latent size l and KDE size m")
-    b.add_argument("-l", "--latent-dim", type=_flag(int, LATENT_DIM), required=True)
-    b.add_argument("-m", "--kde-size", type=_flag(int, KDE_SIZE), required=True)
+    b.add_argument("-l", "--latent-dim", type=_flag(int, schema.LATENT_DIM), required=True)
+    b.add_argument("-m", "--kde-size", type=_flag(int, schema.KDE_SIZE), required=True)
     b.add_argument("--seed", type=_flag(int, schema.SEED), default=0)
     b.add_argument("--no-cache", action="store_true")
     b.add_argument("--json", action="store_true", help="print JSON")

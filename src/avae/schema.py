@@ -16,6 +16,8 @@ import typing
 from .errors import AvaeError
 
 SEED = {"minimum": 0, "maximum": 2**32 - 1}  # every seed: numpy's legacy and scikit-learn's range
+LATENT_DIM = {"minimum": 1, "maximum": 21201}  # scipy's Sobol sequences (the bandwidth) have at most 21,201 dimensions
+KDE_SIZE = {"minimum": 2, "maximum": 10**7}  # m, the KDE set's size
 _RULES = ("minimum", "above", "maximum", "below", "choices", "items", "length", "min_length")
 
 

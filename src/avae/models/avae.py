@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import bandwidth, nets, schema
+from .. import nets, schema
 from ..errors import AvaeError
 from ..objective import AggregateKL, sigma_from_validation
 from .base import Model, register_model
@@ -25,7 +25,7 @@ class AVAE(Model):
 
     @dataclass
     class Params:
-        kde_size: int = setting(10000, **bandwidth.KDE_SIZE)  # m, images in the KDE set (redrawn every epoch)
+        kde_size: int = setting(10000, **schema.KDE_SIZE)  # m, images in the KDE set (redrawn every epoch)
         kde_refresh_every: int = setting(10, minimum=1)  # k, steps between re-encodings of the KDE set
         sigma0_sq: float = setting(200.0, above=0)  # σ₀², the first epoch's reconstruction scale
         density_floor_quantile: float | None = setting(1 - 1e-6, above=0, below=1)  # c of the floor ε; None: no floor

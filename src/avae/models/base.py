@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import bandwidth, nets, schema
+from .. import nets, schema
 from ..data.base import ImageSet
 from ..distributed import Dist
 from ..errors import AvaeError
@@ -40,7 +40,7 @@ class ModelSettings:
     """The settings every model has (its Params add its own)."""
 
     name: str = setting("avae")
-    latent_dim: int = setting(16, **bandwidth.LATENT_DIM)
+    latent_dim: int = setting(16, **schema.LATENT_DIM)
     arch: str | None = setting(None)  # None: the paper's network for the image size
     width: float = setting(1.0, above=0, maximum=16)  # channel and hidden widths scaled by this
     # your own networks, {class: module:Class, ...keyword arguments} each (avae.user_nets); replace arch
