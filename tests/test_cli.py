@@ -106,3 +106,8 @@ def test_module_entry_point_and_argparse_errors():
     assert ok.returncode == 0 and "bandwidth" in ok.stdout
     bad = subprocess.run([sys.executable, "-m", "avae", "train", "--epochs", "x"], capture_output=True, text=True)
     assert bad.returncode == 2
+
+
+def test_the_command_line_is_parsed_without_importing_torch():
+    code = "import sys; from avae import cli; cli._parser(); print(sorted(m for m in ('torch', 'scipy') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
