@@ -111,3 +111,10 @@ def test_module_entry_point_and_argparse_errors():
 def test_the_command_line_is_parsed_without_importing_torch():
     code = "import sys; from avae import cli; cli._parser(); print(sorted(m for m in ('torch', 'scipy') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_help_names_each_default(capsys):
+    assert main(["evaluate", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("(default: 10000)", "seed of every metric's draws (default: 0)", "(default: last)", "(default: auto)"):
+        assert shown in text

@@ -49,7 +49,21 @@ def _one_line(error: Exception) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """Reports a bad flag in one line (the usage is one `--help` away)."""
+    """Reports a bad flag in one line (the usage is one `--help` away); `--help` shows each default."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, formatter_class=_Help, **kwargs)
+
+
+class _Help(argparse.HelpFormatter):
+    """Each flag's help ends with its default, where it has one the help does not already name."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default in ([], argparse.SUPPRESS)
+        if "default" in text or unset or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
 
     def error(self, message):
         self.exit(2, f"avae: error: {message} (see `{self.prog} --help`)\n")
@@ -86,8 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="YAML file or preset name (e.g. demo)")
     t.add_argument("--dataset", help="dataset name (its preset supplies the paper's settings)")
     t.add_argument("--model", help="model name, see `avae models`")
-    t.add_argument("--epochs", type=_setting_flag(TrainConfig, "epochs"))
-    t.add_argument("--seed", type=_setting_flag(TrainConfig, "seed"))
+    t.add_argument("--epochs", type=_setting_flag(TrainConfig, "epochs"), help="train.epochs (default: the config's)")
+    t.add_argument("--seed", type=_setting_flag(TrainConfig, "seed"), help="train.seed (default: the config's, else 0)")
     t.add_argument("--data-root", help="folder holding the dataset's files (else $AVAE_DATA_ROOT); for the images "
                    "dataset the folder of images, for array the .npy/.npz file")
     t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
@@ -103,8 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="generate images from a trained run")
     s.add_argument("run_dir")
     s.add_argument("-n", type=_flag(int, {"minimum": 1}), default=64, help="number of images")
-    s.add_argument("--seed", type=_flag(int, schema.SEED), default=0)
-    s.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    s.add_argument("--seed", type=_flag(int, schema.SEED), default=0, help="seed of the codes drawn")
+    s.add_argument("--checkpoint", choices=["last", "best"], default="last", help="checkpoint to load")
     s.add_argument("--out", help="output path prefix (default RUN_DIR/samples)")
     _trust_flag(s)
     s.set_defaults(run=_sample)
@@ -113,13 +127,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("-n", type=_flag(*EVALUATE["n"]), default=10000,
                    help="held-out images, samples and interpolations (each)")
-    e.add_argument("--seed", type=_flag(*EVALUATE["seed"]), default=0)
+    e.add_argument("--seed", type=_flag(*EVALUATE["seed"]), default=0, help="seed of every metric's draws")
     e.add_argument("--features", choices=EVALUATE["features"][1]["choices"], default="auto",
                    help="feature space for FD and precision/recall: classifier (trained on the labels or factors), "
                         "random (an untrained fixed-seed CNN, needs no labels), inception (needs avae[fid]); "
                         "auto: classifier where the data have labels or factors, else random")
     e.add_argument("--inception-weights", help="path of the Inception-v3 2015-12-05 weights (offline)")
-    e.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    e.add_argument("--checkpoint", choices=["last", "best"], default="last", help="checkpoint to score")
     e.add_argument("--split", choices=["test", "val"], help="held-out split (default: test where it exists)")
     e.add_argument("--disentanglement", choices=["default", "fast", "none"], default="fast",
                    help="metric sizes for datasets with ground-truth factors: fast (the default: reduced sizes, "
@@ -136,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
                                          "Gaussian, for use without avae")
     x.add_argument("run_dir")
     x.add_argument("--out", help="folder to write (default RUN_DIR/export)")
-    x.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    x.add_argument("--checkpoint", choices=["last", "best"], default="last", help="checkpoint to export")
     _trust_flag(x)
     x.set_defaults(run=_export)
 
@@ -152,10 +166,10 @@ def _parser() -> argparse.ArgumentParser:
     k.set_defaults(run=_benchmark)
 
     b = sub.add_parser("bandwidth", help="the bias-corrected KDE bandwidth for latent size l and KDE size m")
-    b.add_argument("-l", "--latent-dim", type=_flag(int, schema.LATENT_DIM), required=True)
-    b.add_argument("-m", "--kde-size", type=_flag(int, schema.KDE_SIZE), required=True)
-    b.add_argument("--seed", type=_flag(int, schema.SEED), default=0)
-    b.add_argument("--no-cache", action="store_true")
+    b.add_argument("-l", "--latent-dim", type=_flag(int, schema.LATENT_DIM), required=True, help="latent size l")
+    b.add_argument("-m", "--kde-size", type=_flag(int, schema.KDE_SIZE), required=True, help="KDE size m")
+    b.add_argument("--seed", type=_flag(int, schema.SEED), default=0, help="seed of the estimate's draws")
+    b.add_argument("--no-cache", action="store_true", help="compute anew, ignoring the on-disk cache")
     b.add_argument("--json", action="store_true", help="print JSON")
     b.set_defaults(run=_bandwidth)
 
