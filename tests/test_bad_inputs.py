@@ -331,7 +331,7 @@ def test_a_run_that_diverges_before_its_first_checkpoint_is_failed_and_can_be_st
     assert not (out / "checkpoints" / "last.pt").exists()
     assert main([str(a) for a in argv]) == 0  # the same --out starts again
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
-    assert config.load_yaml((out / "config.yaml").read_text())["train"].get("lr") is None
+    assert config.load_yaml((out / "config.yaml").read_text())["train"]["lr"] == 5e-4  # the new config's
 
 
 def test_a_run_that_diverges_later_keeps_its_last_good_checkpoint(capsys, tmp_path, mnist_root, monkeypatch):

@@ -290,7 +290,7 @@ def interrupted_run(tmp_path, monkeypatch, dataset, root, *settings):
         args += ["--set", item]
     assert main(args) == 130
     monkeypatch.undo()
-    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     return out
 
 
@@ -348,7 +348,7 @@ def test_a_run_refuses_data_that_changed_underneath(tmp_path, monkeypatch, capsy
         assert main(args) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "changed since" in err and "40 files then, 41 files now" in err, err
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
     assert not (run_dir / "evaluate.json").exists()
     assert main(["sample", str(run_dir), "-n", "2"]) == 0  # sampling needs the run alone
 

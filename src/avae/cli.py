@@ -54,6 +54,9 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, formatter_class=_Help, **kwargs)
 
+    def error(self, message):
+        self.exit(2, f"avae: error: {message} (see `{self.prog} --help`)\n")
+
 
 class _Help(argparse.HelpFormatter):
     """Each flag's help ends with its default, where it has one the help does not already name."""
@@ -64,9 +67,6 @@ class _Help(argparse.HelpFormatter):
         if "default" in text or unset or not action.option_strings:
             return text
         return f"{text} (default: %(default)s)"
-
-    def error(self, message):
-        self.exit(2, f"avae: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _flag(kind, rules: dict):

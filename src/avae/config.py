@@ -205,7 +205,20 @@ def resolve(config: str | Path | dict | None = None, overrides: list[str] = ()) 
     cfg = _merge(cfg, {"model": per_model.get(model, {})})
     cfg = _merge(cfg, user)
     cfg = _merge(cfg, patch)
-    return validate(cfg)
+    return complete(validate(cfg))
+
+
+def complete(cfg: dict) -> dict:
+    """A valid config with every default written out (each section's settings, the model's Params):
+    what a run records in config.yaml and reports to its trackers, so nothing is left implicit."""
+    from .models import MODELS, ModelSettings
+
+    params = MODELS[cfg["model"]["name"]].Params
+    return validate({
+        "data": {**dataclasses.asdict(DataSettings()), **cfg["data"]},
+        "model": {**dataclasses.asdict(ModelSettings()), **dataclasses.asdict(params()), **cfg["model"]},
+        "train": {**dataclasses.asdict(TrainConfig()), **cfg["train"]},
+    })
 
 
 def defaults() -> dict:
