@@ -118,3 +118,15 @@ def test_help_names_each_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for shown in ("(default: 10000)", "seed of every metric's draws (default: 0)", "(default: last)", "(default: auto)"):
         assert shown in text
+
+
+def test_config_prints_the_whole_configuration_train_would_use(capsys, tmp_path):
+    from avae import config
+
+    assert main(["config", "--dataset", "mnist", "--model", "vae", "--epochs", "3", "--set", "model.latent_dim=8"]) == 0
+    printed = capsys.readouterr().out
+    cfg = config.load_yaml(printed)
+    assert cfg == config.resolve(None, ["data.name=mnist", "model.name=vae", "train.epochs=3", "model.latent_dim=8"])
+    assert cfg["train"]["lr"] == 5e-4 and cfg["train"]["checkpoint_minutes"] == 5.0  # defaults written out
+    (tmp_path / "c.yaml").write_text(printed)  # a round trip: the printed file resolves to itself
+    assert config.resolve(str(tmp_path / "c.yaml")) == cfg

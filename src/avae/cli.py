@@ -1,4 +1,4 @@
-"""The `avae` command: train, demo, evaluate, sample, compare, export, benchmark, bandwidth, models."""
+"""The `avae` command: train, config, demo, evaluate, sample, compare, export, benchmark, bandwidth, models."""
 from __future__ import annotations
 
 import argparse
@@ -97,18 +97,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model (the AVAE or a baseline) into a run directory")
-    t.add_argument("--config", help="YAML file or preset name (e.g. demo)")
-    t.add_argument("--dataset", help="dataset name (its preset supplies the paper's settings)")
-    t.add_argument("--model", help="model name, see `avae models`")
-    t.add_argument("--epochs", type=_setting_flag(TrainConfig, "epochs"), help="train.epochs (default: the config's)")
-    t.add_argument("--seed", type=_setting_flag(TrainConfig, "seed"), help="train.seed (default: the config's, else 0)")
-    t.add_argument("--data-root", help="folder holding the dataset's files (else $AVAE_DATA_ROOT); for the images "
-                   "dataset the folder of images, for array the .npy/.npz file")
-    t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
+    _config_flags(t, TrainConfig)
     t.add_argument("--out", help="run directory (default runs/<dataset>-<model>-<time>)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     _trust_flag(t)
     t.set_defaults(run=_train)
+
+    f = sub.add_parser("config", help="print the whole configuration that `avae train` with these flags would use")
+    _config_flags(f, TrainConfig)
+    f.set_defaults(run=_config)
 
     d = sub.add_parser("demo", help="the default job: AVAE on procedural dSprites, no download")
     d.add_argument("--out", help="run directory (default runs/demo-<time>)")
@@ -178,6 +175,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _config_flags(parser, TrainConfig) -> None:
+    """The flags that choose a configuration (`avae train`, `avae config`)."""
+    parser.add_argument("--config", help="YAML file or preset name (e.g. demo)")
+    parser.add_argument("--dataset", help="dataset name (its preset supplies the paper's settings)")
+    parser.add_argument("--model", help="model name, see `avae models`")
+    parser.add_argument("--epochs", type=_setting_flag(TrainConfig, "epochs"), help="train.epochs (default: the config's)")
+    parser.add_argument("--seed", type=_setting_flag(TrainConfig, "seed"), help="train.seed (default: the config's, else 0)")
+    parser.add_argument("--data-root", help="folder holding the dataset's files (else $AVAE_DATA_ROOT); for the "
+                        "images dataset the folder of images, for array the .npy/.npz file")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
+
+
 def _trust_flag(parser) -> None:
     parser.add_argument("--trust-code", action="store_true",
                         help="open a run whose config names its own network classes (this imports and runs their "
@@ -185,7 +194,7 @@ def _trust_flag(parser) -> None:
 
 
 def _train(args) -> int:
-    from . import config, train
+    from . import train
 
     if args.resume:
         given = (args.config, args.dataset, args.model, args.epochs, args.seed, args.data_root, args.out)
@@ -195,6 +204,14 @@ def _train(args) -> int:
         return _finished(run_dir)
     if args.trust_code:
         raise AvaeError("--trust-code goes with --resume (a new run imports the classes its config names)")
+    cfg = _resolved(args)
+    return _finished(train.start(cfg, Path(args.out) if args.out else train.default_run_dir(cfg)))
+
+
+def _resolved(args) -> dict:
+    """The configuration the flags of `avae train` (and `avae config`) ask for."""
+    from . import config
+
     if args.data_root is not None and not args.data_root.strip():  # _absolute would turn "" into the current folder
         raise AvaeError("--data-root is empty; give the folder or file that holds the data, or leave the flag out")
     overrides = list(args.set)
@@ -206,8 +223,14 @@ def _train(args) -> int:
         if any(item.partition("=")[0].strip() == key for item in args.set):
             raise AvaeError(f"{flag} and --set {key}=... both set {key}; give it once")
         overrides.append(f"{key}={value}")
-    cfg = config.resolve(args.config, overrides)
-    return _finished(train.start(cfg, Path(args.out) if args.out else train.default_run_dir(cfg)))
+    return config.resolve(args.config, overrides)
+
+
+def _config(args) -> int:
+    from . import config
+
+    print(config.dump(_resolved(args)), end="")
+    return 0
 
 
 def _absolute(path: str | None) -> str | None:
