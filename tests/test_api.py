@@ -88,12 +88,19 @@ def test_compare_shows_results_side_by_side_with_the_settings_that_differ(run_di
     out = capsys.readouterr().out
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
     assert lines["fd_N"] == [f"{2 * result['sample_quality']['N']['frechet_distance']:.4g}",
-                             f"{result['sample_quality']['N']['frechet_distance']:.4g}"]
+                             f"{result['sample_quality']['N']['frechet_distance']:.4g}", "*"]  # the best marked
+    assert lines["entropy_reference"] == [lines["entropy_reference"][0]] * 2  # a reference: the same, never ranked
+    assert lines["mse_per_pixel"][-1] == "="  # equal numbers tie
+    assert out.startswith("evaluated alike: dataset mnist, feature space")
     assert lines["train.seed"] == ["0", "7"] and "model.kde_size" not in lines  # only what differs
     assert lines["model.density_floor_quantile"] == ["0.999999", "0.9999999"]  # settings exactly as configured
     html = page.read_text()
     assert f"<b>{result['sample_quality']['N']['frechet_distance']:.4g}</b>" in html  # the lower FD is the better
 
+    result["n"] = 10  # numbers of another evaluation are not ranked against these
+    (other / "evaluate.json").write_text(json.dumps(result))
+    assert main(["compare", str(run_dir), str(other)]) == 2
+    assert "not comparable (n: 60, 10)" in capsys.readouterr().err
     assert main(["compare", str(run_dir)]) == 2
     os.remove(other / "evaluate.json")
     assert main(["compare", str(run_dir), str(other)]) == 2

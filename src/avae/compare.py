@@ -1,5 +1,7 @@
 """`avae compare RUN_DIR...`: the evaluation results of several runs side by side, with the
-settings in which their configs differ, as a terminal table and an HTML page."""
+settings in which their configs differ, as a terminal table and an HTML page. Only runs of one
+dataset evaluated alike (feature space, n, split, checkpoint) are compared: numbers of different
+evaluations are not comparable, so such runs are refused with what differs."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +10,7 @@ import json
 from pathlib import Path
 
 from . import config, pages, run
-from .benchmark import HEADLINES, LOWER_IS_BETTER, lookup
+from .benchmark import HEADLINES, headline_metrics, lookup
 from .errors import AvaeError
 
 
@@ -30,6 +32,7 @@ def compare(run_dirs) -> dict:
             raise AvaeError(f"{path} is corrupt; run `avae evaluate {run_dir}` again") from None
         train_settings = dataclasses.asdict(config.TrainConfig.from_dict(cfg["train"]))  # defaults included
         configs.append(config.flatten({**cfg, "train": train_settings}))
+    evaluated = _evaluated_alike(results)
     metrics = {name: [lookup(r, where) for r in results] for name, where in HEADLINES.items()}
     keys = sorted(set().union(*configs))
     settings = {k: [c.get(k) for c in configs] for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1}
@@ -38,7 +41,29 @@ def compare(run_dirs) -> dict:
         "runs": names if len(set(names)) == len(names) else [str(d) for d in run_dirs],
         "metrics": {k: v for k, v in metrics.items() if any(x is not None for x in v)},
         "settings": settings,
+        "evaluated": evaluated,
     }
+
+
+COMPARABLE = {"dataset": "dataset", "feature_space.name": "feature space", "n": "n", "split": "split",
+              "checkpoint": "checkpoint"}  # what an evaluation's numbers depend on besides the model
+
+
+def _evaluated_alike(results: list[dict]) -> dict:
+    """{what: value} that every evaluation shares; runs evaluated differently are refused in one line."""
+    values = {key: [_get(r, key) for r in results] for key in COMPARABLE}
+    differ = {key: v for key, v in values.items() if len({json.dumps(x) for x in v}) > 1}
+    if differ:
+        shown = "; ".join(f"{COMPARABLE[k]}: {', '.join(map(str, v))}" for k, v in differ.items())
+        raise AvaeError(f"these runs' numbers are not comparable ({shown}); compare runs of one dataset evaluated "
+                        "with the same --features, -n, --split and --checkpoint")
+    return {COMPARABLE[key]: v[0] for key, v in values.items()}
+
+
+def _get(tree: dict, path: str):
+    for key in path.split("."):
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
 
 
 def _cell(value) -> str:
@@ -53,22 +78,38 @@ def _setting(value) -> str:
     return "–" if value is None else str(value)
 
 
-def best_index(name: str, values: list) -> int | None:
-    """The run with the best value of a metric (lowest where lower is better), if it has numbers."""
-    numbers = [(v, i) for i, v in enumerate(values) if isinstance(v, (int, float))]
-    if not numbers:
-        return None
-    return (min(numbers) if name in LOWER_IS_BETTER else max(numbers))[1]
+def best_indices(name: str, values: list) -> list[int]:
+    """The runs that hold the best value of a metric (several: a tie); none for a reference value,
+    for which no direction is better, or with fewer than two numbers."""
+    better = headline_metrics()[name].better
+    numbers = [v for v in values if isinstance(v, (int, float))]
+    if better is None or len(numbers) < 2:
+        return []
+    best = min(numbers) if better == "lower" else max(numbers)
+    return [i for i, v in enumerate(values) if v == best]
+
+
+def _marked(name: str, values: list) -> list[str]:
+    """Each value as text, the best marked * (and a tie =)."""
+    best = best_indices(name, values)
+    mark = " =" if len(best) > 1 else " *"
+    return [_cell(v) + (mark if i in best else "") for i, v in enumerate(values)]
 
 
 def text_table(comparison: dict) -> str:
+    """Runs as columns; * marks a metric's best run, = runs that tie for it."""
     rows = [["", *comparison["runs"]]]
-    rows += [[name, *map(_cell, values)] for name, values in comparison["metrics"].items()]
+    rows += [[name, *_marked(name, values)] for name, values in comparison["metrics"].items()]
     if comparison["settings"]:
         rows.append(["settings that differ:", *[""] * len(comparison["runs"])])
         rows += [[f"  {key}", *map(_setting, values)] for key, values in comparison["settings"].items()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return f"evaluated alike: {_shared(comparison)}; * best, = tied best\n{table}"
+
+
+def _shared(comparison: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in comparison["evaluated"].items())
 
 
 def write_html(path: Path, comparison: dict) -> None:
@@ -76,11 +117,14 @@ def write_html(path: Path, comparison: dict) -> None:
     head = "<tr><th></th>" + "".join(f"<th>{html.escape(r)}</th>" for r in comparison["runs"]) + "</tr>"
     rows = []
     for name, values in comparison["metrics"].items():
-        best = best_index(name, values)
-        cells = [f"<td><b>{_cell(v)}</b></td>" if i == best else f"<td>{_cell(v)}</td>" for i, v in enumerate(values)]
+        best = best_indices(name, values)
+        tie = " (tie)" if len(best) > 1 else ""
+        cells = [f"<td><b>{_cell(v)}</b>{tie}</td>" if i in best else f"<td>{_cell(v)}</td>" for i, v in enumerate(values)]
         rows.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
     settings = "".join(f"<tr><td>{html.escape(key)}</td>{''.join(f'<td>{html.escape(_setting(v))}</td>' for v in values)}</tr>"
                        for key, values in comparison["settings"].items())
-    body = (f"<h1>Comparison of {len(comparison['runs'])} runs</h1><h2>Evaluation</h2><table>{head}{''.join(rows)}</table>"
+    body = (f"<h1>Comparison of {len(comparison['runs'])} runs</h1><h2>Evaluation</h2>"
+            f"<p>All evaluated alike: {html.escape(_shared(comparison))}. The best value of each metric is bold (ties marked); reference "
+            f"values are not ranked.</p><table>{head}{''.join(rows)}</table>"
             f"<h2>Settings that differ</h2><table>{head}{settings}</table>")
     pages.write_page(path, "avae comparison", body)
