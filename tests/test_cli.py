@@ -130,3 +130,10 @@ def test_config_prints_the_whole_configuration_train_would_use(capsys, tmp_path)
     assert cfg["train"]["lr"] == 5e-4 and cfg["train"]["checkpoint_minutes"] == 5.0  # defaults written out
     (tmp_path / "c.yaml").write_text(printed)  # a round trip: the printed file resolves to itself
     assert config.resolve(str(tmp_path / "c.yaml")) == cfg
+
+
+def test_a_finished_run_names_the_next_step(capsys, tmp_path):
+    from avae.cli import _finished
+
+    assert _finished(tmp_path) == 0
+    assert f"next: `avae evaluate {tmp_path}` scores it" in capsys.readouterr().out

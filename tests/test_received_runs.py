@@ -3,6 +3,7 @@ instead of starting over, run directories from someone else (code, links, YAML b
 temporary files, and every wrong argument answered in avae's own words."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -319,7 +320,10 @@ def test_ctrl_c_names_the_run_to_resume_and_the_resume_says_where_it_starts(mnis
 
 def test_evaluating_an_unfinished_run_says_so(copy, capsys):
     run.write_json(copy / "run.json", {**run.info(copy), "status": "interrupted"})
-    result = avae.evaluate(copy, n=20, disentanglement="none", classifier_images=100, classifier_epochs=1,
-                           progress=False)
+    result = avae.evaluate(copy, n=20, disentanglement="none", classifier_images=100, classifier_epochs=1)
     assert result["trained"] == {"status": "interrupted", "epochs_done": 1, "epochs": 1}
-    assert "has not finished training (interrupted, 1 of 1 epochs in checkpoints/last.pt)" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "has not finished training (interrupted, 1 of 1 epochs in checkpoints/last.pt)" in err
+    # a header says what will be computed; each step is named while it runs, its seconds after
+    assert out.startswith(f"avae evaluate {copy} (last checkpoint): 20 test images; sample quality")
+    assert re.search(r"^  encode \.\.\. \d+\.\d s$", out, re.M) and "  feature_classifier ...\n" in out

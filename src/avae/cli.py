@@ -254,6 +254,7 @@ def _finished(run_dir: Path) -> int:
     if figures:
         print(f"pictures: {figures[-1]}/ (samples.png, reconstructions.png, latents.png, norms.png)")
     print(f"metrics: {run_dir / 'metrics.jsonl'}")
+    print(f"next: `avae evaluate {run_dir}` scores it; `avae sample {run_dir} -n 64` draws new images")
     return 0
 
 

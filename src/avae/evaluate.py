@@ -114,14 +114,25 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
     if trained["status"] != "finished":
         print(f"note: {ev.run_dir} has not finished training ({trained['status']}, {trained['epochs_done']} of "
               f"{trained['epochs']} epochs in checkpoints/{checkpoint}.pt); scoring that checkpoint", file=sys.stderr)
+    if features == "auto":
+        features = "classifier" if has_targets(ev.data) else "random"
+    factors = ev.data.factor_grid is not None and disentanglement != "none"
+    if progress:
+        print(f"avae evaluate {ev.run_dir} ({checkpoint} checkpoint): {ev.n} {SPLIT_NAMES[ev.split]} images; "
+              f"sample quality of reconstructions, interpolations and samples in the {features} feature space, "
+              f"latent quality" + (f", disentanglement ({disentanglement})" if factors else ""), flush=True)
     timings: dict[str, float] = {}
 
     def timed(name, fn, *args, **kwargs):
+        """fn(*args, **kwargs), its name shown while it runs and its seconds after."""
+        talks = kwargs.get("progress", False)  # its own progress lines follow on lines of their own
+        if progress:
+            print(f"  {name} ...", end="\n" if talks else "", flush=True)
         start = time.perf_counter()
         out = fn(*args, **kwargs)
         timings[name] = time.perf_counter() - start
         if progress:
-            print(f"  {name}: {timings[name]:.1f} s", flush=True)
+            print(f"  {name}: {timings[name]:.1f} s" if talks else f" {timings[name]:.1f} s", flush=True)
         return out
 
     rng = np.random.default_rng(seed)
@@ -134,8 +145,6 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
     }
     sets_u8 = {name: report.to_uint8(images, ev.vr) for name, images in sets.items()}
 
-    if features == "auto":
-        features = "classifier" if has_targets(ev.data) else "random"
     if features == "inception":
         extractor = InceptionFeatures(inception_weights)
     elif features == "random":
@@ -180,7 +189,7 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
         "trained": trained, "avae": __version__, "torch": torch.__version__,
     }
     directions = None
-    if ev.data.factor_grid is not None and disentanglement != "none":
+    if factors:
         result["factors"] = list(ev.data.factor_grid.factor_names)
         result["disentanglement"], directions = timed("disentanglement", _disentanglement, ev, disentanglement,
                                                       progress)
