@@ -137,3 +137,10 @@ def test_a_finished_run_names_the_next_step(capsys, tmp_path):
 
     assert _finished(tmp_path) == 0
     assert f"next: `avae evaluate {tmp_path}` scores it" in capsys.readouterr().out
+
+
+def test_bandwidth_says_when_it_has_to_estimate(capsys):
+    assert main(["bandwidth", "-l", "3", "-m", "57"]) == 0
+    assert "estimating h_opt for l=3, m=57" in capsys.readouterr().err
+    assert main(["bandwidth", "-l", "3", "-m", "57"]) == 0  # cached now: nothing to wait for, nothing said
+    assert capsys.readouterr().err == ""

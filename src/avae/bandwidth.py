@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -139,13 +140,18 @@ def _parabola_vertex(x: np.ndarray, y: np.ndarray) -> float:
     return float(x[1] + step * (y[0] - y[2]) / (2 * curvature))
 
 
-def bandwidth(latent_dim: int, kde_size: int, seed: int = 0, cache: bool = True) -> Bandwidth:
-    """h_opt and its corrections for (l, m), read from or written to the on-disk cache."""
+def bandwidth(latent_dim: int, kde_size: int, seed: int = 0, cache: bool = True, progress: bool = False) -> Bandwidth:
+    """h_opt and its corrections for (l, m), read from or written to the on-disk cache; `progress`
+    says on stderr when it has to be estimated (seconds, not milliseconds)."""
     check_sizes(latent_dim, kde_size, seed)
     n, draws = sizes(latent_dim, kde_size)
     key = f"v{CACHE_VERSION}/l={latent_dim}/m={kde_size}/seed={seed}/targets={n}/draws={draws}"
     entries = read_json_cache(cache_path()) if cache else {}
     if key not in entries:
+        if progress:
+            print(f"estimating h_opt for l={latent_dim}, m={kde_size} ({n * draws:,} targets against {kde_size:,} "
+                  f"centres; {'cached afterwards in ' + str(cache_path()) if cache else 'not cached'})",
+                  file=sys.stderr, flush=True)
         entries[key] = estimate_h_opt(latent_dim, kde_size, seed, n, draws)
         if cache:
             write_json_cache(cache_path(), entries)

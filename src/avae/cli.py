@@ -339,7 +339,7 @@ def _bandwidth(args) -> int:
     from . import bandwidth
 
     start = time.perf_counter()
-    bw = bandwidth.bandwidth(args.latent_dim, args.kde_size, seed=args.seed, cache=not args.no_cache)
+    bw = bandwidth.bandwidth(args.latent_dim, args.kde_size, seed=args.seed, cache=not args.no_cache, progress=True)
     seconds = time.perf_counter() - start
     if args.json:
         print(json.dumps({**bandwidth.as_dict(bw), "seconds": seconds}))
