@@ -205,17 +205,12 @@ def _record(run_dir: Path, job: Job) -> dict:
         "train_times_s": [e["train_s"] for e in epochs],
         "steps": [e["steps"] for e in epochs],
         "kde_refresh_s": [e["kde_refresh_s"] for e in epochs if "kde_refresh_s" in e],
-        "threads": [e.get("threads", config_threads(run_dir)) for e in epochs],
+        "threads": [e.get("threads") for e in epochs],
         "final": epochs[-1],
     }
     return {"dataset": job.dataset, "model": job.model, "seed": job.seed, "run_dir": str(run_dir),
             "settings": job.overrides, "config": config.load_yaml((run_dir / "config.yaml").read_text()),
             "headline": headlines(result, training), "training": training, "evaluation": result}
-
-
-def config_threads(run_dir: Path):
-    """train.threads of a run whose epochs predate the per-epoch record of threads."""
-    return config.load_yaml((run_dir / "config.yaml").read_text())["train"].get("threads")
 
 
 def headlines(evaluation: dict, training: dict) -> dict:

@@ -11,7 +11,7 @@ import torch
 
 from . import __version__, _callable_module, pages, report, run, schema
 from .bandwidth import bandwidth
-from .config import check_evaluate_settings
+from .config import TrainConfig, check_evaluate_settings
 from .data import check_unchanged, to_float
 from .errors import AvaeError
 from .metrics import generative, latent
@@ -44,7 +44,12 @@ class Evaluation:
     def __init__(self, run_dir: Path, n: int, seed: int, checkpoint: str, split: str | None, trust_code: bool):
         self.run_dir, self.n, self.seed = run.as_path(run_dir, "run_dir"), n, seed
         self.cfg, self.spec = run.read(self.run_dir)
-        self.model = run.load(self.run_dir, checkpoint, trust_code=trust_code)
+        self.model = run.open_model(self.run_dir, trust_code)
+        state = run.load_weights(self.model, self.run_dir, checkpoint)
+        self.model.eval().requires_grad_(False)
+        # how far training got (a run may be scored before it has finished)
+        self.trained = {"status": run.status(self.run_dir), "epochs_done": state["epoch"],
+                        "epochs": self.cfg["train"].get("epochs", TrainConfig.epochs)}
         self.data = run.load_data(self.cfg, cut=False)
         check_unchanged(self.data, run.recorded_data(self.run_dir))
         # the layout the run trained in (`auto` chose it by measuring the run's nets on this kind of CPU)
@@ -110,7 +115,7 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
                              "classifier_epochs": classifier_epochs, "progress": progress})
     schema.check_value("trust_code", trust_code, bool, {})
     ev = Evaluation(run_dir, n, seed, checkpoint, split, trust_code)
-    trained = run.training_state(ev.run_dir, checkpoint)
+    trained = ev.trained
     if trained["status"] != "finished":
         print(f"note: {ev.run_dir} has not finished training ({trained['status']}, {trained['epochs_done']} of "
               f"{trained['epochs']} epochs in checkpoints/{checkpoint}.pt); scoring that checkpoint", file=sys.stderr)

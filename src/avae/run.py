@@ -245,14 +245,6 @@ def _data_spec(record: dict, path: Path) -> DataSpec:
     return spec
 
 
-def training_state(run_dir: Path, checkpoint: str = "last") -> dict:
-    """How far a run's training got: its status and the epochs held by one of its checkpoints."""
-    cfg, _ = read(run_dir)
-    epochs_done = load_checkpoint(checkpoint_path(run_dir, checkpoint))["epoch"]
-    return {"status": status(run_dir), "epochs_done": epochs_done,
-            "epochs": cfg["train"].get("epochs", TrainConfig.epochs)}
-
-
 def recorded_data(run_dir: Path) -> dict:
     """The description of its data that a run recorded when it started (run.json's dataset_info)."""
     return info(run_dir).get("dataset_info", {})
