@@ -82,7 +82,8 @@ def test_benchmark_runs_skips_and_resumes(tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "[4/4] mnist-ae-s1  (3 done, 1 left)" in out
+    assert "4 runs, 3 finished before, 1 to run (local, one at a time in this process)" in out
+    assert "[4/4 finished, 0 running, 0 failed] mnist-ae-s1 finished in " in out and "mnist-avae-s0" not in out
     assert (done / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
     assert (broken / "evaluate.json").is_file()
     assert json.loads((broken / "run.json").read_text())["status"] == "finished"

@@ -38,7 +38,7 @@ SMALL = ["--set", "model.width=0.125", "--set", "model.kde_size=100", "--set", "
         (["--set", "model.latent_dim=0"], "latent_dim"),
         (["--set", "model.latent_dim=-2"], "latent_dim"),
         (["--set", "model.latent_dim=abc"], "latent_dim"),
-        (["--set", "model.nonsense=1"], "no setting nonsense"),
+        (["--set", "model.nonsense=1"], "no setting model.nonsense"),
         (["--set", "train.nonsense=1"], "unknown train setting nonsense"),
         (["--set", "train.lr=fast"], "train.lr must be a number"),
         (["--set", "oops"], "must look like section.key=value"),
@@ -101,6 +101,29 @@ def test_models_lists_every_registered_model(capsys):
     assert "N(0, (1−h²)I)" in out
 
 
+def test_datasets_lists_each_dataset_with_where_its_files_are(capsys, tmp_path, monkeypatch):
+    from avae.data import DATASETS
+
+    monkeypatch.delenv("AVAE_DATA_ROOT", raising=False)
+    write_mnist(tmp_path / "mnist")
+    assert main(["datasets", "--data-root", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in lines[::2]]
+    assert names == sorted(DATASETS) and all(line.split()[0] == "files:" for line in lines[1::2])
+    where = dict(zip(names, lines[1::2]))
+    assert where["mnist"].endswith(f"found in {tmp_path / 'mnist'}")
+    assert f"not found in {tmp_path}, {tmp_path / 'cifar10'}" in where["cifar10"]
+    assert "rendered procedurally" in where["dsprites"] and str(tmp_path / "dsprites") in where["dsprites"]
+    assert where["images"].endswith(str(tmp_path))
+
+
+def test_output_closed_by_its_reader_ends_quietly():
+    reader_gone = subprocess.Popen([sys.executable, "-m", "avae", "datasets"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+    reader_gone.stdout.close()  # as `avae datasets | head -0` does
+    assert reader_gone.wait() == 141 and reader_gone.stderr.read() == b""
+
+
 def test_module_entry_point_and_argparse_errors():
     ok = subprocess.run([sys.executable, "-m", "avae", "--help"], capture_output=True, text=True)
     assert ok.returncode == 0 and "bandwidth" in ok.stdout
@@ -137,6 +160,18 @@ def test_a_finished_run_names_the_next_step(capsys, tmp_path):
 
     assert _finished(tmp_path) == 0
     assert f"next: `avae evaluate {tmp_path}` scores it" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("busy", [0.2, 1.6])
+def test_the_demo_warns_when_other_work_makes_its_minute_longer(capsys, tmp_path, monkeypatch, busy):
+    from avae import hardware, train
+
+    monkeypatch.setattr(hardware, "busy_cores", lambda: busy)
+    monkeypatch.setattr(hardware, "available_cores", lambda: 2)
+    monkeypatch.setattr(train, "start", lambda cfg, out: out)  # the warning comes before any training
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    warned = "note: other work keeps 1.6 of this machine's 2 cores busy, so the demo's minute will be longer"
+    assert (warned in capsys.readouterr().err) == (busy > 1)
 
 
 def test_bandwidth_says_when_it_has_to_estimate(capsys):

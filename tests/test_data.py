@@ -281,11 +281,11 @@ def test_dsprites_file_with_non_binary_or_truncated_images(tmp_path, monkeypatch
 
 def test_dsprites_source_option(tmp_path, monkeypatch):
     monkeypatch.delenv("AVAE_DATA_ROOT", raising=False)
-    with pytest.raises(AvaeError, match="source 'disk'"):
+    with pytest.raises(AvaeError, match="data.options.source must be one of auto, file, procedural, got 'disk'"):
         load_dataset("dsprites", source="disk")
     with pytest.raises(AvaeError, match="procedural"):
         load_dataset("dsprites", source="procedural", download=True)
-    with pytest.raises(AvaeError, match="download must be true or false"):
+    with pytest.raises(AvaeError, match="data.options.download must be true or false"):
         load_dataset("dsprites", download="yes")
     # A file in a folder the user did not name is not picked up by 'auto'.
     monkeypatch.setattr("avae.data.files.USER_DATA", tmp_path)
@@ -320,7 +320,7 @@ def test_download_fetches_verifies_and_loads(tmp_path, monkeypatch):
     write_mnist(source)
     serve(monkeypatch, tmp_path, "mnist", {p.name: p.read_bytes() for p in source.iterdir()})
     root = tmp_path / "root"
-    with pytest.raises(AvaeError, match="download: true"):
+    with pytest.raises(AvaeError, match="--set data.options.download=true"):
         load_dataset("mnist", root=str(root))
     data = load_dataset("mnist", root=str(root), download=True)
     assert len(data.train) == 100 and (root / "train-images-idx3-ubyte.gz").is_file()

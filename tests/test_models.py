@@ -337,7 +337,7 @@ def test_params_dataclasses_hold_generic_defaults():
     ("wae", {"recon_scale": 0}, "model.recon_scale must be a number > 0"),
     ("factor_vae", {"disc_hidden": [0, 10]}, "model.disc_hidden must be a non-empty list of integers ≥ 1 and ≤ 65,536"),
     ("aae", {"disc_betas": [0.5]}, "model.disc_betas must be a list of 2 numbers ≥ 0 and < 1"),
-    ("rae", {"nonsense": 1}, "no setting nonsense"),
+    ("rae", {"nonsense": 1}, "no setting model.nonsense"),
 ])
 def test_bad_settings_name_the_problem(name, setting, says):
     with pytest.raises(AvaeError, match=says):

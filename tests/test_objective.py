@@ -94,6 +94,19 @@ def test_aggregate_kl_is_the_kde_kl_with_the_avaes_settings():
     assert samples.var(0).mean().item() == pytest.approx(1 - kl.h**2, rel=0.03)
 
 
+@pytest.mark.parametrize("latent_dim", [16, 64])
+def test_the_kl_estimate_is_below_zero_at_the_target_and_above_it_for_shrunken_codes(latent_dim):
+    """As the README explains: at the sampler, E[estimate] = −KL(q ‖ q̂) < 0; codes shrunk towards 0 score above 0."""
+    kl, gen = avae.AggregateKL(latent_dim, 1000), torch.Generator().manual_seed(0)
+
+    def estimate(scale):
+        draw = lambda n: torch.randn(n, latent_dim, generator=gen) * kl.sampling_std * scale  # noqa: E731
+        return np.mean([float(kl(draw(100), draw(1000))) for _ in range(5)])
+
+    at_target, shrunken = estimate(1.0), estimate(0.3)
+    assert at_target < -0.05 and shrunken > 1.0
+
+
 def test_aggregate_kl_rejects_bad_shapes_and_settings():
     kl = avae.AggregateKL(3, 50)
     with pytest.raises(AvaeError, match="KDE codes"):

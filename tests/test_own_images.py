@@ -48,7 +48,7 @@ def test_the_split_is_drawn_with_the_split_seed(tmp_path):
 
 def test_crop_and_resize_match_a_plain_pillow_crop_and_resize(tmp_path):
     written = write_image_folder(tmp_path, 12, (40, 52), 3, ext="jpg")
-    with pytest.raises(AvaeError, match="not square.*crop: true"):
+    with pytest.raises(AvaeError, match="not square; pass --set data.options.crop=true"):
         load_dataset("images", root=str(tmp_path))
     data = load_dataset("images", root=str(tmp_path), crop=True, size=24)
     assert data.shape == (3, 24, 24)
@@ -71,7 +71,7 @@ def test_grey_or_colour_from_the_files_or_the_setting(tmp_path):
 def test_mixed_sizes_need_the_size_setting_and_odd_sides_go_to_the_nearest_network_side(tmp_path):
     write_image_folder(tmp_path / "mixed", 6, (30, 30), 1, seed=1)
     write_image_folder(tmp_path / "mixed" / "more", 6, (64, 64), 1, seed=2)
-    with pytest.raises(AvaeError, match="2 different sizes.*set the dataset option size"):
+    with pytest.raises(AvaeError, match="2 different sizes.*pass --set data.options.size=64"):
         load_dataset("images", root=str(tmp_path / "mixed"))
     assert load_dataset("images", root=str(tmp_path / "mixed"), size=48).shape == (1, 48, 48)
     write_image_folder(tmp_path / "odd", 12, (30, 30), 1)
@@ -126,12 +126,12 @@ def test_bad_folders_are_one_error_naming_the_problem(tmp_path, make, says):
 @pytest.mark.parametrize("options,says", [
     ({"size": 30}, "size must be auto or a multiple of 4 from 16 to 256"),
     ({"size": 512}, "size must be auto"),
-    ({"channels": 2}, "channels must be auto, 1 or 3"),
-    ({"val_fraction": 1.5}, "val_fraction must be a number between 0 and 1"),
-    ({"crop": "yes"}, "crop must be true or false"),
-    ({"labels": "files"}, "labels must be one of auto, folders, none"),
+    ({"channels": 2}, "data.options.channels must be one of auto, 1, 3, got 2"),
+    ({"val_fraction": 1.5}, "data.options.val_fraction must be a number > 0 and < 1, got 1.5"),
+    ({"crop": "yes"}, "data.options.crop must be true or false"),
+    ({"labels": "files"}, "data.options.labels must be one of auto, folders, none"),
     ({"labels": "folders"}, "labels: folders needs one subfolder per class"),
-    ({"colour": True}, "has no option\\(s\\) colour"),
+    ({"colour": True}, "has no option data.options.colour"),
     ({"val_fraction": 0.99}, "too few to split off validation images"),
 ])
 def test_bad_folder_options(tmp_path, options, says):

@@ -13,6 +13,19 @@ def _find(picture: np.ndarray, block: np.ndarray) -> list[tuple[int, int]]:
             if (picture[y, x] == block[0, 0]).all() and (picture[y : y + h, x : x + w] == block).all()]
 
 
+@pytest.mark.parametrize("side, ncol, label", [(48, 4, "ae"), (32, 8, "ae"), (64, 2, "avae"), (28, 8, "vae")])
+def test_no_title_or_label_is_cut_off(tmp_path, side, ncol, label):
+    from avae.models import MODELS
+
+    images = np.zeros((2 * ncol, 3, side, side), np.uint8)
+    report.save_samples(tmp_path / "samples.png", images, MODELS[label].sampler, ncol)
+    report.save_reconstructions(tmp_path / "recon.png", images, images, "validation", ncol)
+    for name in ("samples.png", "recon.png"):
+        picture = np.asarray(Image.open(tmp_path / name).convert("L"))
+        text = picture[:, :] < 128  # the images are black too: only their margins must stay white
+        assert not text[:, :4].any() and not text[:, -4:].any() and not text[:4].any(), name
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_labelled_grid_keeps_every_pixel(tmp_path, channels):
     images = np.random.default_rng(channels).integers(0, 256, (6, channels, 20, 20), dtype=np.uint8)

@@ -167,3 +167,25 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["result.json"]
     save_file(lambda tmp: tmp.write_text("new"), path)
     assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_progress_shows_the_whole_run_with_an_eta_beside_each_epoch(capsys):
+    from types import SimpleNamespace
+
+    from avae.callbacks import EpochEnd, ProgressBar
+
+    info, bar = SimpleNamespace(settings=SimpleNamespace(epochs=3)), ProgressBar()
+    for epoch, start in [(2, 2), (3, 0)]:  # a run resumed at epoch 2, step 2, of 3 epochs of 5 steps
+        bar.on_epoch_start(info, epoch, 5, start)
+        assert (bar.run_bar.n, bar.run_bar.total) == ((epoch - 1) * 5 + start, 15)
+        for step in range(start, 5):
+            bar.on_step_end(info, step, {"loss": torch.tensor(1.0)})
+        bar.on_epoch_end(info, EpochEnd(epoch, {"epoch": epoch, "train_loss": 1.0, "val_recon": 2.0, "epoch_s": 1.0},
+                                        None))
+    assert bar.run_bar.n == 15
+    bar.on_train_end(info)
+    shown = capsys.readouterr()
+    assert "run:  47%|" in shown.err and "| 7/15 [" in shown.err and "run: 100%|" in shown.err
+    assert "epoch 2/3:  40%|" in shown.err and "epoch 3/3:   0%|" in shown.err
+    assert "epoch 3 | train loss 1 | val recon 2 | 1.0 s" in shown.out
+    assert bar.run_bar is None and bar.bar is None  # both closed, so what follows starts on its own line

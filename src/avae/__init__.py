@@ -7,6 +7,7 @@ The public API (each name imported on first use, so `import avae` stays fast):
   evaluate(run_dir, n=10000, seed=0, ...)           `avae evaluate` from Python; returns the results dict
   bandwidth(latent_dim, kde_size)                   h_opt, the corrected h and the sampling std
   AggregateKL, sigma_from_validation                the AVAE's loss, σ rule and sampler for your own loop
+  latent_fit(codes, h) → LatentFit                  codes against the sampler: KS of ‖z‖², Gaussian KLs
   Callback, RunInfo, EpochEnd                       training reports of your own
   AvaeError                                         the one exception type for a user's mistakes
 """
@@ -17,7 +18,8 @@ import types
 __version__ = "0.1.0"
 
 _HOMES = {"load": "run", "AggregateKL": "objective", "sigma_from_validation": "objective",
-          "Callback": "callbacks", "RunInfo": "callbacks", "EpochEnd": "callbacks", "AvaeError": "errors"}
+          "Callback": "callbacks", "RunInfo": "callbacks", "EpochEnd": "callbacks", "AvaeError": "errors",
+          "latent_fit": "metrics.latent", "LatentFit": "metrics.latent"}
 _VERBS = ("train", "evaluate", "bandwidth")  # modules that are also callable as their verb
 __all__ = sorted([*_HOMES, *_VERBS])
 

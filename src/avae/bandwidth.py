@@ -21,8 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
-from scipy.stats import qmc
 
 from . import _callable_module, schema
 from .errors import AvaeError
@@ -80,6 +78,9 @@ class Objective:
     """
 
     def __init__(self, latent_dim: int, kde_size: int, seed: int, n_targets: int, draws: int):
+        from scipy import stats  # imported on estimating, which is rare (cached), not with the module
+        from scipy.stats import qmc
+
         self.latent_dim = latent_dim
         gen = torch.Generator().manual_seed(seed)
         widening = 1 + 1 / latent_dim  # variance of the targets' distribution

@@ -5,14 +5,22 @@ all of them and settings per model. Runs live in <runs>/<suite>/<dataset>-<model
 finished and evaluated run is skipped, an interrupted one resumes, so the command can be called
 again until the suite is complete. Results: <results>/<suite>.json (one record per run),
 <results>/<suite>.md (mean ± std tables, the paper's numbers beside ours) and <results>/<suite>.html.
+
+Each unfinished run is one job, `run_one`, wherever it runs: in this process, in processes of its
+own, in a SLURM job array or on Ray (`avae.launchers`), or by any scheduler through the commands
+`job_commands` lists; the results are written once every run has been evaluated.
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
+import shlex
 import shutil
+import sys
 import time
+import traceback
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, config, pages, run, train
+from . import __version__, config, launchers, pages, run, train
 from .errors import AvaeError
 from .evaluate import evaluate
 from .metrics.catalogue import Metric, describe
@@ -80,6 +88,7 @@ class Job:
     model: str
     seed: int
     overrides: list[str] = field(default_factory=list)
+    resources: dict = field(default_factory=dict)  # what the run asks of its engine (launchers.Resources)
 
     @property
     def name(self) -> str:
@@ -98,6 +107,7 @@ class SuiteSettings:
     description: str | None = setting(None)
     seeds: list = setting(factory=lambda: [0], items=SEEDS, min_length=1)
     evaluate: dict = setting(factory=dict)  # keyword arguments of `evaluate` (config.EVALUATE_SETTINGS)
+    resources: dict = setting(factory=dict)  # each run's GPUs, CPUs, memory, time, partition, account (launchers.Resources)
 
 
 @dataclass
@@ -109,6 +119,8 @@ class ExperimentSettings:
     seeds: list | None = setting(None, items=SEEDS, min_length=1)  # None: the suite's seeds
     settings: dict = setting(factory=dict)
     model_settings: dict = setting(factory=dict)  # model name → its own settings
+    resources: dict = setting(factory=dict)  # over the suite's resources for this experiment's runs
+    model_resources: dict = setting(factory=dict)  # model name → its runs' own resources
 
 
 def load_suite(name: str) -> dict:
@@ -122,6 +134,7 @@ def load_suite(name: str) -> dict:
     suite = config.check_section("suite", SuiteSettings, config.read_yaml(path, "suite"))
     suite["experiments"] = [_experiment(i, exp) for i, exp in enumerate(suite["experiments"], 1)]
     config.check_evaluate_settings(suite.get("evaluate", {}), "suite evaluate")
+    suite["resources"] = config.check_section("suite.resources", launchers.Resources, suite.get("resources") or {})
     suite["name"] = suite.get("name") or Path(str(name)).stem
     for job in plan(suite):
         try:
@@ -134,10 +147,15 @@ def load_suite(name: str) -> dict:
 def _experiment(i: int, exp: dict) -> dict:
     where = f"suite.experiments[{i}]"
     exp = config.check_section(where, ExperimentSettings, exp)
-    for model, settings in exp.get("model_settings", {}).items():
-        if model not in exp["models"] or not isinstance(settings, (dict, type(None))):
-            raise AvaeError(f"{where}.model_settings.{model} must be a mapping of settings for one of the "
-                            f"experiment's models ({', '.join(exp['models'])}), got {settings!r}")
+    for section in ("model_settings", "model_resources"):
+        for model, settings in exp.get(section, {}).items():
+            if model not in exp["models"] or not isinstance(settings, (dict, type(None))):
+                raise AvaeError(f"{where}.{section}.{model} must be a mapping of settings for one of the "
+                                f"experiment's models ({', '.join(exp['models'])}), got {settings!r}")
+    exp["resources"] = config.check_section(f"{where}.resources", launchers.Resources, exp.get("resources") or {})
+    exp["model_resources"] = {model: config.check_section(f"{where}.model_resources.{model}", launchers.Resources,
+                                                          values or {})
+                              for model, values in exp.get("model_resources", {}).items()}
     return exp
 
 
@@ -151,7 +169,9 @@ def plan(suite: dict) -> list[Job]:
             for seed in exp.get("seeds") or suite.get("seeds", [0]):
                 overrides = [f"data.name={exp['dataset']}", f"model.name={model}", f"train.seed={seed}",
                              "train.progress=false", *shared, *own]
-                job = Job(exp["dataset"], model, seed, overrides)
+                resources = launchers.merge(suite.get("resources"), exp.get("resources"),
+                                            (exp.get("model_resources") or {}).get(model))
+                job = Job(exp["dataset"], model, seed, overrides, resources)
                 if job.name in jobs:
                     raise AvaeError(f"suite {suite.get('name')} has run {job.name} twice (model {model} on "
                                     f"{exp['dataset']} with seed {seed}); list each model once per dataset, or put "
@@ -161,28 +181,152 @@ def plan(suite: dict) -> list[Job]:
 
 
 def run_suite(name: str, runs_root: Path = Path("benchmarks/runs"), results_root: Path = Path("benchmarks/results"),
-              data_root: str | None = None, datasets: list[str] | None = None, *, trust_code: bool = False) -> Path:
+              data_root: str | None = None, datasets: list[str] | None = None, *, trust_code: bool = False,
+              launcher: str = "local", options: launchers.Options | None = None,
+              resources: dict | None = None) -> Path:
+    """Train and evaluate every unfinished run of a suite through `launcher` (local, submitit, ray),
+    then write the results. A run that fails is named (its log and the last line of its error) and
+    the others go on; then nothing is written but the runs, and calling again resumes the failed ones.
+    `resources` (launchers.Resources values) override the suite's for every run."""
+    suite, jobs = _suite_jobs(name, datasets, resources)
+    folder = Path(runs_root) / suite["name"]
+    options = options or launchers.Options()
+    if options.folder is None:
+        options.folder = folder / ".submitit"
+    engine = launchers.get(launcher, options)  # its package installed, or one line saying what to install
+    todo = [job for job in jobs if not _evaluated(folder / job.name)]
+    tasks = engine.prepare([_task(job, name, folder, data_root, suite, trust_code) for job in todo])
+    engine.check(tasks)  # what this engine cannot run is refused before anything is submitted
+    if tasks:
+        print(f"benchmark {suite['name']}: {len(jobs)} runs, {len(jobs) - len(tasks)} finished before, {len(tasks)} to "
+              f"run ({engine.describe(tasks)})", flush=True)
+        progress = launchers.Progress(len(jobs), len(jobs) - len(tasks))
+        failed = [o for o in engine.run(tasks, progress) if not o.ok]
+        if failed:
+            named = "; ".join(f"{o.name} ({o.error}; log: {o.log})" for o in failed[:3])
+            more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
+            raise AvaeError(f"{len(failed)} of {len(tasks)} runs failed: {named}{more}; the others are kept: fix the "
+                            "cause and call the command again, which resumes the failed runs and writes the results")
+    records = [_record(folder / job.name, job) for job in jobs]
+    return write_results(suite, records, Path(results_root), performance(records, trust_code))
+
+
+def _suite_jobs(name: str, datasets: list[str] | None, resources: dict | None) -> tuple[dict, list[Job]]:
     suite = load_suite(name)
     if datasets:
         suite = only_datasets(suite, datasets)
+    given = config.check_section("resources", launchers.Resources, {k: v for k, v in (resources or {}).items()
+                                                                       if v is not None})
     jobs = plan(suite)
+    for job in jobs:
+        job.resources = launchers.merge(job.resources, given)
+    return suite, jobs
+
+
+def _evaluated(run_dir: Path) -> bool:
+    return (run_dir / "evaluate.json").is_file()
+
+
+def _task(job: Job, suite_name: str, folder: Path, data_root: str | None, suite: dict,
+          trust_code: bool) -> launchers.RunTask:
+    root = str(Path(data_root).expanduser().resolve()) if data_root else None
+    return launchers.RunTask(
+        name=job.name, run_dir=str((folder / job.name).resolve()), overrides=tuple(job.overrides), seed=job.seed,
+        evaluate=dict(suite.get("evaluate") or {}), data_root=root, trust_code=trust_code,
+        resources=dict(job.resources),
+        command=tuple(_job_command(job, suite_name, folder.parent, root, trust_code)))
+
+
+def _job_command(job: Job, suite_name: str, runs_root: Path, data_root: str | None, trust_code: bool) -> list[str]:
+    """The command that trains and evaluates one run of a suite, from any folder; a run of several
+    GPUs is started by torchrun, one process per GPU."""
+    suite = str(Path(suite_name).resolve()) if Path(suite_name).is_file() else suite_name
+    command = ["-m", "avae", "benchmark", "--suite", suite, "--runs", str(Path(runs_root).resolve())]
+    command += ["--data-root", data_root] if data_root else []
+    command += ["--trust-code"] if trust_code else []
+    gpus = int(job.resources.get("gpus") or 0)
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"] if gpus > 1 else []
+    return [sys.executable, *launcher, *command, "--only", job.name]
+
+
+def job_commands(name: str, runs_root: Path = Path("benchmarks/runs"), data_root: str | None = None,
+                 datasets: list[str] | None = None, *, trust_code: bool = False,
+                 resources: dict | None = None) -> list[str]:
+    """One shell command per unfinished run of a suite, for any scheduler: run them in any order, in
+    any number at a time, then `avae benchmark --suite NAME` writes the results."""
+    suite, jobs = _suite_jobs(name, datasets, resources)
     folder = Path(runs_root) / suite["name"]
-    ev = suite.get("evaluate") or {}
-    for i, job in enumerate(jobs, 1):
-        run_dir = folder / job.name
-        done = sum((folder / j.name / "evaluate.json").is_file() for j in jobs)
-        print(f"[{i}/{len(jobs)}] {job.name}  ({done} done, {len(jobs) - done} left)", flush=True)
-        if (run_dir / "evaluate.json").is_file():
-            continue
-        extra = [f"data.root={data_root}"] if data_root else []
-        if run.status(run_dir) != "finished":
-            if run.has_checkpoint(run_dir):
-                train.resume(run_dir, trust_code=trust_code)
-            else:  # never started, or ended before its first checkpoint (its files are kept aside)
-                train.start(config.resolve(None, job.overrides + extra), run_dir)
-        evaluate(run_dir, seed=job.seed, progress=False, trust_code=trust_code, **ev)
-    records = [_record(folder / job.name, job) for job in jobs]
-    return write_results(suite, records, Path(results_root), performance(records, trust_code))
+    root = str(Path(data_root).expanduser().resolve()) if data_root else None
+    return [shlex.join(_job_command(job, name, Path(runs_root), root, trust_code)) for job in jobs
+            if not _evaluated(folder / job.name)]
+
+
+def run_named(name: str, run_name: str, runs_root: Path = Path("benchmarks/runs"), data_root: str | None = None, *,
+              trust_code: bool = False) -> launchers.Outcome | None:
+    """Train and evaluate one run of a suite (what a `job_commands` command does); None if it was
+    already evaluated. Its failure is one line naming its log."""
+    suite, jobs = _suite_jobs(name, None, None)
+    job = next((j for j in jobs if j.name == run_name), None)
+    if job is None:
+        names = [j.name for j in jobs]
+        raise AvaeError(f"suite {suite['name']} has no run {run_name}; its runs are: {', '.join(names[:6])}"
+                        + (f" and {len(names) - 6} more" if len(names) > 6 else ""))
+    folder = Path(runs_root) / suite["name"]
+    if _evaluated(folder / job.name):
+        return None
+    outcome = run_one(_task(job, name, folder, data_root, suite, trust_code))
+    if not outcome.ok:
+        raise AvaeError(f"run {outcome.name} failed: {outcome.error} (log: {outcome.log})")
+    return outcome
+
+
+def run_one(task: launchers.RunTask) -> launchers.Outcome:
+    """One run of a suite trained (or resumed from its checkpoint) and evaluated: the job of every
+    launcher. Its output goes to RUN_DIR/benchmark.log, each attempt between a start and an end line;
+    an error ends this run only: its traceback is logged and a failed Outcome returned. Under
+    torch.distributed (torchrun, a submitit job of several GPUs) every rank trains, rank 0 evaluates."""
+    rank = int(os.environ.get("RANK", "0"))
+    run_dir = Path(task.run_dir)
+    run.subfolder(run.make_folder(run_dir.parent, "--runs"), run_dir.name)  # a link there is refused
+    log = launchers.log_path(run_dir, rank)
+    start = time.perf_counter()
+    try:
+        handle = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError:
+        if log.is_symlink():
+            raise AvaeError(f"{log} is a symbolic link; {run.LINK_ADVICE}") from None
+        raise
+    with os.fdopen(handle, "a") as out, redirect_stdout(out), redirect_stderr(out):
+        print(launchers.started_line(task.name), flush=True)
+        try:
+            _train_and_evaluate(task, rank)
+            outcome = launchers.Outcome(task.name, True, time.perf_counter() - start, None, str(log))
+        except Exception as e:  # this run's failure: the others go on
+            traceback.print_exc()
+            outcome = launchers.Outcome(task.name, False, time.perf_counter() - start, launchers.error_line(e), str(log))
+        print(launchers.ended_line(outcome), flush=True)
+    return outcome
+
+
+def _train_and_evaluate(task: launchers.RunTask, rank: int) -> None:
+    run_dir = Path(task.run_dir)
+    if _evaluated(run_dir):
+        return
+    if task.threads:  # the job's share of the cores, where train.threads is auto (avae.hardware.threads reads it)
+        os.environ["OMP_NUM_THREADS"] = str(task.threads)
+        torch.set_num_threads(task.threads)
+    if run.status(run_dir) != "finished":
+        if run.has_checkpoint(run_dir):
+            train.resume(run_dir, trust_code=task.trust_code)
+        else:  # never started, or ended before its first checkpoint (its files are kept aside)
+            extra = [f"data.root={task.data_root}"] if task.data_root else []
+            train.start(config.resolve(None, [*task.overrides, *extra]), run_dir)
+    if rank != 0:
+        return
+    threads = run.read(run_dir)[0]["train"].get("threads") or task.threads
+    if threads:  # scored with the threads it trained with, whichever process scores it
+        torch.set_num_threads(threads)
+    evaluate(run_dir, seed=task.seed, progress=False, trust_code=task.trust_code, **task.evaluate)
 
 
 def only_datasets(suite: dict, datasets: list[str]) -> dict:

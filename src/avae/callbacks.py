@@ -10,12 +10,20 @@ after it), `MetricsLog` (metrics.jsonl) and `ProgressBar`. Trackers, each enable
 setting: `TensorBoard` (train.tensorboard), `WandB` (train.wandb, offline unless WANDB_MODE says
 otherwise), `MLflow` (train.mlflow, a file store in the run directory unless MLFLOW_TRACKING_URI
 is set). A user's own callbacks go to `avae.train(..., callbacks=[...])`.
+
+Every tracker gets the same parameters, `tracker_params(config)` (the resolved config.yaml,
+flattened); RUN_DIR/trackers.json records which MLflow and W&B run the trackers wrote into, so a
+resumed run continues them and `log_evaluation` adds `avae evaluate`'s scores to them.
 """
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
+import re
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -114,14 +122,23 @@ class MetricsLog(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar per epoch (losses every 10 steps) and a summary line after it."""
+    """A bar for the whole run with its ETA, a bar per epoch (losses every 10 steps) and a summary
+    line after each epoch."""
+
+    run_bar = bar = None
 
     def on_epoch_start(self, info, epoch, steps, start):
-        self.bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch}/{info.settings.epochs}", leave=False,
+        epochs, done = info.settings.epochs, (epoch - 1) * steps + start
+        if self.run_bar is None:
+            # smoothing=0: the ETA from the run's average pace, so validation and figures count too
+            self.run_bar = tqdm(total=epochs * steps, initial=done, desc="run", unit="step", smoothing=0,
+                                position=0, leave=False, dynamic_ncols=True)
+        self.bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch}/{epochs}", leave=False, position=1,
                         dynamic_ncols=True)
 
     def on_step_end(self, info, step, losses):
         self.bar.update()
+        self.run_bar.update()
         if step % 10 == 0:
             self.bar.set_postfix({k: f"{float(v.detach()):.4g}" for k, v in losses.items()})
 
@@ -129,9 +146,17 @@ class ProgressBar(Callback):
         self.bar.close()
         tqdm.write(summary_line(end.record))
 
+    def on_train_end(self, info):
+        self._close()
+
     def on_train_stopped(self, info, error):
-        if getattr(self, "bar", None) is not None:
-            self.bar.close()  # so the error that follows starts on a line of its own
+        self._close()  # so the error that follows starts on a line of its own
+
+    def _close(self):
+        for bar in (self.bar, self.run_bar):
+            if bar is not None:
+                bar.close()
+        self.run_bar = self.bar = None
 
 
 def summary_line(r: dict) -> str:
@@ -158,8 +183,76 @@ def _require(module: str, extra: str) -> None:
         raise AvaeError(f"train.{extra} needs the '{module}' package; install it with pip install 'avae[{extra}]'")
 
 
+MAX_PARAM_CHARS = 500  # the longest parameter value every MLflow server takes (newer ones take 6,000)
+TRACKERS = "trackers.json"  # RUN_DIR/trackers.json: {"mlflow": {"run_id", "tracking_uri"}, "wandb": {"id", "project"}}
+NOT_SCORES = {"params", "kde_size_for_h"}  # settings a score was computed with, not scores
+
+
+def tracker_params(cfg: dict) -> dict[str, bool | int | float | str]:
+    """The resolved configuration as every tracker gets it (W&B config, MLflow params, TensorBoard
+    hparams): dotted names as `--set` spells them (`train.lr`, `model.sigma0_sq`), each value a
+    bool, number or string; null, lists and empty mappings as JSON text ("null", "[1024, 1024]",
+    "{}"), and a text longer than MAX_PARAM_CHARS cut there with "…" (config.yaml keeps it whole)."""
+    return {_tracker_name(key): _param_value(value) for key, value in config.flatten(cfg).items()}
+
+
+def _tracker_name(key: str) -> str:
+    return re.sub(r"[^\w\-. /]", "_", key)  # only what MLflow allows in a name
+
+
+def _param_value(value):
+    if not isinstance(value, (bool, int, float, str)):
+        value = json.dumps(value, default=str, ensure_ascii=False)
+    if isinstance(value, str) and len(value) > MAX_PARAM_CHARS:
+        value = value[: MAX_PARAM_CHARS - 1] + "…"
+    return value
+
+
+def evaluation_metrics(result: dict) -> dict[str, float]:
+    """The scores of an evaluation (evaluate.json) as tracker metrics: every finite number of its
+    sample_quality (eval/N/frechet_distance, eval/REC/prd/precision, ...), latent_quality
+    (eval/latent/entropy/entropy, ...) and disentanglement (eval/disentanglement/...) sections,
+    named by its path there, without the settings they were computed with."""
+    metrics: dict[str, float] = {}
+    for section, prefix in (("sample_quality", "eval"), ("latent_quality", "eval/latent"),
+                            ("disentanglement", "eval/disentanglement")):
+        _collect_scores(result.get(section), prefix, metrics)
+    return metrics
+
+
+def _collect_scores(value, name: str, out: dict) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key not in NOT_SCORES:
+                _collect_scores(inner, f"{name}/{_tracker_name(str(key))}", out)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        out[name] = float(value)
+
+
+def _hparams_start(run_dir: Path, cfg: dict):
+    """The hparams plugin's session start: the configuration as hyper-parameters. No experiment
+    summary is written, so TensorBoard's HPARAMS tab takes every scalar of the run as a metric of
+    it: the epochs' (their last values are the final ones) and, after `avae evaluate`, eval/...."""
+    from tensorboard.plugins.hparams import summary_v2
+
+    return summary_v2.hparams_pb(tracker_params(cfg), trial_id=run_dir.name)
+
+
+def _hparams_success():
+    """The hparams plugin's session end, status success (TensorBoard shows a session's first end only)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    end = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS, end_time_secs=time.time())
+    summary = Summary()
+    summary.value.add(tag=metadata.SESSION_END_INFO_TAG, tensor=metadata.NULL_TENSOR,
+                      metadata=metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(session_end_info=end)))
+    return summary
+
+
 class TensorBoard(Callback):
-    """Scalars per epoch and the figures as images, in RUN_DIR/tensorboard/."""
+    """Scalars per epoch and the figures as images, and the configuration as hyper-parameters (the
+    HPARAMS tab, the run's scalars its metrics), in RUN_DIR/tensorboard/."""
 
     def __init__(self):
         _require("tensorboard", "tensorboard")
@@ -168,6 +261,7 @@ class TensorBoard(Callback):
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(info.run_dir / "tensorboard"))
+        self.writer.file_writer.add_summary(_hparams_start(info.run_dir, info.config))
 
     def on_epoch_end(self, info, end):
         from PIL import Image
@@ -179,6 +273,7 @@ class TensorBoard(Callback):
         self.writer.flush()
 
     def on_train_end(self, info):
+        self.writer.file_writer.add_summary(_hparams_success())
         self.writer.close()
 
     def on_train_stopped(self, info, error):
@@ -194,11 +289,8 @@ class WandB(Callback):
         _require("wandb", "wandb")
 
     def on_train_start(self, info):
-        import wandb
-
-        self.run = wandb.init(project="avae", name=info.run_dir.name, dir=str(info.run_dir),
-                              config=config.flatten(info.config), mode=os.environ.get("WANDB_MODE", "offline"),
-                              resume="allow", id=_safe_id(info.run_dir))
+        self.run = _wandb_run(info.run_dir, info.config)
+        _remember(info.run_dir, "wandb", {"id": self.run.id, "project": WANDB_PROJECT})
 
     def on_epoch_end(self, info, end):
         import wandb
@@ -223,13 +315,23 @@ class MLflow(Callback):
 
     def on_train_start(self, info):
         import mlflow
+        from mlflow.exceptions import MlflowException
 
-        if "MLFLOW_TRACKING_URI" not in os.environ:  # a file store of the run's own (opted into:
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow-skinny has no database)
-            mlflow.set_tracking_uri((info.run_dir / "mlruns").resolve().as_uri())
+        # a resumed run continues its MLflow run, in the store it was started in
+        recorded = _recorded(info.run_dir, "mlflow") if run.has_checkpoint(info.run_dir) else {}
+        if recorded.get("run_id"):
+            mlflow.set_tracking_uri(recorded.get("tracking_uri") or _own_store(info.run_dir))
+            try:
+                self.run = mlflow.start_run(run_id=recorded["run_id"])
+                return
+            except MlflowException:  # gone from the store: a new MLflow run
+                pass
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        mlflow.set_tracking_uri(uri or _own_store(info.run_dir))
         mlflow.set_experiment("avae")
         self.run = mlflow.start_run(run_name=info.run_dir.name)
-        mlflow.log_params({k: str(v) for k, v in config.flatten(info.config).items()})
+        mlflow.log_params(tracker_params(info.config))
+        _remember(info.run_dir, "mlflow", {"run_id": self.run.info.run_id, "tracking_uri": uri})
 
     def on_epoch_end(self, info, end):
         import mlflow
@@ -253,6 +355,96 @@ class MLflow(Callback):
 def _safe_id(run_dir: Path) -> str:
     """A W&B run id from the folder name (letters, digits, - and _ only), so a resume continues it."""
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in run_dir.resolve().name)[:64]
+
+
+WANDB_PROJECT = "avae"
+
+
+def _wandb_run(run_dir: Path, cfg: dict):
+    """The run's W&B run, started or continued (the id trackers.json records, else one from the folder name)."""
+    import wandb
+
+    recorded = _recorded(run_dir, "wandb")
+    return wandb.init(project=recorded.get("project", WANDB_PROJECT), name=run_dir.name, dir=str(run_dir),
+                      config=tracker_params(cfg), mode=os.environ.get("WANDB_MODE", "offline"), resume="allow",
+                      id=recorded.get("id") or _safe_id(run_dir))
+
+
+def _own_store(run_dir: Path) -> str:
+    """The tracking URI of the run's own MLflow file store, RUN_DIR/mlruns (opted into, as
+    mlflow-skinny has no database)."""
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return (run_dir / "mlruns").resolve().as_uri()
+
+
+def _recorded(run_dir: Path, tracker: str) -> dict:
+    """What trackers.json records for one tracker ({} if nothing, or the file is unreadable)."""
+    try:
+        recorded = json.loads((run_dir / TRACKERS).read_text())
+    except (OSError, ValueError):
+        return {}
+    entry = recorded.get(tracker) if isinstance(recorded, dict) else None
+    return entry if isinstance(entry, dict) else {}
+
+
+def _remember(run_dir: Path, tracker: str, entry: dict) -> None:
+    try:
+        recorded = json.loads((run_dir / TRACKERS).read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    run.write_json(run_dir / TRACKERS, {**(recorded if isinstance(recorded, dict) else {}), tracker: entry})
+
+
+def log_evaluation(run_dir: Path, cfg: dict, result: dict) -> None:
+    """Add an evaluation's scores (`evaluation_metrics`) to each tracker the run was trained with:
+    TensorBoard scalars at the evaluated checkpoint's epoch in RUN_DIR/tensorboard (so also metrics
+    in its HPARAMS tab), the MLflow run's metrics at that step, the W&B run's summary. A tracker
+    whose package is missing, or that fails, gets a one-line note on stderr; the evaluation stands."""
+    run_dir, settings = Path(run_dir), cfg.get("train") or {}
+    trackers = [(setting, name, log) for setting, name, log in (
+        ("tensorboard", "TensorBoard", _evaluation_to_tensorboard), ("mlflow", "MLflow", _evaluation_to_mlflow),
+        ("wandb", "W&B", _evaluation_to_wandb)) if settings.get(setting)]
+    if not trackers:
+        return
+    metrics = evaluation_metrics(result)
+    step = int((result.get("trained") or {}).get("epochs_done") or len(run.read_metrics(run_dir)))
+    for module, name, log in trackers:  # (each setting is named after its package)
+        if not installed(module):
+            print(f"note: the evaluation is not logged to {name}: the '{module}' package is not installed "
+                  f"(pip install 'avae[{module}]')", file=sys.stderr)
+            continue
+        try:
+            log(run_dir, cfg, metrics, step)
+        except Exception as e:  # a tracker's own failure (a store gone, a server down) leaves the evaluation standing
+            print(f"note: the evaluation is not logged to {name}: {run.first_line(e)}", file=sys.stderr)
+
+
+def _evaluation_to_tensorboard(run_dir: Path, cfg: dict, metrics: dict, step: int) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run_dir / "tensorboard")) as writer:
+        for key, value in metrics.items():
+            writer.add_scalar(key, value, step)
+
+
+def _evaluation_to_mlflow(run_dir: Path, cfg: dict, metrics: dict, step: int) -> None:
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    recorded = _recorded(run_dir, "mlflow")
+    if not recorded.get("run_id"):
+        raise AvaeError(f"{run_dir / TRACKERS} records no MLflow run (the run was trained by an earlier avae)")
+    client = MlflowClient(recorded.get("tracking_uri") or _own_store(run_dir))
+    now = int(time.time() * 1000)
+    client.log_batch(recorded["run_id"], metrics=[Metric(key, value, now, step) for key, value in metrics.items()])
+
+
+def _evaluation_to_wandb(run_dir: Path, cfg: dict, metrics: dict, step: int) -> None:
+    wandb_run = _wandb_run(run_dir, cfg)
+    try:
+        wandb_run.summary.update(metrics)
+    finally:
+        wandb_run.finish()
 
 
 def from_settings(settings) -> list[Callback]:

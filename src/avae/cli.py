@@ -1,4 +1,4 @@
-"""The `avae` command: train, config, demo, evaluate, sample, compare, export, benchmark, bandwidth, models."""
+"""The `avae` command: train, config, demo, evaluate, sample, compare, export, fit-sampler, benchmark, bandwidth, models."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     except AvaeError as e:
         print(f"avae: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of our output (e.g. `| head`) closed it: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail again
+        return 141  # 128 + SIGPIPE, as a shell tool ends
     except OSError as e:  # a place the user named that cannot be written (full disk, read-only folder)
         print(f"avae: error: {e.strerror or e}: {e.filename or ''}; choose another place or free it", file=sys.stderr)
         return 2
@@ -40,7 +43,7 @@ def _after_interrupt(args, run_dir) -> str:
                    f"{run_dir / run.CONFIG} --out {run_dir}"
         return f"the run continues with\navae train --resume {run_dir}"
     if args.command == "evaluate":
-        return f"evaluate.json was not written; run `avae evaluate {args.run_dir}` again"
+        return "evaluate.json was not written; the line above names what was kept and the command that continues"
     return "nothing was finished; run the command again"
 
 
@@ -90,8 +93,14 @@ def _setting_flag(cls, name: str):
     return _flag(*schema.fields(cls)[name])
 
 
+# the samplers (avae.samplers.SAMPLERS, named here so that parsing imports no torch)
+SAMPLERS_HELP = ("prior (the model's own), gaussian, gmm, flow (pip install 'avae[flow]'), "
+                 "latent_diffusion (pip install 'avae[diffusion]'); all but prior fitted first with `avae fit-sampler`")
+
+
 def _parser() -> argparse.ArgumentParser:
     from .config import EVALUATE_SETTINGS as EVALUATE, TrainConfig
+    from .launchers import LAUNCHERS, Resources
 
     p = _Parser(prog="avae", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -117,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_flag(int, schema.SEED), default=0, help="seed of the codes drawn")
     s.add_argument("--checkpoint", choices=["last", "best"], default="last", help="checkpoint to load")
     s.add_argument("--out", help="output path prefix (default RUN_DIR/samples)")
+    s.add_argument("--sampler", default="prior", help=f"what the codes are drawn from: {SAMPLERS_HELP}")
     _trust_flag(s)
     s.set_defaults(run=_sample)
 
@@ -135,6 +145,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--disentanglement", choices=["default", "fast", "none"], default="fast",
                    help="metric sizes for datasets with ground-truth factors: fast (the default: reduced sizes, "
                         "minutes), default (disentanglement_lib's and the authors' sizes, hours on a CPU), none")
+    e.add_argument("--samplers", default="prior", metavar="NAMES",
+                   help=f"score the samples of each sampler side by side, names separated by commas (e.g. "
+                        f"prior,gmm,flow): {SAMPLERS_HELP}")
     _trust_flag(e)
     e.set_defaults(run=_evaluate)
 
@@ -148,8 +161,26 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("run_dir")
     x.add_argument("--out", help="folder to write (default RUN_DIR/export)")
     x.add_argument("--checkpoint", choices=["last", "best"], default="last", help="checkpoint to export")
+    x.add_argument("--sampler", default="prior",
+                   help="sampler.pt's sampler: prior (the model's Gaussian), gaussian or gmm (fitted with "
+                        "`avae fit-sampler`); flow and latent_diffusion need avae to sample")
     _trust_flag(x)
     x.set_defaults(run=_export)
+
+    fs = sub.add_parser("fit-sampler", help="fit a sampler to a trained run's codes, report its fit and save it in "
+                                            "the run (for sample, export and evaluate to draw from)")
+    fs.add_argument("run_dir")
+    fs.add_argument("--sampler", required=True, help=SAMPLERS_HELP)
+    fs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting of the sampler (e.g. k=10 for gmm)")
+    fs.add_argument("--codes", type=_flag(int, {"minimum": 4}), default=10000,
+                    help="training images whose codes are used (at most; the VAE family's codes are posterior means)")
+    fs.add_argument("--heldout", type=_flag(float, {"above": 0, "below": 1}), default=0.1,
+                    help="share of those codes held out to score the fit")
+    fs.add_argument("--seed", type=_flag(int, schema.SEED), default=0, help="seed of the subset and of the fit")
+    fs.add_argument("--checkpoint", choices=["last", "best"], default="last", help="checkpoint whose codes are used")
+    _trust_flag(fs)
+    fs.set_defaults(run=_fit_sampler)
 
     k = sub.add_parser("benchmark", help="train and evaluate every model × dataset × seed of a suite (resumable)")
     k.add_argument("--suite", default="paper-cpu", help="suite name (paper-cpu, paper, smoke) or YAML file")
@@ -159,6 +190,27 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--datasets", help="comma-separated part of the suite to run (results: <suite>-<datasets>.*)")
     k.add_argument("--pages-only", action="store_true",
                    help="rewrite the .md and .html pages from the results JSON; train and evaluate nothing")
+    k.add_argument("--launcher", choices=list(LAUNCHERS), default="local",
+                   help="where each unfinished run is trained and evaluated: local (this machine), submitit (a SLURM "
+                        "job array: pip install 'avae[slurm]'), ray (Ray tasks: pip install 'avae[ray]')")
+    k.add_argument("--max-parallel", type=_flag(int, {"minimum": 1}), metavar="N",
+                   help="runs at a time (local: 1 unless given, in this process; submitit, ray: as many as the cluster "
+                        "takes unless given)")
+    k.add_argument("--jobs", action="store_true",
+                   help="print one shell command per unfinished run, for any scheduler; run them in any order, then "
+                        "this command without --jobs writes the results")
+    k.add_argument("--only", metavar="RUN", help="train and evaluate the one run RUN (e.g. mnist-avae-s0), as a --jobs "
+                                                  "command does; no results are written")
+    k.add_argument("--submitit-cluster", choices=["slurm", "local"], default="slurm",
+                   help="with --launcher submitit: slurm, or local (submitit's local executor: processes here)")
+    k.add_argument("--ray-address", help="with --launcher ray: a running cluster's address (default $RAY_ADDRESS, "
+                                         "else a local Ray instance)")
+    r = k.add_argument_group("resources of each run (over the suite file's `resources:`)")
+    for name, kind, what in (("gpus", float, "GPUs (several: a DDP run; a fraction: Ray shares a GPU)"),
+                             ("cpus", float, "CPU cores, also its torch threads"), ("mem_gb", float, "memory in GB"),
+                             ("time_min", int, "SLURM time limit in minutes (default 24 hours)"),
+                             ("partition", str, "SLURM partition"), ("account", str, "SLURM account")):
+        r.add_argument(f"--{name.replace('_', '-')}", type=_flag(kind, schema.fields(Resources)[name][1]), help=what)
     _trust_flag(k)
     k.set_defaults(run=_benchmark)
 
@@ -172,6 +224,10 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list the models")
     m.set_defaults(run=_models)
+
+    ds = sub.add_parser("datasets", help="list the datasets and where each one's files are looked for")
+    ds.add_argument("--data-root", help="the data root you would pass to `avae train` (else $AVAE_DATA_ROOT)")
+    ds.set_defaults(run=_datasets)
     return p
 
 
@@ -239,10 +295,14 @@ def _absolute(path: str | None) -> str | None:
 
 
 def _demo(args) -> int:
-    from . import config, train
+    from . import config, hardware, train
 
     out = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     print(f"avae demo: training the AVAE on procedural dSprites into {out}", file=sys.stderr)
+    busy, cores = hardware.busy_cores(), hardware.available_cores()
+    if busy > hardware.QUIET_SHARE * cores:
+        print(f"note: other work keeps {busy:.1f} of this machine's {cores} cores busy, so the demo's minute will "
+              "be longer (it runs on the cores left free)", file=sys.stderr)
     return _finished(train.start(config.resolve("demo"), out))
 
 
@@ -262,18 +322,20 @@ def _sample(args) -> int:
     import numpy as np
     import torch
 
-    from . import report, run
+    from . import report, run, samplers
 
     run_dir = Path(args.run_dir)
     prefix = Path(args.out) if args.out else run_dir / "samples"
     if prefix.is_dir():
         raise AvaeError(f"--out {prefix} is a folder; give a path prefix such as {prefix / 'samples'}")
+    samplers.sampler_class(args.sampler)  # an unknown name before the model is opened
     model = run.load(run_dir, args.checkpoint, trust_code=args.trust_code)
+    sampler = samplers.for_model(model, args.sampler)
     spec = model.spec
     images = []
     gen = torch.Generator().manual_seed(args.seed)
     for start in range(0, args.n, 1000):
-        batch = model.sample(min(1000, args.n - start), gen)
+        batch = model.sample(min(1000, args.n - start), gen, sampler=sampler)
         if not torch.isfinite(batch).all():
             raise AvaeError(f"the model of {run_dir} produced non-finite images (NaN or inf); it cannot be sampled, "
                             "retrain it (e.g. with a lower train.lr)")
@@ -282,7 +344,8 @@ def _sample(args) -> int:
     run.make_folder(prefix.parent)
     run.save_file(lambda tmp: np.save(tmp, images), prefix.with_suffix(".npy"))
     report.save_grid(prefix.with_suffix(".png"), images[:256])
-    print(f"{len(images)} samples ({model.sampler}): {prefix.with_suffix('.npy')} and {prefix.with_suffix('.png')}")
+    drawn = model.sampler if args.sampler == "prior" else f"{args.sampler}: {sampler.description}"
+    print(f"{len(images)} samples ({drawn}): {prefix.with_suffix('.npy')} and {prefix.with_suffix('.png')}")
     return 0
 
 
@@ -291,11 +354,15 @@ def _evaluate(args) -> int:
 
     result = evaluate(args.run_dir, n=args.n, seed=args.seed, features=args.features,
                       inception_weights=args.inception_weights, checkpoint=args.checkpoint, split=args.split,
-                      disentanglement=args.disentanglement, trust_code=args.trust_code)
+                      disentanglement=args.disentanglement, samplers=args.samplers, trust_code=args.trust_code)
     space = result["feature_space"]
     print(f"feature space: {space['name']}" + (f" ({space['note']})" if "note" in space else ""))
     for name, q in result["sample_quality"].items():
         print(f"{name:>3}: FD {q['frechet_distance']:.3f}  PRD P/R {q['prd']['precision']:.3f}/{q['prd']['recall']:.3f}")
+    for name, s in result.get("samplers", {}).items():
+        q, fit = s["sample_quality"], s["latent_fit"]
+        print(f"N, {name} sampler: FD {q['frechet_distance']:.3f}  PRD P/R {q['prd']['precision']:.3f}/"
+              f"{q['prd']['recall']:.3f}  sliced KS to the codes {fit['sliced_ks']:.3f}")
     lq = result["latent_quality"]
     print(f"entropy {lq['entropy']['entropy']:.3f} (reference {lq['entropy']['reference']})  "
           f"MSE/pixel {lq['reconstruction']['mse_per_pixel']:.5f}  collapsed axes {lq['collapsed_axes']['count']}")
@@ -316,21 +383,87 @@ def _compare(args) -> int:
 def _export(args) -> int:
     from .export import export
 
-    out = export(args.run_dir, args.out, args.checkpoint, trust_code=args.trust_code)
+    out = export(args.run_dir, args.out, args.checkpoint, trust_code=args.trust_code, sampler=args.sampler)
+    tensors = ("weights, means and scale_trils of the gmm's components" if args.sampler == "gmm"
+               else "mean and scale_tril of the codes' Gaussian" + ("" if args.sampler == "prior" else f" ({args.sampler})"))
     print(f"exported to {out}/: weights.pt (state dict), config.yaml, data_spec.json, encoder.pt2 and decoder.pt2 "
-          "(torch.export.load(path).module()), sampler.pt (mean and scale_tril of the codes' Gaussian)")
+          f"(torch.export.load(path).module()), sampler.pt ({tensors})")
+    return 0
+
+
+def _fit_sampler(args) -> int:
+    from . import config, samplers
+
+    settings = {}
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise AvaeError(f"--set {item}: a sampler setting must look like key=value, e.g. k=10")
+        try:
+            settings[key.strip()] = config.load_yaml(raw)
+        except config.yaml.YAMLError:
+            raise AvaeError(f"--set {item}: the value is not valid YAML; quote it or fix it") from None
+    fitted = samplers.fit_sampler(args.run_dir, args.sampler, settings, codes=args.codes, heldout=args.heldout,
+                                  seed=args.seed, checkpoint=args.checkpoint, trust_code=args.trust_code, progress=True)
+    report = fitted.report
+    if fitted.path is None:
+        print(f"{args.sampler}: the model's own sampler (nothing to fit), scored on the {report.details['codes']} of "
+              f"training images ({args.checkpoint} checkpoint)")
+    else:
+        print(f"{args.sampler} fitted in {report.seconds:.1f} s to the {report.details['codes']} of "
+              f"{report.codes_train:,} training images ({args.checkpoint} checkpoint)")
+    print(f"  {report.summary()}")
+    extra = {k: v for k, v in report.details.items() if k != "codes"}
+    if extra:
+        print("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in extra.items()))
+    if fitted.path is not None:
+        print(f"saved: {fitted.path}")
+        print(f"next: `avae sample {args.run_dir} --sampler {args.sampler}` draws images from it")
     return 0
 
 
 def _benchmark(args) -> int:
-    from .benchmark import rewrite_pages, run_suite
+    from . import launchers
+    from .benchmark import job_commands, rewrite_pages, run_named, run_suite
 
     datasets = args.datasets.split(",") if args.datasets else None
+    resources = {name: getattr(args, name) for name in schema.fields(launchers.Resources)}
+    modes = [flag for flag, on in (("--pages-only", args.pages_only), ("--jobs", args.jobs), ("--only", args.only))
+             if on]
+    if len(modes) > 1:
+        raise AvaeError(f"{' and '.join(modes)} ask for different things; give one of them")
+    engine = [flag for flag, on in (("--launcher", args.launcher != "local"), ("--max-parallel", args.max_parallel),
+                                    ("--submitit-cluster", args.submitit_cluster != "slurm"),
+                                    ("--ray-address", args.ray_address)) if on]
+    if modes and engine:
+        raise AvaeError(f"{modes[0]} launches nothing; leave out {', '.join(engine)}")
+    for flag, value, launcher in (("--submitit-cluster", args.submitit_cluster != "slurm", "submitit"),
+                                  ("--ray-address", args.ray_address, "ray")):
+        if value and args.launcher != launcher:
+            raise AvaeError(f"{flag} goes with --launcher {launcher}")
+    if args.only and datasets:
+        raise AvaeError("--only names one run; leave out --datasets")
     if args.pages_only:
         out = rewrite_pages(args.suite, Path(args.results), datasets)
+    elif args.jobs:
+        commands = job_commands(args.suite, Path(args.runs), _absolute(args.data_root), datasets,
+                                trust_code=args.trust_code, resources=resources)
+        print(f"# {len(commands)} unfinished run(s): run these commands in any order, then `avae benchmark --suite "
+              f"{args.suite}` (with the same --runs and --results) writes the results", file=sys.stderr)
+        for command in commands:
+            print(command)
+        return 0
+    elif args.only:
+        outcome = run_named(args.suite, args.only, Path(args.runs), _absolute(args.data_root), trust_code=args.trust_code)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+            print(f"run {args.only} is already evaluated; nothing to do" if outcome is None else
+                  f"run {args.only} finished in {outcome.seconds:.1f} s (log: {outcome.log})")
+        return 0
     else:
+        options = launchers.Options(max_parallel=args.max_parallel, cluster=args.submitit_cluster,
+                                    address=args.ray_address)
         out = run_suite(args.suite, Path(args.runs), Path(args.results), args.data_root, datasets,
-                        trust_code=args.trust_code)
+                        trust_code=args.trust_code, launcher=args.launcher, options=options, resources=resources)
     print(f"results: {out}, {out.with_suffix('.md')}, {out.with_suffix('.html')}")
     return 0
 
@@ -345,6 +478,15 @@ def _bandwidth(args) -> int:
         print(json.dumps({**bandwidth.as_dict(bw), "seconds": seconds}))
     else:
         print(f"l={bw.latent_dim} m={bw.kde_size}: h_opt={bw.h_opt:.4f}  h={bw.h:.4f}  sampling std={bw.sampling_std:.4f}")
+    return 0
+
+
+def _datasets(args) -> int:
+    from .data import DATASETS
+
+    width = max(map(len, DATASETS))
+    for name, entry in sorted(DATASETS.items()):
+        print(f"{name:<{width}}  {entry.summary}\n{'':<{width}}  files: {entry.where(args.data_root)}")
     return 0
 
 

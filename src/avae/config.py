@@ -124,6 +124,7 @@ EVALUATE_SETTINGS = {
     "classifier_images": (int, {"minimum": 10}),
     "classifier_epochs": (int, {"minimum": 1}),
     "progress": (bool, {}),
+    "samplers": (str, {}),  # names separated by commas: the N set is scored once per sampler (avae.samplers)
 }
 
 
@@ -211,11 +212,13 @@ def resolve(config: str | Path | dict | None = None, overrides: list[str] = ()) 
 def complete(cfg: dict) -> dict:
     """A valid config with every default written out (each section's settings, the model's Params):
     what a run records in config.yaml and reports to its trackers, so nothing is left implicit."""
+    from .data.base import dataset_options
     from .models import MODELS, ModelSettings
 
     params = MODELS[cfg["model"]["name"]].Params
+    data = {**dataclasses.asdict(DataSettings()), **cfg["data"]}
     return validate({
-        "data": {**dataclasses.asdict(DataSettings()), **cfg["data"]},
+        "data": {**data, "options": dataset_options(data["name"], data["options"] or {})},
         "model": {**dataclasses.asdict(ModelSettings()), **dataclasses.asdict(params()), **cfg["model"]},
         "train": {**dataclasses.asdict(TrainConfig()), **cfg["train"]},
     })

@@ -1,7 +1,12 @@
 """`avae evaluate`: score a trained run and write evaluate.json, figures and evaluate.html."""
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 import math
+import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -13,6 +18,7 @@ from . import __version__, _callable_module, pages, report, run, schema
 from .bandwidth import bandwidth
 from .config import TrainConfig, check_evaluate_settings
 from .data import check_unchanged, to_float
+from .samplers import load_for_run, parse_names, sliced_ks
 from .errors import AvaeError
 from .metrics import generative, latent
 from .metrics.features import InceptionFeatures, RandomFeatures, classifier_features, has_targets
@@ -86,6 +92,12 @@ class Evaluation:
         ]))
 
     @torch.inference_mode()
+    def sampler_codes(self, sampler) -> np.ndarray:
+        """The N set's codes drawn by `sampler`, seeded as the model's own (for `prior`, the very same)."""
+        gen = torch.Generator().manual_seed(self.seed)
+        return self._finite(f"the {sampler.name} sampler", "codes", sampler.sample(self.n, gen).double().numpy())
+
+    @torch.inference_mode()
     def samples(self) -> np.ndarray:
         gen = torch.Generator().manual_seed(self.seed)
         z = self._finite("the sampler", "codes", self.model.sample_latent(self.n, gen).double().numpy())
@@ -103,18 +115,26 @@ class Evaluation:
 def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", inception_weights=None,
              checkpoint: str = "last", split: str | None = None, disentanglement: str = "fast",
              entropy_kde_size: int = 10000, classifier_images: int = 10000, classifier_epochs: int = 3,
-             progress: bool = True, trust_code: bool = False) -> dict:
+             samplers: str = "prior", progress: bool = True, trust_code: bool = False) -> dict:
     """Score a run; writes RUN_DIR/evaluate.json, RUN_DIR/evaluation/*.png and evaluate.html.
 
     `features`: classifier, random, inception, or auto (classifier where the data have labels or
-    factors, else random). `trust_code`: open a run that names its own network classes.
+    factors, else random). `samplers`: 'prior' (the model's own), or names separated by commas
+    ('prior,gmm,flow'): the samples are scored once per sampler, each fitted beforehand by `avae
+    fit-sampler`. `trust_code`: open a run that names its own network classes.
+    Until it ends, the evaluation keeps each finished phase in RUN_DIR/evaluation/partial/: one stopped
+    by Ctrl-C or an error says so on stderr, and the same call again continues where it stopped.
     """
-    check_evaluate_settings({"n": n, "seed": seed, "features": features, "inception_weights": inception_weights,
-                             "checkpoint": checkpoint, "split": split, "disentanglement": disentanglement,
-                             "entropy_kde_size": entropy_kde_size, "classifier_images": classifier_images,
-                             "classifier_epochs": classifier_epochs, "progress": progress})
+    given = {"n": n, "seed": seed, "features": features, "inception_weights": inception_weights,
+             "checkpoint": checkpoint, "split": split, "disentanglement": disentanglement,
+             "entropy_kde_size": entropy_kde_size, "classifier_images": classifier_images,
+             "classifier_epochs": classifier_epochs, "samplers": samplers, "progress": progress}
+    check_evaluate_settings(given)
     schema.check_value("trust_code", trust_code, bool, {})
+    names = parse_names(samplers)
     ev = Evaluation(run_dir, n, seed, checkpoint, split, trust_code)
+    # every sampler found (and fitted for this checkpoint) before anything is computed or written
+    fitted = {name: load_for_run(ev.run_dir, name, ev.model, checkpoint) for name in names}
     trained = ev.trained
     if trained["status"] != "finished":
         print(f"note: {ev.run_dir} has not finished training ({trained['status']}, {trained['epochs_done']} of "
@@ -126,62 +146,89 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
         print(f"avae evaluate {ev.run_dir} ({checkpoint} checkpoint): {ev.n} {SPLIT_NAMES[ev.split]} images; "
               f"sample quality of reconstructions, interpolations and samples in the {features} feature space, "
               f"latent quality" + (f", disentanglement ({disentanglement})" if factors else ""), flush=True)
-    timings: dict[str, float] = {}
+    settings = {"features": features, "inception_weights": inception_weights, "entropy_kde_size": entropy_kde_size,
+                "classifier_images": classifier_images, "classifier_epochs": classifier_epochs,
+                "disentanglement": disentanglement if factors else None,
+                "samplers": {name: _sampler_digest(s) for name, s in fitted.items()}}
+    phases = Phases(ev.run_dir, _phase_key(ev, settings))
+    if phases.found and progress:
+        print(f"  continuing an interrupted evaluation: {len(phases.found)} finished phases kept in {phases.folder}/",
+              flush=True)
+    steps = _Steps(phases, progress)
+    try:
+        result = _scores(ev, steps, checkpoint, settings, fitted)
+    except BaseException as error:  # Ctrl-C, or an error: say what is kept and the command that continues
+        phases.report_stop(error, _same_command(run_dir, {**given, "trust_code": trust_code}), steps.line_open)
+        raise
+    run.write_json(ev.run_dir / "evaluate.json", result)
+    pages.write_evaluation_page(ev.run_dir / "evaluate.html", result)
+    phases.remove()
+    from .callbacks import log_evaluation; log_evaluation(ev.run_dir, ev.cfg, result)  # noqa: E702 (the run's trackers)
+    return result
 
-    def timed(name, fn, *args, **kwargs):
-        """fn(*args, **kwargs), its name shown while it runs and its seconds after."""
-        talks = kwargs.get("progress", False)  # its own progress lines follow on lines of their own
-        if progress:
-            print(f"  {name} ...", end="\n" if talks else "", flush=True)
-        start = time.perf_counter()
-        out = fn(*args, **kwargs)
-        timings[name] = time.perf_counter() - start
-        if progress:
-            print(f"  {name}: {timings[name]:.1f} s" if talks else f" {timings[name]:.1f} s", flush=True)
-        return out
 
+def _scores(ev: Evaluation, steps: _Steps, checkpoint: str, settings: dict, fitted: dict) -> dict:
+    """Every number and picture of the evaluation: what evaluate.json holds. `fitted`: {name: Sampler}
+    whose samples are scored besides the model's own."""
+    timed, phase, seed = steps.timed, steps.phase, ev.seed
     rng = np.random.default_rng(seed)
     codes = timed("encode", ev.encode_images, ev.images)
     x = ev.images.astype(np.float64) / 255 * (ev.vr[1] - ev.vr[0]) + ev.vr[0]
-    sets = {
+    sets = {  # not kept: decoding is quick and deterministic, and INT's pairs are drawn from `rng` every time
         "REC": timed("decode_rec", ev.decode, codes, "reconstructions"),
         "INT": timed("decode_int", ev.decode, slerp_midpoints(codes, rng), "interpolations"),
         "N": timed("sample", ev.samples),
     }
     sets_u8 = {name: report.to_uint8(images, ev.vr) for name, images in sets.items()}
 
+    features = settings["features"]
     if features == "inception":
-        extractor = InceptionFeatures(inception_weights)
+        extractor = InceptionFeatures(settings["inception_weights"])
     elif features == "random":
         extractor = RandomFeatures(ev.spec.shape, ev.vr)
     else:
         # the classifier's own seed, not the evaluation's: evaluations with any seed share one feature space
-        extractor = timed("feature_classifier", classifier_features, ev.data, epochs=classifier_epochs,
-                          max_train=classifier_images, progress=progress)
-    real_f = timed("features_real", extractor, ev.images)
-    real_balls = timed("knn_radii_real", generative.KnnBalls, real_f, 5, "real features")
-    sample_quality = {}
-    for name, images in sets_u8.items():
-        f = timed(f"features_{name}", extractor, images)
-        sample_quality[name] = {
-            "frechet_distance": timed(f"fd_{name}", generative.frechet_distance, f, real_f),
-            "prd": _without_curves(timed(f"prd_{name}", generative.prd, f, real_f, seed=seed)),
-            **timed(f"knn_{name}", generative.manifold_scores, real_balls, f, k_precision_recall=3, k_density=5),
+        # (cached on disk once trained, so a continued evaluation loads it)
+        extractor = timed("feature_classifier", classifier_features, ev.data, epochs=settings["classifier_epochs"],
+                          max_train=settings["classifier_images"], progress=steps.progress)
+    real_f = phase("features_real", extractor, ev.images)
+    others = [name for name, sampler in fitted.items() if sampler.fitted]  # `prior` is the N set itself
+    real_balls = None  # the real set's k-NN radii: computed unless every set's k-NN scores are kept
+    if not all(steps.kept(f"knn_{name}") for name in [*sets_u8, *(f"N_{s}" for s in others)]):
+        real_balls = timed("knn_radii_real", generative.KnnBalls, real_f, 5, "real features")
+
+    def quality(name: str, images: np.ndarray) -> dict:
+        f = phase(f"features_{name}", extractor, images)
+        return {
+            "frechet_distance": phase(f"fd_{name}", generative.frechet_distance, f, real_f),
+            "prd": phase(f"prd_{name}", _prd, f, real_f, seed),
+            **phase(f"knn_{name}", generative.manifold_scores, real_balls, f, k_precision_recall=3, k_density=5),
         }
 
+    sample_quality = {name: quality(name, images) for name, images in sets_u8.items()}
+    by_sampler = {}
+    for name, sampler in fitted.items():
+        z = timed(f"sample_{name}", ev.sampler_codes, sampler)
+        scores = (quality(f"N_{name}", report.to_uint8(ev.decode(z, f"samples of the {name} sampler"), ev.vr))
+                  if sampler.fitted else sample_quality["N"])
+        by_sampler[name] = {"description": sampler.description, "sample_quality": scores,
+                            "latent_fit": _latent_fit(sampler, codes, z, seed),
+                            "fit": sampler.report.as_dict() if sampler.report else None}
+
     mean, cov = (t.numpy() for t in ev.model.sampling_distribution)
+    entropy_kde_size = settings["entropy_kde_size"]
     h_entropy = bandwidth(ev.model.latent_dim, entropy_kde_size).h
-    entropy = timed("entropy", latent.whitened_entropy, codes, h_entropy)
-    entropy["gaussian_reference"] = timed("entropy_reference", latent.gaussian_entropy_reference,
+    entropy = phase("entropy", latent.whitened_entropy, codes, h_entropy)
+    entropy["gaussian_reference"] = phase("entropy_reference", latent.gaussian_entropy_reference,
                                           ev.model.latent_dim, len(codes), h_entropy, seed)
     latent_quality = {
         "entropy": entropy | {"kde_size_for_h": entropy_kde_size},
         # the distribution generation samples from is the target of the fit; N(0, I) beside it
         "sampling_distribution": ev.model.sampler,
-        "gaussian_kl_to_prior": timed("gaussian_kl", latent.gaussian_kl, codes, 1.0),
+        "gaussian_kl_to_prior": phase("gaussian_kl", latent.gaussian_kl, codes, 1.0),
         "gaussian_kl_to_sampling_distribution": latent.gaussian_kl(codes, cov, mean),
         "sampling_variance": ev.model.latent_variance,
-        "norm_chi2_test": timed("chi2", latent.norm_chi2_test, codes, cov, mean),
+        "norm_chi2_test": phase("chi2", latent.norm_chi2_test, codes, cov, mean),
         "norm_chi2_test_prior": latent.norm_chi2_test(codes, 1.0),
         "collapsed_axes": latent.collapsed_axes(codes),
         "reconstruction": latent.reconstruction_errors(x, sets["REC"]),
@@ -191,35 +238,313 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
         "run": str(ev.run_dir), "model": ev.model.name, "dataset": ev.data.name, "checkpoint": checkpoint,
         "split": ev.split, "n": ev.n, "seed": seed, "feature_space": extractor.describe(),
         "sampler": ev.model.sampler, "sample_quality": sample_quality, "latent_quality": latent_quality,
-        "trained": trained, "avae": __version__, "torch": torch.__version__,
+        "trained": ev.trained, "avae": __version__, "torch": torch.__version__,
     }
+    if list(by_sampler) != ["prior"]:  # side by side only when asked for more than the default
+        result["samplers"] = by_sampler
     directions = None
-    if factors:
+    if settings["disentanglement"]:
         result["factors"] = list(ev.data.factor_grid.factor_names)
-        result["disentanglement"], directions = timed("disentanglement", _disentanglement, ev, disentanglement,
-                                                      progress)
-    result["timings_s"] = timings
+        result["disentanglement"], directions = timed("disentanglement", _disentanglement, ev,
+                                                      settings["disentanglement"], steps, talks=steps.progress)
+    result["timings_s"] = steps.timings
     folder = run.subfolder(ev.run_dir, "evaluation")
     run.remove_stale_temporaries(ev.run_dir, folder)
     figures = _figures(ev, codes, sets_u8, folder, directions)
     result["figures"] = {path.stem: {"title": title, **pages.picture(path, ev.run_dir)}
                          for title, path in figures.items()}
-    run.write_json(ev.run_dir / "evaluate.json", result)
-    pages.write_evaluation_page(ev.run_dir / "evaluate.html", result)
     return result
+
+
+class _Steps:
+    """The steps of one evaluation: each named while it runs (with `progress`) and timed; a phase's
+    result is also kept in the phase store, or taken from it where an earlier evaluation finished it."""
+
+    def __init__(self, phases: Phases, progress: bool):
+        self.phases, self.progress = phases, progress
+        self.timings: dict[str, float] = {}
+        self.depth = 1  # indentation of the progress lines: the steps inside a step are indented further
+        self.line_open = False  # a step's name is printed and its seconds are not yet
+
+    def timed(self, name, fn, *args, talks=None, **kwargs):
+        """fn(*args, **kwargs), its name shown while it runs and its seconds after. The lines of a step
+        that `talks` (by default one called with progress=True) follow on lines of their own."""
+        talks = kwargs.get("progress", False) if talks is None else talks
+        indent = "  " * self.depth
+        if self.progress:
+            print(f"{indent}{name} ...", end="\n" if talks else "", flush=True)
+            self.line_open = not talks
+        start = time.perf_counter()
+        self.depth += 1
+        try:
+            out = fn(*args, **kwargs)
+        finally:
+            self.depth -= 1
+        self.timings[name] = time.perf_counter() - start
+        if self.progress:
+            seconds = f"{self.timings[name]:.1f} s"
+            print(f"{indent}{name}: {seconds}" if talks else f" {seconds}", flush=True)
+            self.line_open = False
+        return out
+
+    def kept(self, name: str) -> bool:
+        return self.phases.get(name) is not None
+
+    def phase(self, name, fn, *args, **kwargs):
+        """`timed`, its result kept (an array as .npy, anything else as JSON); a phase already kept is read
+        back instead. A JSON value is returned as read back either way, so a continued evaluation computes
+        with exactly what an uninterrupted one does."""
+        kept = self.phases.get(name)
+        if kept is not None:
+            value, self.timings[name] = kept  # with the seconds it took when it ran
+            if self.progress:
+                print(f"{'  ' * self.depth}{name}: kept from an interrupted evaluation", flush=True)
+            return value
+        value = self.timed(name, fn, *args, **kwargs)
+        if not isinstance(value, np.ndarray):
+            value = json.loads(json.dumps(value))
+        self.phases.save(name, value, self.timings[name])
+        return value
+
+
+PARTIAL = "partial"  # RUN_DIR/evaluation/partial/KEY/: the finished phases of an evaluation in progress
+
+
+class Phases:
+    """The finished phases of an evaluation in progress, kept until it ends so that one stopped by
+    Ctrl-C or an error continues where it stopped.
+
+    They live in RUN_DIR/evaluation/partial/KEY/, KEY a digest of everything that determines the
+    numbers (`_phase_key`, also written there as key.json): NAME.json holds a phase's value and seconds;
+    an array's value is NAME.npy, written before it (float32 where that holds the float64 values
+    exactly, as features do). Every file is written atomically, so a phase is whole or absent; one
+    that cannot be read back is computed again. Phases kept under another key are never read: the
+    first phase this evaluation finishes replaces them. The finished evaluation removes the folder. A
+    phase that cannot be written (a full disk) is not kept, and the evaluation goes on."""
+
+    def __init__(self, run_dir: Path, key: dict):
+        self.key = json.loads(json.dumps(key, default=str))  # as key.json holds it
+        self.run_dir, self.parent = run_dir, run_dir / "evaluation" / PARTIAL
+        self.folder = self.parent / hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:16]
+        for path in (self.parent.parent, self.parent, self.folder):
+            if path.is_symlink():
+                raise AvaeError(f"{path} is a symbolic link; {run.LINK_ADVICE}")
+        self.writable = True
+        self.found: list[str] = []  # the phases that a stopped evaluation with this key kept
+        self.done: list[str] = []  # the phases of this evaluation finished so far (run, or read back)
+        self._read: dict[str, tuple | None] = {}
+        self.stale = [p for p in self.parent.iterdir() if p.name != self.folder.name] if self.parent.is_dir() else []
+        if self.folder.is_dir() and self._key(self.folder) == self.key:
+            run.remove_stale_temporaries(self.folder)
+            self.found = sorted(p.stem for p in self.folder.glob("*.json") if p.name != "key.json")
+        elif self.folder.is_dir():
+            self.stale.append(self.folder)  # its key.json is damaged: never read
+        if self.stale:
+            print(f"note: {self.parent}/ holds the phases of an interrupted evaluation with other settings "
+                  f"({self._difference()}); this evaluation replaces them", file=sys.stderr)
+
+    def get(self, name: str) -> tuple | None:
+        """(value, seconds) of a kept phase, or None."""
+        if name not in self._read:
+            self._read[name] = self._load(name) if name in self.found else None
+            if self._read[name] is not None:
+                self.done.append(name)
+        return self._read[name]
+
+    def _load(self, name: str) -> tuple | None:
+        path = self.folder / f"{name}.json"
+        try:
+            if path.is_symlink():
+                return None
+            record = json.loads(path.read_text())
+            value = record["value"]
+            if record.get("array"):
+                array = self.folder / f"{name}.npy"
+                value = None if array.is_symlink() else np.load(array, allow_pickle=False).astype(record["array"])
+            seconds = float(record["seconds"])
+        except Exception:  # noqa: BLE001 -- a phase that cannot be read back, whatever the damage, is run again
+            return None
+        return None if value is None else (value, seconds)
+
+    def save(self, name: str, value, seconds: float) -> None:
+        for path in self.stale:  # this evaluation's first phase replaces the phases kept with other settings
+            _remove(path)
+        self.stale = []
+        if not self.writable:
+            return
+        try:
+            folder = run.subfolder(run.subfolder(run.subfolder(self.run_dir, "evaluation"), PARTIAL), self.folder.name)
+            if not (folder / "key.json").is_file():
+                run.write_json(folder / "key.json", self.key)
+            record = {"seconds": seconds, "value": value}
+            if isinstance(value, np.ndarray):
+                with np.errstate(over="ignore"):  # a value beyond float32's range: kept as float64
+                    narrow = value.astype(np.float32) if value.dtype == np.float64 else value
+                stored = narrow if np.array_equal(narrow.astype(value.dtype), value) else value
+                run.save_file(lambda tmp: np.save(tmp, stored, allow_pickle=False), folder / f"{name}.npy")
+                record = {"seconds": seconds, "value": True, "array": value.dtype.str}
+            run.write_json(folder / f"{name}.json", record)
+        except OSError as e:
+            self.writable = False
+            print(f"note: the finished phases of this evaluation cannot be kept in {self.folder}/ ({e.strerror or e}); "
+                  "it goes on without keeping them", file=sys.stderr)
+            return
+        self.done.append(name)
+
+    def remove(self) -> None:
+        """The evaluation has finished: none of its phases is kept any longer."""
+        _remove(self.parent)
+
+    def report_stop(self, error: BaseException, command: str, line_open: bool) -> None:
+        """One line on stderr: what is kept, and the command that continues."""
+        kept = self.done + [name for name in self.found if name not in self.done]
+        if isinstance(error, KeyboardInterrupt):
+            what, then = "interrupted", ""
+        elif kept:
+            what, then = f"stopped by an error ({type(error).__name__})", "once it is fixed, "
+        else:
+            return  # the error's own message says it all
+        if kept:
+            advice = (f"its {len(kept)} finished phases ({_listed(kept)}) are kept in {self.folder}/ and "
+                      f"{then}`{command}` continues from them")
+        else:
+            advice = f"no phase had finished; `{command}` starts it again"
+        print(f"{chr(10) if line_open else ''}avae evaluate: {what}; evaluate.json was not written; {advice}",
+              file=sys.stderr, flush=True)
+
+    def _key(self, folder: Path) -> dict | None:
+        path = folder / "key.json"
+        try:
+            return None if path.is_symlink() else json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _difference(self) -> str:
+        """The settings in which the stale phases differ from this evaluation's, e.g. 'seed 1, not 2'."""
+        for folder in self.stale:
+            old = self._key(folder)
+            if isinstance(old, dict):
+                differ = [k for k in self.key if old.get(k) != self.key[k]]
+                short = [k for k in differ if len(repr(old.get(k)) + repr(self.key[k])) < 40]  # shown with values
+                return ", ".join(f"{k} {old.get(k)}, not {self.key[k]}" if k in short else k for k in differ) \
+                    or "another version"
+        return "settings unknown"
+
+
+def _listed(names: list[str]) -> str:
+    """Phase names for a person: 'features (real, REC), fd (REC), entropy, disentanglement (mig)'."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        head, _, tail = name.partition("_")
+        grouped = head in ("features", "fd", "prd", "knn", "disentanglement")
+        groups.setdefault(head if grouped else name, []).extend([tail] if grouped else [])
+    return ", ".join(f"{head} ({', '.join(tails)})" if tails else head for head, tails in groups.items())
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or folder of the phase store; a link is removed, never followed."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _phase_key(ev: Evaluation, settings: dict) -> dict:
+    """Everything that determines an evaluation's numbers, so that phases kept under another key are
+    never used: the weights loaded, the model's and data's settings, split, n, seed, feature space,
+    metric sizes and the versions that compute them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    key = {"weights": _weights_digest(ev.model.state_dict()), "model": ev.cfg["model"], "data": ev.cfg["data"],
+           "data_info": ev.data.info, "split": ev.split, "n": ev.n, "seed": ev.seed, **settings}
+    weights = settings["inception_weights"]
+    if settings["features"] != "inception":
+        key["inception_weights"] = None
+    elif weights is not None and Path(weights).is_file():
+        stat = Path(weights).stat()
+        key["inception_weights"] = [str(Path(weights).resolve()), stat.st_size, stat.st_mtime_ns]
+    if settings["disentanglement"]:
+        from .metrics.disentangle import PRESETS
+
+        key["disentanglement_sizes"] = PRESETS[settings["disentanglement"]]
+    versions = {"avae": __version__, "torch": torch.__version__, "numpy": np.__version__}
+    for package in ("scipy", "scikit-learn"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return key | {"versions": versions}
+
+
+def _weights_digest(state_dict: dict) -> str:
+    """SHA-256 of the weights a model holds (each tensor's name, dtype, shape and bytes): what its
+    evaluation is keyed by, whatever happens to the checkpoint file after it was read."""
+    digest = hashlib.sha256()
+    for name, value in state_dict.items():
+        digest.update(name.encode())
+        if torch.is_tensor(value):
+            t = value.detach().cpu().contiguous()
+            digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()
+
+
+def _same_command(run_dir, given: dict) -> str:
+    """The command that evaluates again with these settings: `avae evaluate` with its flags, or the
+    Python call where a setting has no flag."""
+    defaults = {name: p.default for name, p in inspect.signature(evaluate).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    changed = {k: v for k, v in given.items() if k != "progress" and v != defaults[k]}
+    flags = {"n": "-n", "seed": "--seed", "features": "--features", "inception_weights": "--inception-weights",
+             "checkpoint": "--checkpoint", "split": "--split", "disentanglement": "--disentanglement",
+             "samplers": "--samplers", "trust_code": "--trust-code"}
+    if set(changed) <= set(flags):
+        words = ["avae", "evaluate", shlex.quote(str(run_dir))]
+        for k, v in changed.items():
+            words += [flags[k]] if v is True else [flags[k], shlex.quote(str(v))]
+        return " ".join(words)
+    return "avae.evaluate(" + ", ".join([repr(str(run_dir))] + [f"{k}={v!r}" for k, v in changed.items()]) + ")"
+
+
+def _latent_fit(sampler, codes: np.ndarray, samples: np.ndarray, seed: int) -> dict:
+    """How well a sampler's distribution fits the held-out codes: their mean log density per
+    dimension (nats; where the sampler has a density) and the sliced KS distance of its samples."""
+    log_density = None
+    if sampler.has_density:
+        log_density = float(sampler.log_prob(torch.as_tensor(codes)).mean()) / codes.shape[1]
+    return {"log_likelihood_per_dim": log_density,
+            "sliced_ks": sliced_ks(samples, codes, np.random.default_rng([seed, 23]))}
+
+
+def _sampler_digest(sampler) -> str:
+    """What identifies a sampler's fit in the phase key: its settings and fitted state."""
+    digest = hashlib.sha256(repr(sampler.settings).encode())
+    for key, tensor in sorted(sampler.state_dict().items()):
+        digest.update(key.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _prd(features: np.ndarray, real: np.ndarray, seed: int) -> dict:
+    """PRD without its curves (the numbers evaluate.json keeps)."""
+    return _without_curves(generative.prd(features, real, seed=seed))
 
 
 def _without_curves(prd_result: dict) -> dict:
     return {k: v for k, v in prd_result.items() if not k.startswith("curve_")}
 
 
-def _disentanglement(ev: Evaluation, preset: str, progress: bool):
+def _disentanglement(ev: Evaluation, preset: str, steps: _Steps):
+    """The disentanglement metrics, each one a phase of its own."""
     from .metrics import disentangle
 
     def represent(images_uint8):
         return ev.encode_images(np.asarray(images_uint8))
 
-    return disentangle.scores_with_directions(ev.data.factor_grid, represent, seed=ev.seed, preset=preset, progress=progress)
+    return disentangle.scores_with_directions(
+        ev.data.factor_grid, represent, seed=ev.seed, preset=preset,
+        run_metric=lambda name, compute: steps.phase(f"disentanglement_{name}", compute))
 
 
 def _figures(ev: Evaluation, codes, sets_u8, folder: Path, directions) -> dict:

@@ -9,7 +9,13 @@
                         programs were traced in inference mode (batch norm on its running
                         statistics) and stay so: torch refuses .eval() and .train() on them
   OUT/sampler.pt      the Gaussian generation draws codes from: {"mean", "scale_tril"}; codes are
-                        mean + eps @ scale_tril.T with eps ~ N(0, I) drawn in mean's dtype
+                        mean + eps @ scale_tril.T with eps ~ N(0, I) drawn in mean's dtype. With
+                        sampler="gaussian", the Gaussian fitted by `avae fit-sampler` (the same keys);
+                        with sampler="gmm", its mixture: {"weights" (K,), "means" (K, l),
+                        "scale_trils" (K, l, l)}: component c ~ Categorical(weights), then codes =
+                        means[c] + scale_trils[c] @ eps. Only these samplers are plain tensors: flow
+                        and latent_diffusion are refused (they sample with avae: avae.load(RUN_DIR)
+                        .sample(n, sampler=NAME))
 """
 from __future__ import annotations
 
@@ -48,25 +54,34 @@ def exported(model: Model, method: str, example: torch.Tensor) -> torch.export.E
                         "weights.pt and config.yaml in the run directory still rebuild it with avae.load") from e
 
 
-def export(run_dir, out=None, checkpoint: str = "last", *, trust_code: bool = False) -> Path:
+def export(run_dir, out=None, checkpoint: str = "last", *, trust_code: bool = False, sampler: str = "prior") -> Path:
     """Write the files above into `out` (default RUN_DIR/export); returns the folder. `trust_code`:
-    open a run that names its own network classes."""
+    open a run that names its own network classes. `sampler`: what sampler.pt holds (prior, or a
+    gaussian or gmm fitted with `avae fit-sampler`)."""
+    from . import samplers
+
     run_dir = run.as_path(run_dir, "run_dir")
     default = out is None
     out = run_dir / "export" if default else run.as_path(out, "out")
+    if samplers.sampler_class(sampler).name not in samplers.exportable():
+        raise AvaeError(f"avae export writes sampler.pt only for the samplers that are plain tensors "
+                        f"({', '.join(samplers.exportable())}); {sampler} samples with avae: "
+                        f"avae.load(run_dir).sample(n, sampler='{sampler}') or `avae sample RUN_DIR --sampler {sampler}`")
     model = run.load(run_dir, checkpoint, trust_code=trust_code)
+    sampler_tensors = None if sampler == "prior" else samplers.for_model(model, sampler).export_tensors()
     _, spec = run.read(run_dir)
     if out.exists() and any(out.iterdir()) and not all((out / name).is_file() for name in FILES):
         raise AvaeError(f"{out} exists and holds other files; give an empty or new folder with --out")
     programs = {"encoder.pt2": exported(model, "encode", torch.zeros(2, *spec.shape)),
                 "decoder.pt2": exported(model, "decode", torch.zeros(2, model.latent_dim))}
-    mean, scale_tril = model.sampling_gaussian()
+    if sampler_tensors is None:  # the model's own Gaussian
+        mean, scale_tril = model.sampling_gaussian()
+        sampler_tensors = {"mean": mean.clone(), "scale_tril": scale_tril.clone()}
     out = run.subfolder(run_dir, "export") if default else run.make_folder(out)  # no link inside a run
     run.save_file(lambda path: torch.save(model.state_dict(), path), out / "weights.pt")
     run.save_file(lambda path: shutil.copyfile(run_dir / run.CONFIG, path), out / "config.yaml")
     run.write_json(out / "data_spec.json", asdict(spec))
     for name, program in programs.items():
         run.save_file(lambda path: torch.export.save(program, path), out / name)
-    run.save_file(lambda path: torch.save({"mean": mean.clone(), "scale_tril": scale_tril.clone()}, path),
-                  out / "sampler.pt")
+    run.save_file(lambda path: torch.save(sampler_tensors, path), out / "sampler.pt")
     return out

@@ -139,7 +139,7 @@ def write_page(path: Path, title: str, body: str) -> None:
     save_file(lambda tmp: tmp.write_text(_page(title, body)), path)
 
 
-def _embedded(path: Path, alt: str) -> str:
+def embedded(path: Path, alt: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
     return f'<img class="pixels" alt="{escape(alt)}" src="data:image/png;base64,{data}">'
 
@@ -156,11 +156,13 @@ def write_evaluation_page(path: Path, result: dict) -> None:
             _table([], [[f"<th>{escape(k)}</th>", number(v)] for k, v in facts], numeric_from=2),
             '<p class="note">↑ higher is better, ↓ lower is better; no arrow: neither.</p>',
             _sample_quality(result["sample_quality"]), _latent_quality(result["latent_quality"])]
+    if "samplers" in result:
+        body.append(_samplers(result["samplers"]))
     if "disentanglement" in result:
         body.append(_disentanglement(result["disentanglement"], result.get("factors"),
                                      len(result["latent_quality"]["collapsed_axes"].get("variances", []))))
     base = Path(path).parent
-    figures = [f"<figure>{_embedded(base / e['file'], e['title'])}<figcaption>{escape(e['title'])}</figcaption></figure>"
+    figures = [f"<figure>{embedded(base / e['file'], e['title'])}<figcaption>{escape(e['title'])}</figcaption></figure>"
                for e in result.get("figures", {}).values() if (base / e["file"]).is_file()]
     body.append(f"<h2>Pictures</h2><div class='grid'>{''.join(figures)}</div>")
     timings = [[escape(k), number(v)] for k, v in result.get("timings_s", {}).items()]
@@ -184,6 +186,24 @@ def _sample_quality(quality: dict) -> str:
     header = ["metric"] + [f"{s}<br><small>{escape(IMAGE_SETS[s])}</small>" for s in sets]
     return ("<h2>Sample quality</h2>" + _table(header, rows)
             + _details("Parameters of the sample-quality metrics", _params_list(params)))
+
+
+def _samplers(by_sampler: dict) -> str:
+    """The N set scored once per sampler, side by side, with each sampler's fit to the held-out codes."""
+    names = list(by_sampler)
+    leaves = {}
+    for name in names:
+        for leaf, value in _leaves(by_sampler[name]["sample_quality"]):
+            if ".params." not in leaf and describe(f"sample_quality.*.{leaf}") is not None:
+                leaves.setdefault(f"sample_quality.*.{leaf}", {})[name] = value
+        for leaf, value in by_sampler[name]["latent_fit"].items():
+            leaves.setdefault(f"samplers.*.latent_fit.{leaf}", {})[name] = value
+    rows = [[_label(describe(path))] + [number(v) if (v := values.get(n)) is not None else "–" for n in names]
+            for path, values in leaves.items()]
+    header = ["metric"] + [f"{escape(n)}<br><small>{escape(by_sampler[n]['description'])}</small>" for n in names]
+    return ("<h2>Samples by sampler</h2><p class='note'>The N set drawn from each sampler (fitted to training codes "
+            "after training; prior: the model's own) and scored in the same feature space; the latent fit is "
+            "measured on the held-out codes (– where a sampler has no density).</p>" + _table(header, rows))
 
 
 def _latent_quality(quality: dict) -> str:

@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from scipy.stats import chi2, norm  # noqa: E402
@@ -65,9 +66,10 @@ def save_labelled_grid(path: Path, images: np.ndarray, ncol: int, title: str, ro
     mosaic = grid(images, ncol, pad).repeat(scale, 0).repeat(scale, 1)
     if mosaic.ndim == 2:  # as RGB: a colour map's lookup table would shift some grey levels by one
         mosaic = np.repeat(mosaic[..., None], 3, axis=2)
-    left = 10 + (7 * max(map(len, row_labels)) if len(row_labels) else 0)
+    left = 16 + max((_text_px(label) for label in row_labels), default=-6)
     top = 26 + (16 if len(col_labels) else 0) + (14 if col_title else 0)
-    width = max(left + mosaic.shape[1] + 10, 8 * len(title) + 20, 7 * len(col_title) + 20)
+    title_px, col_title_px = _text_px(title, FONT, "bold"), _text_px(col_title)
+    width = math.ceil(max(left + mosaic.shape[1] + 10, title_px + 20, col_title_px + 20))
     height = top + mosaic.shape[0] + 8
     fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     fig.figimage(mosaic, xo=left, yo=8, origin="upper", resize=False)
@@ -76,13 +78,23 @@ def save_labelled_grid(path: Path, images: np.ndarray, ncol: int, title: str, ro
         fig.text(x / width, 1 - y / height, s, **{"fontsize": FONT, "va": "center", **kw})
 
     text(width / 2, 12, title, ha="center", fontweight="bold")
-    if col_title:
-        text(left + mosaic.shape[1] / 2, 30, col_title, ha="center")
+    if col_title:  # over the images, moved inwards where the images are narrower than it
+        centre = min(max(left + mosaic.shape[1] / 2, col_title_px / 2 + 10), width - col_title_px / 2 - 10)
+        text(centre, 30, col_title, ha="center")
     for i, label in enumerate(col_labels):
         text(left + (pad + i * (w + pad) + w / 2) * scale, top - 9, label, ha="center", fontsize=FONT - 1)
     for i, label in enumerate(row_labels):
         text(left - 6, top + (pad + i * (h + pad) + h / 2) * scale, label, ha="right")
     _save_figure(fig, path)
+
+
+def _text_px(s: str, size: float = FONT, weight: str = "normal") -> float:
+    """The width in pixels that matplotlib gives `s` at DPI, so that no title or label is cut off."""
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    width, _, _ = RendererAgg(1, 1, DPI).get_text_width_height_descent(s, FontProperties(size=size, weight=weight),
+                                                                       ismath=False)
+    return width
 
 
 def save_samples(path: Path, images: np.ndarray, sampler: str, ncol: int = 8) -> None:

@@ -14,6 +14,7 @@ every damaged file is reported in one line naming it.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -22,7 +23,7 @@ import re
 import secrets
 import zlib
 from contextlib import contextmanager
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -261,6 +262,7 @@ def load(run_dir, checkpoint: str = "last", device: str | torch.device = "cpu", 
     device = _device(device)
     model = open_model(run_dir, trust_code)
     load_weights(model, run_dir, checkpoint)
+    model.origin = Origin(run_dir, checkpoint, checkpoint_sha256(run_dir, checkpoint))
     return model.to(device).eval().requires_grad_(False)
 
 
@@ -290,6 +292,29 @@ CHECKPOINT_KEYS = ("model", "model_extra", "optimizer", "scheduler", "torch_rng"
 
 def checkpoint_path(run_dir: Path, which: str) -> Path:
     return run_dir / CHECKPOINTS / f"{which}.pt"
+
+
+def checkpoint_sha256(run_dir: Path, which: str = "last") -> str:
+    """SHA-256 of a checkpoint file: what a sampler fitted to its codes records, so that a sampler
+    is never used with other weights."""
+    path = checkpoint_path(run_dir, which)
+    if not path.is_file():
+        raise AvaeError(f"checkpoint {path} does not exist; train the run first")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where `load` opened a model: its run, checkpoint and the checkpoint's SHA-256 (so that
+    `model.sample(n, sampler="gmm")` finds the run's sampler fitted to these weights)."""
+
+    run_dir: Path
+    checkpoint: str
+    sha256: str
 
 
 def save_checkpoint(state: dict, run_dir: Path, which: str) -> None:

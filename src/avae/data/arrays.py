@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..errors import AvaeError
+from ..schema import setting
 from .base import Dataset, register_dataset
-from .files import given_path, named_root, reject_options
+from .files import given_path, named_root
 from .own import TEST_ROOT, Settings, Source, load
 
 LAYOUTS = ("auto", "nhwc", "nchw")
@@ -93,7 +95,7 @@ def _images_key(archive, key: str | None, path: Path) -> str:
     if key is None:
         key = "images" if "images" in keys or len(keys) != 1 else keys[0]
     if key not in keys:
-        raise AvaeError(f"{path} has no array {key!r} (it has {', '.join(keys)}); set the dataset option key")
+        raise AvaeError(f"{path} has no array {key!r} (it has {', '.join(keys)}); pass --set data.options.key=NAME")
     return key
 
 
@@ -140,7 +142,7 @@ def _layout(shape, dtype: np.dtype, layout: str, path: Path) -> bool:
         if last == first:
             what = "fits both" if last else "has no axis of 1 or 3 channels for"
             raise AvaeError(f"{path} holds an array of shape {tuple(shape)}, which {what} (N, H, W, C) and "
-                            "(N, C, H, W) with C = 1 or 3; set the dataset option layout: nhwc or nchw")
+                            "(N, C, H, W) with C = 1 or 3; pass --set data.options.layout=nhwc or nchw")
         return last
     if not (last if layout == "nhwc" else first):
         raise AvaeError(f"{path} holds an array of shape {tuple(shape)}, not {layout} with 1 or 3 channels")
@@ -168,24 +170,22 @@ def _check_floats(images: np.ndarray, path: Path) -> None:
                             "[0, 1] (no NaN)")
 
 
-@register_dataset("array")
-def load_array(root=None, seed=0, **options) -> Dataset:
-    """Images in a .npy or .npz file; see the README's "Your own images" for the options.
+@dataclass(frozen=True)
+class ArrayOptions(Settings):
+    """data.options of an array file; see the README's "Your own images". `labels`: auto, none or the labels' key."""
 
-    Options: size, crop, channels, val_fraction (`own.Settings`); `key` the images' array in an
-    .npz; `labels` auto, none or the labels' key; `layout` auto, nhwc or nchw; `test_root` a
-    second array file (same keys and layout) as the test split.
-    """
-    settings = Settings.pop("array", options)
-    key, labels = options.pop("key", None), options.pop("labels", "auto")
-    layout, test_root = options.pop("layout", "auto"), options.pop("test_root", None)
-    if layout not in LAYOUTS:
-        raise AvaeError(f"dataset 'array': option layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    reject_options("array", options)
+    key: str | None = setting(None)  # the images' array in an .npz (None: `images`, else its only array)
+    layout: str = setting("auto", choices=LAYOUTS)  # nhwc or nchw; auto: from where the 1 or 3 channels are
+
+
+@register_dataset("array", lambda root: f"your .npy/.npz file: {named_root(root) or '--data-root FILE'}", ArrayOptions)
+def load_array(root, seed, options: ArrayOptions) -> Dataset:
+    """Images in a .npy or .npz file; see the README's "Your own images" for the options."""
     root = named_root(root)
     if root is None:
         raise AvaeError("dataset 'array' needs an array file: pass --data-root FILE.npy|FILE.npz (or set AVAE_DATA_ROOT)")
-    train = ArraySource(root, key, labels, layout)
-    test_root = given_path(test_root, TEST_ROOT)
-    test = ArraySource(test_root, key, labels, layout, TEST_ROOT) if test_root is not None else None
-    return load("array", train, test, settings, seed)
+    train = ArraySource(root, options.key, options.labels, options.layout)
+    test_root = given_path(options.test_root, TEST_ROOT)
+    test = (ArraySource(test_root, options.key, options.labels, options.layout, TEST_ROOT)
+            if test_root is not None else None)
+    return load("array", train, test, options, seed)

@@ -1,14 +1,15 @@
 """What every dataset provides: uint8 images fetched by index, split into train/val/test."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
 
+from .. import schema
 from ..errors import AvaeError
-from .files import ROOT, given_path
+from .files import ROOT, given_path, reject_options
 
 
 class ImageSet:
@@ -102,21 +103,54 @@ def check_unchanged(data: Dataset, recorded: dict) -> None:
                     "restore them, or train a new run on the new data")
 
 
-DATASETS: dict[str, Callable[..., Dataset]] = {}
+@dataclass(frozen=True)
+class NoOptions:
+    """A dataset that takes no data.options."""
 
 
-def register_dataset(name: str):
-    """Decorator: make a loader `fn(root, seed, **options) -> Dataset` available by name."""
+@dataclass(frozen=True)
+class Registered:
+    load: Callable[..., Dataset]  # fn(root, seed, options) -> Dataset
+    where: Callable[[str | None], str]  # fn(root) -> where its files are looked for, and what is found there
+    options: type  # the frozen dataclass of its data.options: each option's default and range, declared once
+
+    def options_from(self, name: str, given: dict):
+        """`given` data.options checked against the declaration, every default filled in."""
+        declared = schema.fields(self.options)
+        reject_options(name, {k: v for k, v in given.items() if k not in declared})
+        return self.options(**schema.check_fields("data.options", declared, given))
+
+    @property
+    def summary(self) -> str:
+        return (self.load.__doc__ or "").strip().splitlines()[0]
+
+
+DATASETS: dict[str, Registered] = {}
+
+
+def register_dataset(name: str, where: Callable[[str | None], str], options: type = NoOptions):
+    """Decorator: make a loader `fn(root, seed, options) -> Dataset` available by name; `options`
+    is the dataclass its data.options are checked against and completed from."""
 
     def wrap(fn):
-        DATASETS[name] = fn
+        DATASETS[name] = Registered(fn, where, options)
         return fn
 
     return wrap
 
 
-def load_dataset(name: str, root: str | None = None, seed: int = 0, **options) -> Dataset:
+def dataset_options(name: str, given: dict) -> dict:
+    """The dataset's whole data.options: `given`, checked, with every default written out."""
+    _known(name)
+    return asdict(DATASETS[name].options_from(name, given))
+
+
+def _known(name: str) -> None:
     if name not in DATASETS:
         raise AvaeError(f"unknown dataset '{name}'; choose one of: {', '.join(sorted(DATASETS))}")
+
+
+def load_dataset(name: str, root: str | None = None, seed: int = 0, **options) -> Dataset:
+    _known(name)
     given_path(root, ROOT)  # every dataset: an empty root would mean the current folder
-    return DATASETS[name](root=root, seed=seed, **options)
+    return DATASETS[name].load(root=root, seed=seed, options=DATASETS[name].options_from(name, options))

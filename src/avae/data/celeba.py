@@ -30,7 +30,7 @@ from PIL import Image
 from ..errors import AvaeError
 from . import cache
 from .base import ArrayImages, Dataset, register_dataset
-from .files import USER_DATA, cache_root, reject_options, resolve_root, searched
+from .files import USER_DATA, cache_root, resolve_root, searched
 
 PARTITION = "list_eval_partition.txt"
 IMAGE_FOLDER = "img_align_celeba"
@@ -162,10 +162,18 @@ def locate(folders: list[Path]) -> tuple[Path, Path]:
     raise AvaeError(f"file {PARTITION} not found in {searched(folders)}; {HOW_TO_GET}")
 
 
-@register_dataset("celeba")
-def load_celeba(root=None, seed=0, **options) -> Dataset:
+def where(root) -> str:
+    folders = resolve_root("celeba", root, [USER_DATA])
+    try:
+        partition, images = locate(folders)
+    except AvaeError:
+        return f"{PARTITION} and {IMAGE_FOLDER}/ or {IMAGE_ZIP}; not found in {searched(folders)}"
+    return f"{PARTITION} and {IMAGE_FOLDER}/ or {IMAGE_ZIP}; found: {partition}, {images}"
+
+
+@register_dataset("celeba", where)
+def load_celeba(root, seed, options) -> Dataset:
     """CelebA, 64×64 RGB in [−1, 1], official train/val/test partitions; `seed` is unused."""
-    reject_options("celeba", options)
     partition, image_path = locate(resolve_root("celeba", root, [USER_DATA]))
     names, parts = read_partition(partition)
     source = ImageSource(image_path, names)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import AvaeError
 from .base import ArrayImages, Dataset, register_dataset
-from .files import USER_DATA, check_flag, download_missing, reject_options, resolve_root, searched
+from .files import USER_DATA, Download, download_missing, resolve_root, searched
 
 ARCHIVE = "cifar-10-python.tar.gz"
 FOLDER = "cifar-10-batches-py"
@@ -32,7 +32,7 @@ PAPER_VAL_SIZE = 10_000
 HOW_TO_GET = (
     f"download {ARCHIVE} (the 'CIFAR-10 python version') from https://www.cs.toronto.edu/~kriz/cifar.html "
     f"into the data root (the archive, or its extracted folder {FOLDER}/), pass it with --data-root "
-    "(or set AVAE_DATA_ROOT), or set the dataset option download: true (data.options) when online"
+    "(or set AVAE_DATA_ROOT), or pass --set data.options.download=true when online"
 )
 
 
@@ -145,15 +145,20 @@ def split_sizes(n: int) -> tuple[int, int]:
     return n - n_val, n_val
 
 
-@register_dataset("cifar10")
-def load_cifar10(root=None, seed=0, download=False, **options) -> Dataset:
+def where(root) -> str:
+    folders = resolve_root("cifar10", root, [USER_DATA])
+    found = locate(folders)
+    return f"{ARCHIVE} or {FOLDER}/; " + (f"found: {found}" if found else f"not found in {searched(folders)}")
+
+
+@register_dataset("cifar10", where, Download)
+def load_cifar10(root, seed, options: Download) -> Dataset:
     """CIFAR-10 from the official python batches; `seed` is unused (the split is fixed).
 
     Option `download` (default false): fetch cifar-10-python.tar.gz (MD5-verified) into the data
     root (else ~/.avae/data/cifar10) when no copy is found.
     """
-    check_flag("cifar10", "download", download)
-    reject_options("cifar10", options)
+    download = options.download
     folders = resolve_root("cifar10", root, [USER_DATA])
     source = locate(folders)
     if source is None and download:

@@ -34,7 +34,7 @@ import torch
 
 from ..errors import AvaeError
 from .base import Dataset, register_dataset
-from .factors import VAL_SIZE, FactorImages, load_factor_dataset, validation_split  # noqa: F401 (re-exported)
+from .factors import VAL_SIZE, FactorImages, FactorOptions, load_factor_dataset, validation_split, where  # noqa: F401 (re-exported)
 
 SIDE = 64
 RADIUS = 12.0  # pixels: the disc around the centre that holds any sprite at scale 1
@@ -53,7 +53,7 @@ GEOMETRY = (
 NPZ_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 HOW_TO_GET = (
     f"download {NPZ_NAME} from https://github.com/deepmind/dsprites-dataset into the data root, "
-    "set the dataset option download: true (data.options) when online, or use source: procedural"
+    "pass --set data.options.download=true when online, or --set data.options.source=procedural"
 )
 
 
@@ -238,8 +238,8 @@ class DSpritesFile(DSpritesFactors):
         return torch.from_numpy(picked[:, None]).mul_(255)
 
 
-@register_dataset("dsprites")
-def load_dsprites(root=None, seed=0, **options) -> Dataset:
+@register_dataset("dsprites", where("dsprites", NPZ_NAME), FactorOptions)
+def load_dsprites(root, seed, options: FactorOptions) -> Dataset:
     """dSprites split as the paper: val = 20,000 random indices (rng `seed`), train = the rest.
 
     Options: `source` 'auto' (default: the official .npz if it is in a data root you named,

@@ -8,14 +8,16 @@ the optional download and the paper's random validation split are shared too (`l
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
 from ..errors import AvaeError
+from ..schema import setting
 from .base import Dataset, ImageSet
-from .files import USER_DATA, check_flag, download_missing, find_in, reject_options, resolve_root, searched
+from .files import USER_DATA, download_missing, find_in, resolve_root, searched
 
 VAL_SIZE = 20_000  # the paper's validation size for dSprites and 3D Shapes
 SOURCES = ("auto", "file", "procedural")
@@ -87,12 +89,9 @@ def open_factor_images(name: str, root, source: str, download: bool, file_name: 
     absent; 'procedural' always renders. `download` fetches the missing file (checksum-verified)
     into the named root (else ~/.avae/data/<name>); it needs 'auto' or 'file'.
     """
-    if source not in SOURCES:
-        raise AvaeError(f"{name} source '{source}' is not known; use 'auto', 'file' or 'procedural'")
-    check_flag(name, "download", download)
     if source == "procedural":
         if download:
-            raise AvaeError(f"{name}: download: true needs source 'auto' or 'file', not 'procedural'")
+            raise AvaeError(f"{name}: data.options.download=true needs data.options.source auto or file, not procedural")
         return procedural(), {"source": "procedural", **procedural_info}
     folders = resolve_root(name, root, candidates=[USER_DATA] if source == "file" or download else ())
     path = next((p for p in (find_in(f, [file_name]) for f in folders) if p), None)
@@ -105,16 +104,34 @@ def open_factor_images(name: str, root, source: str, download: bool, file_name: 
     return open_file(path), {"source": "file", "files": {"file": str(path)}}
 
 
-def load_factor_dataset(name: str, root, seed: int, options: dict, *, likelihood: str, **how) -> Dataset:
+def where(name: str, file_name: str):
+    """Where `source: auto` looks: only in a data root the user named; without one it renders."""
+
+    def describe(root) -> str:
+        folders = resolve_root(name, root, candidates=())
+        path = next((p for p in (find_in(f, [file_name]) for f in folders) if p), None)
+        if path is not None:
+            return f"{file_name}; found: {path}"
+        looked = f"not found in {searched(folders)}, so " if folders else "else "
+        return f"{file_name} in a data root you name; {looked}rendered procedurally (no file needed)"
+
+    return describe
+
+
+@dataclass(frozen=True)
+class FactorOptions:
+    """data.options of dSprites and 3D Shapes."""
+
+    source: str = setting("auto", choices=SOURCES)  # auto: the official file if in a data root you named, else rendered
+    download: bool = setting(False)  # fetch the official file (checksum-verified) when it is not found
+
+
+def load_factor_dataset(name: str, root, seed: int, options: FactorOptions, *, likelihood: str, **how) -> Dataset:
     """A factor dataset split as the paper: val = 20,000 random indices (rng `seed`), train = the rest.
 
-    `options`: source ('auto'), download (false); `how`: the arguments of `open_factor_images`.
+    `how`: the arguments of `open_factor_images`.
     """
-    options = dict(options)
-    source = options.pop("source", "auto")
-    download = options.pop("download", False)
-    reject_options(name, options)
-    images, info = open_factor_images(name, root, source, download, **how)
+    images, info = open_factor_images(name, root, options.source, options.download, **how)
     train, val = validation_split(len(images), seed)
     info.update(
         split=f"val = {len(val)} indices drawn without replacement by numpy default_rng({seed}).choice; "

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AvaeError
+from ..schema import setting
 
 ENV_ROOT = "AVAE_DATA_ROOT"
 ENV_CACHE = "AVAE_CACHE_DIR"
@@ -91,19 +92,25 @@ def find_files(folders: list[Path], wanted: dict[str, tuple[str, ...]], how_to_g
     raise AvaeError(f"file {wanted[first][0]} not found in {searched(folders)}; {how_to_get}")
 
 
+def option(name: str, value: str | None = None) -> str:
+    """A dataset option as the command line spells it: data.options.NAME, or --set data.options.NAME=VALUE."""
+    return f"data.options.{name}" if value is None else f"--set data.options.{name}={value}"
+
+
 def reject_options(dataset: str, options: dict) -> None:
     """Every loader takes only the options it documents; anything else is a user's typo."""
     if options:
         raise AvaeError(
-            f"dataset '{dataset}' has no option(s) {', '.join(sorted(options))}; remove them "
-            "(see the Datasets section of the README for each dataset's options)"
+            f"dataset '{dataset}' has no option {', '.join(map(option, sorted(options)))}; remove it "
+            "(`avae datasets` lists the datasets; the README's Datasets section gives each one's options)"
         )
 
 
-def check_flag(dataset: str, name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise AvaeError(f"dataset '{dataset}': option {name} must be true or false, got {value!r}")
-    return value
+@dataclass(frozen=True)
+class Download:
+    """data.options of a dataset with official files to fetch."""
+
+    download: bool = setting(False)  # fetch the official files (checksum-verified) when they are not found
 
 
 # --- downloads ------------------------------------------------------------------------------------

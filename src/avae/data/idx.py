@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import AvaeError
 from .base import ArrayImages, Dataset, register_dataset
-from .files import USER_DATA, check_flag, download_missing, find_files, reject_options, resolve_root
+from .files import USER_DATA, Download, download_missing, find_files, resolve_root, searched
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
@@ -126,12 +126,22 @@ def split_sizes(n_train_file: int) -> tuple[int, int]:
     return n_train_file - n_val, n_val
 
 
-def load_idx_dataset(name: str, root, options: dict) -> Dataset:
-    download = check_flag(name, "download", options.pop("download", False))
-    reject_options(name, options)
+def where(name: str):
+    def describe(root) -> str:
+        folders = resolve_root(name, root, DEFAULT_FOLDERS[name])
+        try:
+            found = find_files(folders, {key: spellings(*parts) for key, parts in FILES.items()}, "")
+        except AvaeError:
+            return f"the four IDX files; not found in {searched(folders)}"
+        return f"the four IDX files; found in {next(iter(found.values())).parent}"
+
+    return describe
+
+
+def load_idx_dataset(name: str, root, download: bool) -> Dataset:
     folders = resolve_root(name, root, DEFAULT_FOLDERS[name])
     wanted = {key: spellings(*parts) for key, parts in FILES.items()}
-    how = HOW_TO_GET[name] + ", or set the dataset option download: true (data.options) when online"
+    how = HOW_TO_GET[name] + ", or pass --set data.options.download=true when online"
     try:
         paths = find_files(folders, wanted, how)
     except AvaeError:
@@ -160,20 +170,20 @@ def load_idx_dataset(name: str, root, options: dict) -> Dataset:
     return Dataset(name, train, val, test, likelihood="gaussian", value_range=(0.0, 1.0), info=info)
 
 
-@register_dataset("mnist")
-def load_mnist(root=None, seed=0, **options) -> Dataset:
+@register_dataset("mnist", where("mnist"), Download)
+def load_mnist(root, seed, options: Download) -> Dataset:
     """MNIST from the official IDX files; `seed` is unused (the split is fixed).
 
     Option `download` (default false): fetch the four files (MD5-verified) into the data root
     (else ~/.avae/data/mnist) when they are not found.
     """
-    return load_idx_dataset("mnist", root, options)
+    return load_idx_dataset("mnist", root, options.download)
 
 
-@register_dataset("fashion_mnist")
-def load_fashion_mnist(root=None, seed=0, **options) -> Dataset:
+@register_dataset("fashion_mnist", where("fashion_mnist"), Download)
+def load_fashion_mnist(root, seed, options: Download) -> Dataset:
     """Fashion-MNIST from the official IDX files; `seed` is unused (the split is fixed).
 
     Option `download` as for MNIST (into ~/.avae/data/fashion_mnist without a data root).
     """
-    return load_idx_dataset("fashion_mnist", root, options)
+    return load_idx_dataset("fashion_mnist", root, options.download)

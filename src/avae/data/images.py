@@ -13,14 +13,16 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..errors import AvaeError
+from ..schema import setting
 from .base import Dataset, register_dataset
-from .files import given_path, named_root, reject_options
+from .files import given_path, named_root
 from .own import TEST_ROOT, Settings, Source, load
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -144,23 +146,21 @@ def _folder_labels(files: list[str], mode: str, root: Path, min_classes: int) ->
     return None
 
 
-@register_dataset("images")
-def load_images(root=None, seed=0, **options) -> Dataset:
-    """A folder of images; see the README's "Your own images" for the options.
+@dataclass(frozen=True)
+class ImagesOptions(Settings):
+    """data.options of a folder of images; see the README's "Your own images"."""
 
-    Options: size, crop, channels, val_fraction (`own.Settings`); `labels` auto (default: the
-    class subfolders when the folder has that layout), folders (required) or none; `test_root`
-    a second folder of images as the test split.
-    """
-    settings = Settings.pop("images", options)
-    labels, test_root = options.pop("labels", "auto"), options.pop("test_root", None)
-    if labels not in LABELS:
-        raise AvaeError(f"dataset 'images': option labels must be one of {', '.join(LABELS)}, got {labels!r}")
+    labels: str = setting("auto", choices=LABELS)  # auto: the class subfolders where the folder has them; folders; none
+
+
+@register_dataset("images", lambda root: f"your folder of images: {named_root(root) or '--data-root DIR'}",
+                  ImagesOptions)
+def load_images(root, seed, options: ImagesOptions) -> Dataset:
+    """A folder of images; see the README's "Your own images" for the options."""
     root = named_root(root)
     if root is None:
         raise AvaeError("dataset 'images' needs a folder of images: pass --data-root DIR (or set AVAE_DATA_ROOT)")
-    reject_options("images", options)
-    train = FolderSource(root, labels)
-    test_root = given_path(test_root, TEST_ROOT)
-    test = FolderSource(test_root, labels, 1, TEST_ROOT) if test_root is not None else None
-    return load("images", train, test, settings, seed)
+    train = FolderSource(root, options.labels)
+    test_root = given_path(options.test_root, TEST_ROOT)
+    test = FolderSource(test_root, options.labels, 1, TEST_ROOT) if test_root is not None else None
+    return load("images", train, test, options, seed)

@@ -22,41 +22,29 @@ from .. import nets
 from ..errors import AvaeError
 from . import cache
 from .base import ArrayImages, Dataset
-from .files import cache_root
+from ..schema import setting
+from .files import cache_root, option
 
 CACHE_VERSION = 1
 MODES = {1: "L", 3: "RGB"}
-TEST_ROOT = "the dataset option test_root"  # names a second folder or file as the test split
+TEST_ROOT = "data.options.test_root"  # names a second folder or file as the test split
 
 
 @dataclass(frozen=True)
 class Settings:
     """The preprocessing options (`data.options`) both datasets take."""
 
-    size: int | str = "auto"  # the side images are resized to; auto: their own (or the nearest the networks take)
-    crop: bool = False  # centre-crop to a square before resizing (else the aspect ratio is not kept)
-    channels: int | str = "auto"  # 1 (greyscale) or 3 (RGB); auto: as the images are
-    val_fraction: float = 0.1  # share of the images drawn at random for validation
+    size: object = setting("auto")  # the side images are resized to; auto: their own (or the nearest the networks take)
+    crop: bool = setting(False)  # centre-crop to a square before resizing (else the aspect ratio is not kept)
+    channels: object = setting("auto", choices=("auto", 1, 3))  # 1 (greyscale) or 3 (RGB); auto: as the images are
+    val_fraction: float = setting(0.1, above=0, below=1)  # share of the images drawn at random for validation
+    labels: str = setting("auto")  # the images' labels (see each dataset's own choices)
+    test_root: str | None = setting(None)  # a second folder or file of images as the test split
 
-    @classmethod
-    def pop(cls, dataset: str, options: dict) -> "Settings":
-        s = cls(**{key: options.pop(key) for key in ("size", "crop", "channels", "val_fraction") if key in options})
-        bad = None
-        if s.size != "auto" and not (_is_int(s.size) and nets.supported_side(s.size)):
-            bad = f"size must be auto or {nets.SIDES}, got {s.size!r}"
-        elif not isinstance(s.crop, bool):
-            bad = f"crop must be true or false, got {s.crop!r}"
-        elif s.channels not in ("auto", 1, 3) or isinstance(s.channels, bool):
-            bad = f"channels must be auto, 1 or 3, got {s.channels!r}"
-        elif not (isinstance(s.val_fraction, float) and 0 < s.val_fraction < 1):
-            bad = f"val_fraction must be a number between 0 and 1 such as 0.1, got {s.val_fraction!r}"
-        if bad:
-            raise AvaeError(f"dataset '{dataset}': option {bad}")
-        return s
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    def __post_init__(self):
+        side = self.size
+        if side != "auto" and not (isinstance(side, int) and not isinstance(side, bool) and nets.supported_side(side)):
+            raise AvaeError(f"data.options.size must be auto or {nets.SIDES}, got {side!r}")
 
 
 class Source:
@@ -98,13 +86,13 @@ def choose_side(dataset: str, settings: Settings, sizes: set[tuple[int, int]], w
         return settings.size
     if len(sizes) > 1:
         shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:3])
-        raise AvaeError(f"the images in {where} have {len(sizes)} different sizes ({shown}, ...); set the "
-                        f"dataset option size ({nets.SIDES}) to resize them all, with crop: true to keep their "
-                        "aspect ratio")
+        raise AvaeError(f"the images in {where} have {len(sizes)} different sizes ({shown}, ...); pass "
+                        f"{option('size', 64)} (or another of {nets.SIDES}) to resize them all, with "
+                        f"{option('crop', 'true')} to keep their aspect ratio")
     (width, height), = sizes
     if width != height and not settings.crop:
-        raise AvaeError(f"the images in {where} are {width}x{height}, not square; set the dataset option crop: true "
-                        f"(centre square) or size ({nets.SIDES}) to stretch them")
+        raise AvaeError(f"the images in {where} are {width}x{height}, not square; pass {option('crop', 'true')} "
+                        f"(centre square) or {option('size', 64)} (or another of {nets.SIDES}) to stretch them")
     return nets.nearest_side(min(width, height))
 
 
@@ -127,7 +115,7 @@ def split(n: int, fraction: float, seed: int, where: str) -> tuple[np.ndarray, n
     n_val = max(1, round(fraction * n))
     if n - n_val < 2:
         raise AvaeError(f"{where} holds {n} image(s), too few to split off validation images; "
-                        "add images or lower the dataset option val_fraction")
+                        "add images or lower data.options.val_fraction")
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[n_val:]), order[:n_val]
 
@@ -186,7 +174,7 @@ def load(dataset: str, train_source: Source, test_source: Source | None, setting
         "classes": classes,
         "split": f"val = {len(val_idx)} images ({settings.val_fraction:g} of {len(everything)}) drawn at random by "
                  f"numpy default_rng({seed}) (data.split_seed), train = the other {len(train_idx)}; test = "
-                 + (str(test_source.path) if test_source is not None else "none (the dataset option test_root)")
+                 + (str(test_source.path) if test_source is not None else "none (data.options.test_root)")
                  + "; val and test in random order",
         "sizes": {"train": len(train_idx), "val": len(val_idx), "test": len(test) if test is not None else 0},
         "preprocessing": (f"{'centre square crop, ' if settings.crop else ''}brought to {side}x{side} (PIL bilinear "

@@ -39,14 +39,14 @@ import torch
 
 from ..errors import AvaeError
 from .base import Dataset, register_dataset
-from .factors import FactorImages, load_factor_dataset
+from .factors import FactorImages, FactorOptions, load_factor_dataset, where
 
 SIDE = 64
 H5_NAME = "3dshapes.h5"
 HOW_TO_GET = (
     f"download {H5_NAME} from https://github.com/deepmind/3d-shapes (https://storage.googleapis.com/3d-shapes/"
-    f"{H5_NAME}) into the data root, set the dataset option download: true (data.options) when online, "
-    "or use source: procedural"
+    f"{H5_NAME}) into the data root, pass --set data.options.download=true when online, "
+    "or --set data.options.source=procedural"
 )
 FLOOR, WALL, OBJECT = 0, 1, 2  # surface labels of `segments`
 SHAPES = ("cube", "cylinder", "sphere", "capsule")
@@ -405,8 +405,8 @@ class Shapes3DFile(Shapes3DFactors):
         return torch.from_numpy(np.ascontiguousarray(block[inverse].transpose(0, 3, 1, 2)))
 
 
-@register_dataset("shapes3d")
-def load_shapes3d(root=None, seed=0, **options) -> Dataset:
+@register_dataset("shapes3d", where("shapes3d", H5_NAME), FactorOptions)
+def load_shapes3d(root, seed, options: FactorOptions) -> Dataset:
     """3D Shapes split as the paper: val = 20,000 random indices (rng `seed`), train = the rest.
 
     Options: `source` 'auto' (default: the official 3dshapes.h5 if it is in a data root you

@@ -2,10 +2,13 @@
 collapsed axes, and reconstruction errors. Pure functions of arrays."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from scipy import stats
 
+from .. import schema
 from ..errors import AvaeError
 from ..kde import loo_log_density
 from ..objective import log_density_floor
@@ -96,3 +99,48 @@ def reconstruction_errors(x: np.ndarray, x_hat: np.ndarray) -> dict:
     diff = finite(x, "images") - finite(x_hat, "reconstructions")
     sse = (diff.reshape(len(diff), -1) ** 2).sum(1)
     return {"mse_per_pixel": float(sse.mean() / diff[0].size), "sse_per_image": float(sse.mean())}
+
+
+@dataclass(frozen=True)
+class LatentFit:
+    """How closely codes follow a sampler N(0, v·I): what `avae.latent_fit` returns.
+
+    ks_statistic and p_value: the Kolmogorov–Smirnov test of ‖z‖²/v against χ²_l (0 is a perfect fit;
+    n true samples give about 0.87/√n on average); gaussian_kl_to_sampling_distribution: KL(N(μ̂, Σ̂) ‖ N(0, v·I))
+    of the Gaussian fitted to the codes, in nats; gaussian_kl_to_prior: the same to N(0, I). These are the figures
+    `avae evaluate` writes under latent_quality (norm_chi2_test, gaussian_kl_to_sampling_distribution,
+    gaussian_kl_to_prior).
+    """
+    ks_statistic: float
+    p_value: float
+    gaussian_kl_to_sampling_distribution: float
+    gaussian_kl_to_prior: float
+    sampling_variance: float
+    n: int
+    latent_dim: int
+
+
+def latent_fit(codes, h: float | None = None, *, variance: float | None = None) -> LatentFit:
+    """Codes (n, l) against the sampler that generation draws from: N(0, (1 − h²)I) for the AVAE's corrected
+    bandwidth h (`AggregateKL.h`, `avae.bandwidth(l, m).h`), or N(0, variance·I). Give one of the two.
+
+    codes: a torch.Tensor (detached here) or an array, more codes than dimensions; numbers in float64.
+    """
+    if (h is None) == (variance is None):
+        raise AvaeError("latent_fit takes the sampler as h (N(0, (1−h²)I), the AVAE's corrected bandwidth) "
+                        "or as variance (N(0, variance·I)), exactly one of them")
+    if h is not None:
+        v = 1.0 - schema.check_value("h", h, float, {"minimum": 0, "below": 1}) ** 2
+    else:
+        v = float(schema.check_value("variance", variance, float, {"above": 0}))
+    if isinstance(codes, torch.Tensor):
+        codes = codes.detach().cpu().double().numpy()
+    try:
+        z = points(codes, "codes")
+    except (TypeError, ValueError):
+        raise AvaeError(f"codes must be an (n, l) array of numbers, got {schema.show(codes)}") from None
+    to_sampler = gaussian_kl(z, v)  # first: it refuses n ≤ l codes (a singular covariance) in avae's words
+    test = norm_chi2_test(z, v)
+    return LatentFit(ks_statistic=test["ks_statistic"], p_value=test["p_value"],
+                     gaussian_kl_to_sampling_distribution=to_sampler, gaussian_kl_to_prior=gaussian_kl(z, 1.0),
+                     sampling_variance=v, n=len(z), latent_dim=z.shape[1])

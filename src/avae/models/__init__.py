@@ -1,6 +1,6 @@
 """Every model, registered by name. Adding one is a new file here plus its import below."""
 from .base import MODELS, DataSpec, Model, ModelSettings, TrainContext, build_model, check_model_section, register_model
-from . import aae, autoencoder, avae, beta_tcvae, dip_vae, factor_vae, rae, vae, wae  # noqa: F401  (registration)
+from . import aae, autoencoder, avae, beta_tcvae, dip_vae, factor_vae, rae, vae, vamp, wae  # noqa: F401  (registration)
 
 __all__ = ["MODELS", "DataSpec", "Model", "ModelSettings", "TrainContext", "build_model", "check_model_section",
            "register_model"]

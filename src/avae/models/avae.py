@@ -114,6 +114,8 @@ class AVAE(Model):
                      for i in range(0, len(mine), p.kde_batch)]
             codes = ctx.dist.gather_rows(torch.cat(codes))
         self.kde_codes = codes.clone()  # cloned outside inference mode, so autograd may save it
+        if codes.is_cuda:  # a GPU runs behind the host: wait, so that the time is the re-encoding's
+            torch.cuda.synchronize(codes.device)
         self.refresh_seconds += time.perf_counter() - start
 
     def on_validation_end(self, ctx, val):

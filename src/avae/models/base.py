@@ -72,6 +72,7 @@ class Model(nn.Module):
     sampler: ClassVar[str] = "prior N(0, I)"  # how generation draws codes, in words
     codes_per_latent: ClassVar[int] = 1  # 2 for Gaussian encoders (mean and log-variance)
     divergence_hint: ClassVar[str] = ""  # what else may make the loss non-finite (named when training diverges)
+    origin = None  # avae.run.Origin where avae.load opened the model: `sample` finds its run's samplers there
 
     @dataclass
     class Params:
@@ -130,10 +131,17 @@ class Model(nn.Module):
         return (mean + eps @ scale_tril.T).float()
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n generated images on the model's device."""
-        z = self.sample_latent(n, generator).to(self.device)
-        return self.decode(z)
+    def sample(self, n: int, generator: torch.Generator | None = None, sampler=None) -> torch.Tensor:
+        """n generated images on the model's device. `sampler`: None or 'prior' (the model's own),
+        the name of a sampler fitted to this run's codes (`avae fit-sampler`; the model opened by
+        avae.load), or an avae.samplers.Sampler."""
+        if sampler is None:
+            z = self.sample_latent(n, generator)
+        else:
+            from ..samplers import for_model
+
+            z = for_model(self, sampler).sample(n, generator)
+        return self.decode(z.to(self.device))
 
     @property
     def latent_variance(self) -> float:
@@ -198,7 +206,7 @@ def check_model_section(values) -> dict:
     common, own = schema.fields(ModelSettings), schema.fields(MODELS[name].Params)
     unknown = sorted(set(values) - set(common) - set(own))
     if unknown:
-        raise AvaeError(f"model '{name}' has no setting {', '.join(unknown)}; its settings are: "
+        raise AvaeError(f"model '{name}' has no setting {', '.join('model.' + key for key in unknown)}; its settings are: "
                         f"{', '.join(sorted(own)) or 'none'} (and {', '.join(common)})")
     return schema.check_fields("model", {**common, **own}, values)
 

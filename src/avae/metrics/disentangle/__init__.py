@@ -58,6 +58,7 @@ Where this differs from disentanglement_lib (DL) and the authors' PCA code, on p
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -100,12 +101,15 @@ METRICS: dict[str, Callable[..., dict]] = {
 
 
 def scores(data, represent: Represent, seed: int, metrics=None, *, preset: str = "default",
-           encode_batch: int = ENCODE_BATCH, progress: bool = False, **sizes: dict) -> dict:
+           encode_batch: int = ENCODE_BATCH, progress: bool = False,
+           run_metric: Callable[[str, Callable[[], dict]], dict] | None = None, **sizes: dict) -> dict:
     """Several metrics by name, each with the same seed (so each equals its own call).
 
     `sizes` maps a metric name to explicit sizes, e.g. ``dci={"num_train": 2000}``. When both PCA
     metrics run with matching sizes, PCA-MIG reuses PCA-FactorVAE's directions (identical by construction).
-    `progress`: a progress bar over the metrics.
+    `progress`: a progress bar over the metrics. `run_metric(name, compute)` returns each metric's
+    result (by default `compute()`); `avae evaluate` passes one that keeps every finished metric, so an
+    interrupted evaluation continues after the last one it finished.
     """
     from tqdm import tqdm
 
@@ -120,27 +124,36 @@ def scores(data, represent: Represent, seed: int, metrics=None, *, preset: str =
     bar = tqdm(names, desc="disentanglement", disable=not progress, leave=False)
     for name in bar:
         bar.set_postfix_str(name)
-        options = dict(sizes.get(name, {}))
-        shared = None
-        if name == "pca_mig" and "pca_factor_vae" in results and "directions" not in options:
-            fvae = metric_sizes("pca_factor_vae", preset, sizes.get("pca_factor_vae", {}))
-            mig = metric_sizes("pca_mig", preset, options)
-            if fvae["images_per_vote"] == mig["images_per_vote"] and fvae["num_train"] == mig["num_votes"]:
-                shared = {"directions": "pca_factor_vae", "images_per_vote": mig["images_per_vote"],
-                          "num_votes": mig["num_votes"]}
-                options = {k: v for k, v in options.items() if k not in ("images_per_vote", "num_votes")}
-                options["directions"] = results["pca_factor_vae"]["directions"]
-        results[name] = METRICS[name](data, represent, seed, preset=preset, encode_batch=encode_batch, **options)
-        if shared:  # the same numbers as a call of its own; only the direction encodings were saved
-            results[name]["params"] = {**results[name]["params"], **shared}
+        compute = partial(_metric, name, data, represent, seed, preset, encode_batch, sizes, results)
+        results[name] = compute() if run_metric is None else run_metric(name, compute)
     return results
+
+
+def _metric(name: str, data, represent: Represent, seed: int, preset: str, encode_batch: int, sizes: dict,
+            earlier: dict) -> dict:
+    """One metric of `scores`; PCA-MIG takes PCA-FactorVAE's directions from `earlier` results where they match."""
+    options = dict(sizes.get(name, {}))
+    shared = None
+    if name == "pca_mig" and "pca_factor_vae" in earlier and "directions" not in options:
+        fvae = metric_sizes("pca_factor_vae", preset, sizes.get("pca_factor_vae", {}))
+        mig = metric_sizes("pca_mig", preset, options)
+        if fvae["images_per_vote"] == mig["images_per_vote"] and fvae["num_train"] == mig["num_votes"]:
+            shared = {"directions": "pca_factor_vae", "images_per_vote": mig["images_per_vote"],
+                      "num_votes": mig["num_votes"]}
+            options = {k: v for k, v in options.items() if k not in ("images_per_vote", "num_votes")}
+            options["directions"] = earlier["pca_factor_vae"]["directions"]
+    result = METRICS[name](data, represent, seed, preset=preset, encode_batch=encode_batch, **options)
+    if shared:  # the same numbers as a call of its own; only the direction encodings were saved
+        result["params"] = {**result["params"], **shared}
+    return result
 
 
 def scores_with_directions(data, represent: Represent, seed: int, preset: str = "default", metrics=None, *,
                            encode_batch: int = ENCODE_BATCH, progress: bool = False,
+                           run_metric: Callable[[str, Callable[[], dict]], dict] | None = None,
                            **sizes: dict) -> tuple[dict, np.ndarray | None]:
     """`scores` (all metrics by default), plus the PCA factor directions D (K, d) when a PCA metric ran."""
     results = scores(data, represent, seed, metrics, preset=preset, encode_batch=encode_batch, progress=progress,
-                     **sizes)
+                     run_metric=run_metric, **sizes)
     source = next((results[n] for n in ("pca_factor_vae", "pca_mig") if n in results), None)
     return results, (None if source is None else np.asarray(source["directions"], dtype=np.float64))

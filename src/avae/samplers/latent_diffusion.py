@@ -1,0 +1,112 @@
+"""`latent_diffusion`: a small denoising diffusion model on the standardised codes
+(`pip install 'avae[diffusion]'`): an MLP predicts the noise of a noised code from the code and its
+timestep; the noise schedule, the noising and the ancestral (DDPM) sampling steps are diffusers'
+DDPMScheduler. Trained on the denoising loss with early stopping on codes set aside from the
+training codes. It has samples, not a density (the report's log-likelihood is n/a)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..schema import setting
+from . import training
+from .base import Sampler, check_state, register_sampler
+
+TIME_FEATURES = 16  # sine/cosine pairs of the timestep embedding
+
+
+class Denoiser(nn.Module):
+    """ε̂(x_t, t): an MLP on the noised code and a sinusoidal embedding of its timestep."""
+
+    def __init__(self, latent_dim: int, hidden: int, layers: int, timesteps: int):
+        super().__init__()
+        self.timesteps = timesteps
+        sizes = [latent_dim + 2 * TIME_FEATURES] + [hidden] * layers
+        blocks = []
+        for a, b in zip(sizes, sizes[1:]):
+            blocks += [nn.Linear(a, b), nn.SiLU()]
+        self.net = nn.Sequential(*blocks, nn.Linear(sizes[-1], latent_dim))
+        # frequencies from one cycle over all timesteps to one cycle per four timesteps
+        top = math.log10(max(timesteps / 4, 1.0))
+        self.register_buffer("frequencies", torch.logspace(0, top, TIME_FEATURES) * (2 * math.pi / timesteps))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        angle = t.float().unsqueeze(1) * self.frequencies
+        return self.net(torch.cat([x, torch.sin(angle), torch.cos(angle)], dim=1))
+
+
+@register_sampler
+class LatentDiffusionSampler(Sampler):
+    name = "latent_diffusion"
+    description = "a diffusion model (MLP denoiser, diffusers' DDPM schedule) fitted to the codes"
+    requires = ("diffusers", "diffusion")
+    has_density = False
+
+    @dataclass(frozen=True)
+    class Settings:
+        timesteps: int = setting(200, minimum=2, maximum=10000)  # diffusion steps (training and sampling)
+        schedule: str = setting("linear", choices=("linear", "scaled_linear", "squaredcos_cap_v2"))  # diffusers beta_schedule
+        hidden: int = setting(128, minimum=1)  # width of the denoiser's hidden layers
+        layers: int = setting(3, minimum=1, maximum=16)  # hidden layers of the denoiser
+        lr: float = setting(1e-3, above=0)
+        batch_size: int = setting(256, minimum=1)
+        max_epochs: int = setting(1000, minimum=1)
+        patience: int = setting(50, minimum=1)  # epochs without a better early-stopping loss before stopping
+        val_fraction: float = setting(0.1, above=0, below=1)  # share of the training codes set aside for early stopping
+
+    def __init__(self, latent_dim, settings=None):
+        super().__init__(latent_dim, settings)
+        self.net = self._build()
+        self.shift = torch.zeros(latent_dim, dtype=torch.float64)
+        self.scale = torch.ones(latent_dim, dtype=torch.float64)
+
+    def _build(self) -> Denoiser:
+        s = self.settings
+        return Denoiser(self.latent_dim, s.hidden, s.layers, s.timesteps)
+
+    def scheduler(self):
+        """A fresh DDPM scheduler (sampling sets its steps, so each draw gets its own)."""
+        from diffusers import DDPMScheduler
+
+        return DDPMScheduler(num_train_timesteps=self.settings.timesteps, beta_schedule=self.settings.schedule,
+                             clip_sample=False, prediction_type="epsilon")
+
+    def _fit(self, codes, seed):
+        s = self.settings
+        self.shift, self.scale = training.standardisation(codes)
+        fit, stop = training.split(((codes - self.shift) / self.scale).float(), s.val_fraction, seed)
+        self.net = training.seeded(self._build, seed)
+        schedule = self.scheduler()
+
+        def denoising_loss(x0, generator):
+            t = torch.randint(0, s.timesteps, (len(x0),), generator=generator)
+            noise = torch.randn(x0.shape, generator=generator)
+            return (self.net(schedule.add_noise(x0, noise, t), t) - noise).pow(2).mean()
+
+        return training.fit_early_stopping(
+            self.net, denoising_loss, fit, stop, lr=s.lr, batch_size=s.batch_size, max_epochs=s.max_epochs,
+            patience=s.patience, seed=seed, what="the latent diffusion model", progress=self.progress)
+
+    @torch.no_grad()
+    def sample(self, n, generator=None):
+        x = torch.randn(self._check_n(n), self.latent_dim, generator=generator)
+        if n:
+            schedule = self.scheduler()
+            schedule.set_timesteps(self.settings.timesteps)
+            with training.one_thread():
+                for t in schedule.timesteps:
+                    eps = self.net(x, t.expand(len(x)))
+                    x = schedule.step(eps, int(t), x, generator=generator).prev_sample
+        return (x.double() * self.scale + self.shift).float()
+
+    def state_dict(self):
+        return {"shift": self.shift, "scale": self.scale, **{f"net.{k}": v for k, v in self.net.state_dict().items()}}
+
+    def load_state_dict(self, state):
+        check_state(state, {"shift": (self.latent_dim,), "scale": (self.latent_dim,)})
+        self.shift, self.scale = state["shift"].double(), state["scale"].double()
+        self.net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
+        self.net.eval().requires_grad_(False)
