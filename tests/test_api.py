@@ -30,7 +30,7 @@ def test_import_is_lazy_and_the_api_is_explicit():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == "[]"
     assert set(eval(out[1])) == {"AggregateKL", "AvaeError", "Callback", "EpochEnd", "RunInfo", "__version__",
-                                 "bandwidth", "evaluate", "load", "sigma_from_validation", "train"}
+                                 "bandwidth", "evaluate", "load", "sigma_from_validation", "train", "latent_fit", "LatentFit"}
     with pytest.raises(AttributeError):
         avae.nonsense
 

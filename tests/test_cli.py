@@ -10,7 +10,8 @@ from fixtures import write_mnist
 
 
 @pytest.fixture()
-def mnist_root(tmp_path):
+def writable_mnist_root(tmp_path):
+    """MNIST files of this test's own, which it may damage (the session's `mnist_root` is shared)."""
     root = tmp_path / "data"
     write_mnist(root, n_train=600, n_test=60)
     return root
@@ -61,12 +62,12 @@ def test_missing_data_file_names_it_and_how_to_get_it(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("damage,says", [("magic", "magic"), ("truncate", "truncated")])
-def test_corrupt_data_file(capsys, tmp_path, mnist_root, damage, says):
-    path = mnist_root / "train-images-idx3-ubyte.gz"
+def test_corrupt_data_file(capsys, tmp_path, writable_mnist_root, damage, says):
+    path = writable_mnist_root / "train-images-idx3-ubyte.gz"
     raw = gzip.decompress(path.read_bytes())
     raw = b"\x00\x00\x09\x99" + raw[4:] if damage == "magic" else raw[: len(raw) // 2]
     path.write_bytes(gzip.compress(raw))
-    fails(capsys, "train", "--dataset", "mnist", "--data-root", str(mnist_root), *SMALL, "--out", str(tmp_path / "r"),
+    fails(capsys, "train", "--dataset", "mnist", "--data-root", str(writable_mnist_root), *SMALL, "--out", str(tmp_path / "r"),
           says=says)
     assert not (tmp_path / "r").exists()
 
@@ -179,3 +180,18 @@ def test_bandwidth_says_when_it_has_to_estimate(capsys):
     assert "estimating h_opt for l=3, m=57" in capsys.readouterr().err
     assert main(["bandwidth", "-l", "3", "-m", "57"]) == 0  # cached now: nothing to wait for, nothing said
     assert capsys.readouterr().err == ""
+
+
+def test_ctrl_c_in_a_benchmark_names_the_command_that_continues_the_suite(capsys, tmp_path, monkeypatch):
+    from avae import benchmark
+
+    def interrupted(*args, **kwargs):
+        error = KeyboardInterrupt()
+        error.run_dir = tmp_path / "runs" / "mnist-avae-s0"  # as the trainer marks the run it stopped
+        raise error
+
+    monkeypatch.setattr(benchmark, "run_suite", interrupted)
+    argv = ["benchmark", "--suite", "smoke", "--runs", str(tmp_path / "runs")]
+    assert main(argv) == 130
+    said = capsys.readouterr().err
+    assert said.endswith(f"the suite continues with\navae benchmark --suite smoke --runs {tmp_path / 'runs'}\n")

@@ -328,9 +328,15 @@ def test_download_fetches_verifies_and_loads(tmp_path, monkeypatch):
 
 
 def test_download_with_a_wrong_checksum_keeps_nothing(tmp_path, monkeypatch):
-    write_cifar = fixtures.write_cifar10(tmp_path / "official")
-    assert write_cifar
+    arrays = fixtures.write_cifar10(tmp_path / "official")
     archive = (tmp_path / "official" / "cifar-10-python.tar.gz").read_bytes()
+    # the archive itself is sound: served with its own checksum it downloads and loads what was written
+    serve(monkeypatch, tmp_path, "cifar10", {"cifar-10-python.tar.gz": archive})
+    good = load_dataset("cifar10", root=str(tmp_path / "good"), download=True)
+    assert (len(good.train), len(good.val), len(good.test)) == (80, 20, 20)
+    assert np.array_equal(good.test.images(np.arange(20)).numpy().reshape(20, 3072), arrays["test_batch"][0])
+    assert np.array_equal(good.test.labels, arrays["test_batch"][1])
+    # the same archive under a checksum it does not match
     serve(monkeypatch, tmp_path, "cifar10", {"cifar-10-python.tar.gz": archive}, md5="0" * 32)
     root = tmp_path / "root"
     with pytest.raises(AvaeError, match="checksum mismatch.*no file was kept"):

@@ -12,14 +12,6 @@ from torch import nn
 
 from avae import config, hardware, nets, run, train
 from avae.errors import AvaeError
-from fixtures import write_mnist
-
-
-@pytest.fixture(scope="module")
-def mnist_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mnist")
-    write_mnist(root, n_train=300, n_test=30)  # 250 train, 50 validation
-    return root
 
 
 def tiny(root, *extra):

@@ -122,6 +122,34 @@ def test_jobs_commands_in_reverse_order_then_the_suite(setup, capsys):
     assert records(setup["folder"] / "jobs") == setup["reference"]
 
 
+def test_a_run_of_two_gpus_is_a_ddp_run_under_submitit_as_under_torchrun(tmp_path, mnist_root, capsys):
+    """Two ranks (gloo on the CPU stands in for two GPUs): submitit's two tasks of one job train the
+    run as the torchrun command of `--jobs` does."""
+    pytest.importorskip("submitit")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(dict(SUITE, seeds=[0], experiments=[{"dataset": "mnist", "models": ["ae"],
+                                                                         "settings": SETTINGS}])))
+
+    def args(name):
+        return ["benchmark", "--suite", str(path), "--runs", str(tmp_path / name / "runs"), "--results",
+                str(tmp_path / name / "results"), "--data-root", str(mnist_root), "--gpus", "2"]
+
+    assert main(args("submitit") + ["--launcher", "submitit", "--submitit-cluster", "local"]) == 0  # as an array
+    assert (tmp_path / "submitit" / "runs" / "tiny" / "mnist-ae-s0" / "benchmark-rank1.log").is_file()
+    tasks = sorted(p.name.split("_")[1] for p in (tmp_path / "submitit" / "runs" / "tiny" / ".submitit").glob("*_log.out"))
+    assert tasks == ["0", "1"]  # one job of two tasks, one per rank
+    capsys.readouterr()
+    assert main(args("torchrun") + ["--jobs"]) == 0
+    (command,) = capsys.readouterr().out.splitlines()
+    assert " -m torch.distributed.run --standalone --nproc-per-node=2 -m avae benchmark " in command
+    done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert main(args("torchrun")) == 0
+    (record,) = records(tmp_path / "submitit")
+    assert record["training"]["final"]["ranks"] == 2
+    assert records(tmp_path / "torchrun") == [record]
+
+
 @pytest.mark.parametrize("engine, module, extra", [("submitit", "submitit", "slurm"), ("ray", "ray", "ray")])
 def test_missing_engine_is_one_line_and_submits_nothing(engine, module, extra, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, module, None)  # as if not installed: `import` fails
@@ -129,7 +157,8 @@ def test_missing_engine_is_one_line_and_submits_nothing(engine, module, extra, t
     suite.write_text(yaml.safe_dump(SUITE))
     assert main(["benchmark", "--suite", str(suite), "--runs", str(tmp_path / "runs"), "--launcher", engine]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"pip install 'avae[{extra}]'" in err and f"--launcher {engine} needs {module}" in err
+    assert err.count("\n") == 1 and f"--launcher {engine} needs {module}" in err
+    assert f"pip install 'avae[{extra}]'" in err
     assert not (tmp_path / "runs").exists()
 
 
@@ -140,7 +169,8 @@ def test_resources_are_declared_merged_and_checked(tmp_path, capsys):
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(suite))
     jobs = benchmark.plan(benchmark.load_suite(str(path)))
-    assert jobs[0].resources == {"cpus": 1, "time_min": 60, "mem_gb": 4, "gpus": 0.5}  # model over experiment over suite
+    # the model's over the experiment's over the suite's
+    assert jobs[0].resources == {"cpus": 1, "time_min": 60, "mem_gb": 4, "gpus": 0.5}
     assert jobs[2].resources == {"cpus": 2, "time_min": 60, "mem_gb": 4}
     args = ["benchmark", "--suite", str(path), "--runs", str(tmp_path / "runs")]
 
@@ -254,3 +284,70 @@ def test_progress_counts_and_eta(capsys):
     assert lines[3] == "[2/5 finished, 0 running, 1 failed, ETA 0:02:00] b failed: boom (log: b/benchmark.log)"
     assert lines[-1] == "[2/5 finished, 2 running, 1 failed, ETA 0:01:00] d started"
     assert launchers._clock(3725) == "1:02:05"
+
+
+class FakeEngine(launchers.Launcher):
+    """An engine whose jobs end when the test says: the shared loop's window, progress and Ctrl-C."""
+
+    name = "fake"
+
+    def __init__(self, max_parallel, interrupt_after=None):
+        super().__init__(launchers.Options(max_parallel=max_parallel))
+        self.submitted, self.most, self.cancelled, self.stopped = [], 0, None, False
+        self.live, self.interrupt_after = {}, interrupt_after
+
+    def submit(self, task):
+        self.submitted.append(task.name)
+        self.live[task.name] = task
+        self.most = max(self.most, len(self.live))
+        task.log.write_text(f"=== {task.name}: started now\n")
+        return task.name
+
+    def ended(self, handles, timeout):
+        if self.interrupt_after is not None and len(self.submitted) > self.interrupt_after:
+            raise KeyboardInterrupt
+        name = sorted(handles)[0]
+        del self.live[name]
+        return [name]
+
+    def outcome(self, task, handle, offset):
+        return launchers.Outcome(task.name, not task.name.endswith("3"), 2.0, None if task.name[-1] != "3" else "x")
+
+    def cancel(self, handles):
+        self.cancelled = sorted(handles)
+
+    def stop(self):
+        self.stopped = True
+
+
+def fake_tasks(tmp_path, n):
+    return [launchers.RunTask(name=f"run{i}", run_dir=str(tmp_path), overrides=(), seed=0, evaluate={}, command=())
+            for i in range(n)]
+
+
+def test_the_shared_loop_keeps_the_window_and_cancels_on_ctrl_c(tmp_path, capsys):
+    engine = FakeEngine(max_parallel=2)
+    outcomes = engine.run(fake_tasks(tmp_path, 5), launchers.Progress(5, 0))
+    assert engine.submitted == [f"run{i}" for i in range(5)] and engine.most == 2 and engine.stopped
+    assert [o.ok for o in outcomes] == [True, True, True, False, True]
+    assert "[4/5 finished, 0 running, 1 failed] run4 finished in 2 s" in capsys.readouterr().out
+
+    engine = FakeEngine(max_parallel=2, interrupt_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run(fake_tasks(tmp_path, 5), launchers.Progress(5, 0))
+    assert engine.cancelled == ["run0", "run1"] and engine.stopped  # what it submitted is cancelled
+    assert "stopping the 2 submitted run(s)" in capsys.readouterr().err
+
+
+def test_the_run_lock_keeps_a_second_job_off_a_run_in_training(setup, tmp_path, capsys):
+    from avae import run
+
+    args = setup["args"]("locked")
+    run_dir = setup["folder"] / "locked" / "runs" / "tiny" / "mnist-ae-s0"
+    run_dir.mkdir(parents=True)
+    with run.lock(run_dir):  # another process trains it
+        assert main(args + ["--only", "mnist-ae-s0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run mnist-ae-s0 failed: " in err and "is being trained by another process" in err
+    assert f"(log: {run_dir / 'benchmark.log'})" in err
+    assert not (run_dir / "run.json").exists()  # nothing of the other trainer's run was touched

@@ -49,7 +49,9 @@ def test_prd_identical_sets_score_one_and_disjoint_sets_zero():
 def test_prd_is_deterministic_for_a_seed():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(300, 3)), rng.normal(0.5, 1, size=(300, 3))
-    assert gen.prd(a, b, seed=5, num_runs=3) == gen.prd(a, b, seed=5, num_runs=3)
+    first = gen.prd(a, b, seed=5, num_runs=3)
+    assert gen.prd(a, b, seed=5, num_runs=3) == first
+    assert gen.prd(a, b, seed=6, num_runs=3)["precision"] != first["precision"]  # and the seed is used
 
 
 def test_prd_curve_known_answer():

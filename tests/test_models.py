@@ -3,11 +3,6 @@ defaults, and each one trained, resumed and sampled from the CLI on the tiny MNI
 import dataclasses
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -19,7 +14,7 @@ from avae.cli import main
 from avae.errors import AvaeError
 from avae.models import MODELS, DataSpec, ModelSettings, build_model
 from avae.models import regularisers as R
-from test_train import final_weights, metrics, tiny
+from test_train import metrics, tiny
 
 BASELINES = ["vae", "beta_vae", "beta_tcvae", "factor_vae", "dip_vae", "wae", "rae", "aae"]
 GAUSSIAN = ["vae", "beta_vae", "beta_tcvae", "factor_vae", "dip_vae"]
@@ -384,46 +379,4 @@ def test_rae_samples_from_the_gaussian_fitted_to_its_codes(mnist_root, tmp_path)
     assert torch.equal(mean, model.code_mean) and torch.equal(cov, model.code_cov)
 
 
-@pytest.mark.parametrize("name", ["vae", "factor_vae", "aae"])  # reparameterisation; both discriminators
-def test_resume_after_sigkill_equals_an_uninterrupted_run(mnist_root, tmp_path, name):
-    # what `auto` would choose, pinned: two runs must not depend on the machine's load
-    settings = ["train.epochs=2", "train.checkpoint_minutes=0", "train.figures_every=0", "train.precision=float32",
-                "train.channels_last=true", "train.threads=1"]
-    whole = train.start(config.resolve(None, tiny(mnist_root, *settings, model=name)), tmp_path / "whole")
-    killed = tmp_path / "killed"
-    script = textwrap.dedent(f"""
-        import os, signal
-        from pathlib import Path
-        from avae import config, train
-        from avae.models import MODELS
-        cls = MODELS[{name!r}]
-        original, calls = cls.after_step, 0
-        def after_step(self, ctx, x, losses):
-            global calls
-            original(self, ctx, x, losses)
-            calls += 1
-            if calls == 10 + 6:  # after step 5 of epoch 2 (10 steps an epoch)
-                os.kill(os.getpid(), signal.SIGKILL)
-        cls.after_step = after_step
-        train.start(config.resolve(None, {tiny(mnist_root, *settings, model=name)!r}), Path({str(killed)!r}))
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], env={**os.environ}, capture_output=True)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
-    state = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
-    assert (state["epoch"], state["step"]) == (1, 5)  # saved before step 5, whose update was lost
-
-    assert main(["train", "--resume", str(killed)]) == 0
-    a, b = final_weights(whole), final_weights(killed)
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
-    if name != "vae":  # the discriminator's weights and its optimizer's state resume exactly too
-        assert any(k.startswith("discriminator.") for k in a)
-        ea = torch.load(whole / "checkpoints" / "last.pt", weights_only=True)["model_extra"]["disc_optimizer"]
-        eb = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["model_extra"]["disc_optimizer"]
-        assert ea["state"].keys() == eb["state"].keys()
-        for i in ea["state"]:
-            for key in ("step", "exp_avg", "exp_avg_sq"):
-                torch.testing.assert_close(ea["state"][i][key], eb["state"][i][key], rtol=0, atol=1e-6)
-    assert [r["epoch"] for r in metrics(killed)] == [1, 2]
-    assert metrics(killed)[-1]["val_recon"] == pytest.approx(metrics(whole)[-1]["val_recon"], rel=1e-5)
+# Resuming after SIGKILL (vae, factor_vae, aae and the AVAE): tests/test_train.py.

@@ -1,7 +1,11 @@
 """The HTML pages: numbers rounded to what they mean, labels from the catalogue, the committed results page."""
 import json
+import math
+import shlex
 import shutil
 from pathlib import Path
+
+import pytest
 
 from avae import benchmark, pages
 from avae.cli import main
@@ -39,29 +43,99 @@ def test_heat_table_names_rows_and_columns():
     assert "rgba(49,130,189,0.50)" in html and ">0.50<" in html
 
 
+def close(a, b):
+    """Equal trees of JSON values, numbers to float rounding (a summary's tuples are lists in JSON)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and not isinstance(a, bool):
+        return isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def test_committed_results_agree_with_their_records_and_the_command_they_name():
+    """The committed JSON is consistent in itself, whatever values a re-run gives: the command it
+    records plans exactly its runs, and every number it reports follows from its records."""
+    payload = json.loads(RESULTS.read_text())
+    suite, records = payload["suite"], payload["records"]
+    assert {"suite", "records", "summary", "performance", "machine", "compute_hours", "written", "command"} <= set(payload)
+    # the recorded command names a suite that exists and plans these runs, each once, with these settings
+    argv = shlex.split(payload["command"])
+    assert argv[:3] == ["avae", "benchmark", "--suite"] and len(argv) == 4 and argv[3] == suite["name"]
+    assert RESULTS.name == f"{benchmark.results_stem(suite)}.json"
+    planned = benchmark.plan(benchmark.load_suite(argv[3]))
+    assert [(j.dataset, j.model, j.seed, j.overrides) for j in planned] == [
+        (r["dataset"], r["model"], r["seed"], r["settings"]) for r in records]
+    assert [(j.dataset, j.model, j.seed) for j in benchmark.plan(suite)] == [
+        (r["dataset"], r["model"], r["seed"]) for r in records]
+    for r in records:  # each record is its own run's: config, evaluation and training agree
+        cfg, t = r["config"], r["training"]
+        assert (cfg["data"]["name"], cfg["model"]["name"], cfg["train"]["seed"]) == (r["dataset"], r["model"], r["seed"])
+        assert (r["evaluation"]["dataset"], r["evaluation"]["model"], r["evaluation"]["run"]) == (
+            r["dataset"], r["model"], r["run_dir"])
+        assert len(t["epoch_times_s"]) == len(t["steps"]) == cfg["train"]["epochs"] == t["final"]["epoch"]
+        assert t["epoch_s"] == pytest.approx(sum(t["epoch_times_s"]) / len(t["epoch_times_s"]))
+        assert close(benchmark.headlines(r["evaluation"], t), r["headline"]), r["run_dir"]
+    # the summary is the records' mean, population std and count over the suite's seeds
+    assert close(benchmark.summarise(records), payload["summary"])
+    assert list(payload["summary"]) == [exp["dataset"] for exp in suite["experiments"]]
+    for exp in suite["experiments"]:
+        for by_model in payload["summary"][exp["dataset"]].values():
+            assert set(by_model) == set(exp["models"]) and {n for _, _, n in by_model.values()} == {len(suite["seeds"])}
+    hours = {"train": sum(sum(r["training"]["epoch_times_s"]) for r in records) / 3600,
+             "evaluate": sum(sum(r["evaluation"]["timings_s"].values()) for r in records) / 3600}
+    assert close(hours, payload["compute_hours"])
+    # the performance section: every dataset and model, speeds that are the records' means
+    perf = payload["performance"]
+    assert set(perf["datasets"]) == set(payload["summary"])
+    for dataset, ds in perf["datasets"].items():
+        for model, entry in ds["models"].items():
+            runs = [r for r in records if (r["dataset"], r["model"]) == (dataset, model)]
+            assert runs and entry["epoch_s"] == pytest.approx(sum(r["training"]["epoch_s"] for r in runs) / len(runs))
+            assert entry["percent_of_float32_peak"] == pytest.approx(
+                100 * entry["gflops_per_s"] / perf["gemm_peak_gflops"]["float32"])
+        if "avae_epoch_over_vae" in ds:
+            assert ds["avae_epoch_over_vae"] == pytest.approx(ds["models"]["avae"]["epoch_s"] / ds["models"]["vae"]["epoch_s"])
+    # the committed page beside it was written from it, by that command
+    md = (RESULTS.parent / "paper-cpu.md").read_text()
+    assert md.startswith(f"# Benchmark suite `{suite['name']}`") and f"Command: `{payload['command']}`." in md
+    assert f"{len(records)} runs on {payload['machine']['cpus']} CPU cores" in md
+
+
 def test_committed_results_page_renders_from_its_json_with_its_runs_pictures(tmp_path):
     """Every dataset and model of the committed suite gets its table, claims, headings and first-seed
     pictures, from the JSON and the pictures beside it alone: the very files its records hash."""
     payload = json.loads(RESULTS.read_text())
     (tmp_path / "paper-cpu.json").write_text(RESULTS.read_text())
     shutil.copytree(RESULTS.parent / "paper-cpu-pictures", tmp_path / "paper-cpu-pictures")
-    assert main(["benchmark", "--suite", "paper-cpu", "--results", str(tmp_path), "--pages-only"]) == 0
+    # the pages are rewritten by the command the results record
+    argv = shlex.split(payload["command"])[1:]
+    assert main([*argv, "--results", str(tmp_path), "--pages-only"]) == 0
     page = check_page(tmp_path / "paper-cpu.html")  # every <img> opens
     datasets = list(payload["summary"])
-    assert datasets == ["fashion_mnist", "dsprites", "shapes3d"]
-    assert [h for h in page.headings if h in datasets][:3] == datasets  # then again under Performance
+    assert datasets == [exp["dataset"] for exp in payload["suite"]["experiments"]] and len(datasets) >= 2
+    assert [h for h in page.headings if h in datasets][:len(datasets)] == datasets  # then again under Performance
     models = {r["model"] for r in payload["records"]}
-    assert len(models) == 6 and models <= set(page.header_cells)
-    assert page.tags["table"] == 3 * 3  # results, claims and performance per dataset
-    assert sum(h.startswith("The paper's claims") for h in page.headings) == 3
+    assert len(models) >= 2 and models <= set(page.header_cells)
+    assert page.tags["table"] == 3 * len(datasets)  # results, claims and performance per dataset
+    assert sum(h.startswith("The paper's claims") for h in page.headings) == len(datasets)
     assert len(page.images) == 3 * len(datasets) * len(models)  # samples, reconstructions, latents
     for r in payload["records"]:
         for entry in r.get("pictures", {}).values():
             assert pages.picture_intact(entry, tmp_path) and entry["file"] in page.images
     text = (tmp_path / "paper-cpu.html").read_text()
-    assert text.count('class="num best"') >= 3 * 10 and "Paper: its MNIST values" in text
+    assert text.count('class="num best"') >= 10 * len(datasets) and "Paper: its MNIST values" in text
+    # each table shows the summary's numbers, the paper's beside them where it has one
     md = (tmp_path / "paper-cpu.md").read_text()
-    assert "| fd_N ↓ | 72.5 ± 4.5 [19.51] | 40.4 ± 5.6 [13.27] |" in md
+    with_paper = 0
+    for dataset in datasets:
+        by_model = payload["summary"][dataset]["fd_N"]
+        paper = benchmark.paper_reference(dataset)["values"].get("fd_N", {})
+        with_paper += bool(paper)
+        cells = [pages.mean_std(*by_model[m][:2]) + (f" [{paper[m]}]" if m in paper else "") for m in sorted(by_model)]
+        assert f"| fd_N ↓ | {' | '.join(cells)} |" in md, dataset
+    assert with_paper  # Fashion-MNIST's row carries the paper's MNIST values
 
 
 def test_rewriting_pages_needs_results(tmp_path, capsys):

@@ -310,7 +310,8 @@ def test_evaluate_scores_the_samples_of_each_sampler_side_by_side(run_dir, capsy
     from avae.compare import compare, text_table
 
     ev = dict(n=60, seed=1, features="random", progress=False)
-    fails(capsys, "evaluate", run_dir, "-n", 60, "--samplers", "prior,flow", says="flow")  # not fitted: refused
+    fails(capsys, "evaluate", run_dir, "-n", 60, "--checkpoint", "best", "--samplers", "prior,gmm",
+          says="gmm")  # fitted for the last checkpoint only: refused
     assert not (run_dir / "evaluate.json").exists() and not (run_dir / "evaluation").exists()  # nothing written
     plain = avae.evaluate(run_dir, **ev)
     assert "samplers" not in plain  # the default: today's results, unchanged

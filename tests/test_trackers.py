@@ -88,7 +88,9 @@ def test_config_yaml_holds_every_setting_for_own_images_and_arrays(tmp_path, mak
     assert {section: set(values) for section, values in cfg.items()} == declared("avae")
     assert {k: v for k, v in cfg["data"].items() if k != "options"} == {
         "name": dataset, "root": str(root), "split_seed": 0, "train_size": None, "val_size": None}
-    assert cfg["data"]["options"]["val_fraction"] == 0.25
+    assert cfg["data"]["options"] == {"size": "auto", "crop": False, "channels": "auto", "val_fraction": 0.25,
+                                      "labels": "auto", "test_root": None,
+                                      **({"key": None, "layout": "auto"} if dataset == "array" else {})}
     # the defaults written out, with no dataset preset behind them: lr, batch size, σ0², refresh interval, ...
     assert (cfg["train"]["lr"], cfg["train"]["batch_size"], cfg["train"]["epochs"]) == (5e-4, 8, 1)
     assert (cfg["model"]["sigma0_sq"], cfg["model"]["kde_refresh_every"], cfg["model"]["kde_size"]) == (200.0, 10, 16)
@@ -114,7 +116,7 @@ def test_tracker_params_are_the_flattened_config_as_scalars():
     assert set(params) == set(config.flatten(cfg))
     assert params["train.lr"] == 5e-4 and params["model.adv_weight"] == cfg["model"]["adv_weight"]
     assert params["model.disc_hidden"] == json.dumps(cfg["model"]["disc_hidden"]) and params["data.train_size"] == "null"
-    assert params["data.options"] == "{}" and params["train.progress"] is True
+    assert params["data.options.download"] is False and params["train.progress"] is True
     assert len(params["data.root"]) == 500 and params["data.root"].endswith("…")  # MLflow's limit; config.yaml keeps it
     assert all(isinstance(v, (bool, int, float, str)) for v in params.values())
 

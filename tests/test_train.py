@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,32 +94,49 @@ def final_weights(run_dir):
     return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
 
 
-def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(mnist_root, tmp_path):
-    # precision and layout pinned: two new runs must not depend on a machine measurement made under load
-    settings = ["train.epochs=3", "train.checkpoint_minutes=0", "train.precision=float32", "model.kde_precision=float32",
-                "train.channels_last=true", "train.threads=1", "model.kde_channels_last=true", "model.kde_batch=256"]
-    whole = run(mnist_root, tmp_path / "whole", *settings)
-    # The same run in a child process, killed with SIGKILL during its second epoch.
+# Each model in a child process killed with SIGKILL during its second epoch, then resumed from the CLI.
+# The AVAE takes SGD steps on 400 of the 500 images (100 are its KDE set), 8 steps an epoch, and saves
+# mid-epoch only where it re-encodes the KDE set (every 3 steps); the baselines take 10 steps an epoch.
+# Precision and layout pinned: two runs must not depend on a machine measurement made under load.
+PINNED = ["train.checkpoint_minutes=0", "train.precision=float32", "train.channels_last=true", "train.threads=1"]
+AVAE_PINNED = ["model.kde_precision=float32", "model.kde_channels_last=true", "model.kde_batch=256"]
+
+
+@pytest.mark.parametrize("name,epochs,extra,kill_after,saved_at", [
+    # figures on (the default): drawing them must not disturb the resumed run. Killed after 5 steps
+    # of epoch 2, it resumes from the checkpoint after 3 (aligned to the KDE refresh), 2 steps lost.
+    ("avae", 3, AVAE_PINNED, 8 + 5, 3),
+    # reparameterisation; both discriminators (their weights and optimizer state). Killed after 6
+    # steps of epoch 2, they resume from the checkpoint after 5, the 6th step's update lost.
+    ("vae", 2, ["train.figures_every=0"], 10 + 6, 5),
+    ("factor_vae", 2, ["train.figures_every=0"], 10 + 6, 5),
+    ("aae", 2, ["train.figures_every=0"], 10 + 6, 5),
+], ids=["avae", "vae", "factor_vae", "aae"])
+def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(mnist_root, tmp_path, name, epochs, extra,
+                                                                       kill_after, saved_at):
+    settings = [*PINNED, f"train.epochs={epochs}", *extra]
+    whole = run(mnist_root, tmp_path / "whole", *settings, model=name)
     killed = tmp_path / "killed"
     script = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
         from avae import config, train
-        from avae.models.avae import AVAE
-        calls = 0
+        from avae.models import MODELS
+        cls = MODELS[{name!r}]
+        original, calls = cls.after_step, 0
         def after_step(self, ctx, x, losses):
             global calls
+            original(self, ctx, x, losses)
             calls += 1
-            if calls == 8 + 5:  # step 5 of epoch 2
+            if calls == {kill_after}:
                 os.kill(os.getpid(), signal.SIGKILL)
-        AVAE.after_step = after_step
-        cfg = config.resolve(None, {tiny(mnist_root, *settings)!r})
-        train.start(cfg, Path({str(killed)!r}))
+        cls.after_step = after_step
+        train.start(config.resolve(None, {tiny(mnist_root, *settings, model=name)!r}), Path({str(killed)!r}))
     """)
     proc = subprocess.run([sys.executable, "-c", script], env={**os.environ}, capture_output=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     state = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
-    assert (state["epoch"], state["step"]) == (1, 3)  # mid-epoch checkpoint, aligned to the KDE refresh
+    assert (state["epoch"], state["step"]) == (1, saved_at)  # the last mid-epoch checkpoint before the kill
     assert json.loads((killed / "run.json").read_text())["status"] == "running"
 
     assert main(["train", "--resume", str(killed)]) == 0
@@ -128,7 +144,15 @@ def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(mnist_root, 
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
-    assert [r["epoch"] for r in metrics(killed)] == [1, 2, 3]
+    if name in ("factor_vae", "aae"):  # the discriminator's weights and its optimizer's state resume exactly too
+        assert any(k.startswith("discriminator.") for k in a)
+        ea = torch.load(whole / "checkpoints" / "last.pt", weights_only=True)["model_extra"]["disc_optimizer"]
+        eb = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["model_extra"]["disc_optimizer"]
+        assert ea["state"] and ea["state"].keys() == eb["state"].keys()
+        for i in ea["state"]:
+            for key in ("step", "exp_avg", "exp_avg_sq"):
+                torch.testing.assert_close(ea["state"][i][key], eb["state"][i][key], rtol=0, atol=1e-6)
+    assert [r["epoch"] for r in metrics(killed)] == list(range(1, epochs + 1))
     assert metrics(killed)[-1]["val_recon"] == pytest.approx(metrics(whole)[-1]["val_recon"], rel=1e-5)
 
 

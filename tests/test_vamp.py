@@ -283,6 +283,14 @@ def test_a_run_trains_saves_and_loads_the_same_sampler(mnist_root, tmp_path):
     assert first.shape == (4, 1, 32, 32) and first.dtype == np.uint8
     assert np.array_equal(first, np.load(run_dir / "samples.npy"))
 
+    # the export holds the mixture it samples from, not its moment-matched Gaussian
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "exp")]) == 0
+    mixture = torch.load(tmp_path / "exp" / "sampler.pt", weights_only=True)
+    mu_k, logvar_k = a.inference_components()
+    torch.testing.assert_close(mixture["means"], mu_k.float())
+    torch.testing.assert_close(torch.diagonal(mixture["scale_trils"], dim1=1, dim2=2), torch.exp(0.5 * logvar_k).float())
+    assert mixture["weights"].shape == (10,) and float(mixture["weights"].sum()) == pytest.approx(1.0)
+
 
 # --- bad settings ----------------------------------------------------------------------------------
 def test_no_components_is_a_one_line_error(capsys, mnist_root, tmp_path):

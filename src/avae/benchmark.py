@@ -107,7 +107,7 @@ class SuiteSettings:
     description: str | None = setting(None)
     seeds: list = setting(factory=lambda: [0], items=SEEDS, min_length=1)
     evaluate: dict = setting(factory=dict)  # keyword arguments of `evaluate` (config.EVALUATE_SETTINGS)
-    resources: dict = setting(factory=dict)  # each run's GPUs, CPUs, memory, time, partition, account (launchers.Resources)
+    resources: dict = setting(factory=dict)  # each run's GPUs, CPUs, memory, time, partition (launchers.Resources)
 
 
 @dataclass
@@ -303,7 +303,8 @@ def run_one(task: launchers.RunTask) -> launchers.Outcome:
             outcome = launchers.Outcome(task.name, True, time.perf_counter() - start, None, str(log))
         except Exception as e:  # this run's failure: the others go on
             traceback.print_exc()
-            outcome = launchers.Outcome(task.name, False, time.perf_counter() - start, launchers.error_line(e), str(log))
+            outcome = launchers.Outcome(task.name, False, time.perf_counter() - start, launchers.error_line(e),
+                                        str(log))
         print(launchers.ended_line(outcome), flush=True)
     return outcome
 

@@ -185,7 +185,7 @@ def _require(module: str, extra: str) -> None:
 
 MAX_PARAM_CHARS = 500  # the longest parameter value every MLflow server takes (newer ones take 6,000)
 TRACKERS = "trackers.json"  # RUN_DIR/trackers.json: {"mlflow": {"run_id", "tracking_uri"}, "wandb": {"id", "project"}}
-NOT_SCORES = {"params", "kde_size_for_h"}  # settings a score was computed with, not scores
+NOT_SCORES = {"params", "kde_size_for_h", "samples", "n", "dims", "fit"}  # settings a score was computed with, not scores
 
 
 def tracker_params(cfg: dict) -> dict[str, bool | int | float | str]:
@@ -211,10 +211,12 @@ def _param_value(value):
 def evaluation_metrics(result: dict) -> dict[str, float]:
     """The scores of an evaluation (evaluate.json) as tracker metrics: every finite number of its
     sample_quality (eval/N/frechet_distance, eval/REC/prd/precision, ...), latent_quality
-    (eval/latent/entropy/entropy, ...) and disentanglement (eval/disentanglement/...) sections,
-    named by its path there, without the settings they were computed with."""
+    (eval/latent/entropy/entropy, ...), likelihood (eval/likelihood/nll_nats, ...), samplers
+    (eval/samplers/gmm/...) and disentanglement (eval/disentanglement/...) sections, named by its
+    path there, without the settings they were computed with."""
     metrics: dict[str, float] = {}
     for section, prefix in (("sample_quality", "eval"), ("latent_quality", "eval/latent"),
+                            ("likelihood", "eval/likelihood"), ("samplers", "eval/samplers"),
                             ("disentanglement", "eval/disentanglement")):
         _collect_scores(result.get(section), prefix, metrics)
     return metrics

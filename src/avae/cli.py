@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -29,12 +30,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"avae: error: {e.strerror or e}: {e.filename or ''}; choose another place or free it", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        print(f"\navae: interrupted; {_after_interrupt(args, getattr(e, 'run_dir', None))}", file=sys.stderr)
+        words = sys.argv[1:] if argv is None else argv
+        print(f"\navae: interrupted; {_after_interrupt(args, getattr(e, 'run_dir', None), words)}", file=sys.stderr)
         return 130
 
 
-def _after_interrupt(args, run_dir) -> str:
+def _after_interrupt(args, run_dir, words: list[str]) -> str:
     """What to do after Ctrl-C: the run to resume (the trainer names it), or the command to repeat."""
+    if args.command == "benchmark":  # its finished runs are kept and the interrupted one resumes
+        return f"finished runs are kept; the suite continues with\navae {shlex.join(words)}"
     if run_dir is not None:
         from . import run
 
@@ -99,7 +103,7 @@ SAMPLERS_HELP = ("prior (the model's own), gaussian, gmm, flow (pip install 'ava
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .config import EVALUATE_SETTINGS as EVALUATE, TrainConfig
+    from .config import EVALUATE_SETTINGS as EVALUATE, LIKELIHOOD_IMAGES, LIKELIHOOD_SAMPLES, TrainConfig
     from .launchers import LAUNCHERS, Resources
 
     p = _Parser(prog="avae", description=__doc__)
@@ -148,6 +152,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--samplers", default="prior", metavar="NAMES",
                    help=f"score the samples of each sampler side by side, names separated by commas (e.g. "
                         f"prior,gmm,flow): {SAMPLERS_HELP}")
+    e.add_argument("--likelihood-samples", type=_flag(*EVALUATE["likelihood_samples"]), default=LIKELIHOOD_SAMPLES,
+                   metavar="K", help="importance samples per image of the negative log-likelihood (IWAE bound) of "
+                                     "the VAE family and vamp; 0: skip it")
+    e.add_argument("--likelihood-images", type=_flag(*EVALUATE["likelihood_images"]), default=LIKELIHOOD_IMAGES,
+                   metavar="M", help="held-out images the log-likelihood averages over, at most -n")
     _trust_flag(e)
     e.set_defaults(run=_evaluate)
 
@@ -354,7 +363,9 @@ def _evaluate(args) -> int:
 
     result = evaluate(args.run_dir, n=args.n, seed=args.seed, features=args.features,
                       inception_weights=args.inception_weights, checkpoint=args.checkpoint, split=args.split,
-                      disentanglement=args.disentanglement, samplers=args.samplers, trust_code=args.trust_code)
+                      disentanglement=args.disentanglement, samplers=args.samplers,
+                      likelihood_samples=args.likelihood_samples, likelihood_images=args.likelihood_images,
+                      trust_code=args.trust_code)
     space = result["feature_space"]
     print(f"feature space: {space['name']}" + (f" ({space['note']})" if "note" in space else ""))
     for name, q in result["sample_quality"].items():
@@ -366,6 +377,9 @@ def _evaluate(args) -> int:
     lq = result["latent_quality"]
     print(f"entropy {lq['entropy']['entropy']:.3f} (reference {lq['entropy']['reference']})  "
           f"MSE/pixel {lq['reconstruction']['mse_per_pixel']:.5f}  collapsed axes {lq['collapsed_axes']['count']}")
+    nll = result["likelihood"]
+    print(f"NLL {nll['nll_nats']:.2f} nats/image, {nll['bits_per_dim']:.4f} bits/dim (IWAE bound, "
+          f"K = {nll['samples']}, {nll['n']} images)" if "nll_nats" in nll else f"NLL: none ({nll['absent']})")
     print(f"written: {Path(args.run_dir) / 'evaluate.json'} and {Path(args.run_dir) / 'evaluate.html'}")
     return 0
 

@@ -16,11 +16,11 @@ import torch
 
 from . import __version__, _callable_module, pages, report, run, schema
 from .bandwidth import bandwidth
-from .config import TrainConfig, check_evaluate_settings
+from .config import LIKELIHOOD_IMAGES, LIKELIHOOD_SAMPLES, TrainConfig, check_evaluate_settings
 from .data import check_unchanged, to_float
 from .samplers import load_for_run, parse_names, sliced_ks
 from .errors import AvaeError
-from .metrics import generative, latent
+from .metrics import generative, latent, marginal_likelihood
 from .metrics.features import InceptionFeatures, RandomFeatures, classifier_features, has_targets
 
 
@@ -115,20 +115,24 @@ class Evaluation:
 def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", inception_weights=None,
              checkpoint: str = "last", split: str | None = None, disentanglement: str = "fast",
              entropy_kde_size: int = 10000, classifier_images: int = 10000, classifier_epochs: int = 3,
-             samplers: str = "prior", progress: bool = True, trust_code: bool = False) -> dict:
+             samplers: str = "prior", likelihood_samples: int = LIKELIHOOD_SAMPLES,
+             likelihood_images: int = LIKELIHOOD_IMAGES, progress: bool = True, trust_code: bool = False) -> dict:
     """Score a run; writes RUN_DIR/evaluate.json, RUN_DIR/evaluation/*.png and evaluate.html.
 
     `features`: classifier, random, inception, or auto (classifier where the data have labels or
     factors, else random). `samplers`: 'prior' (the model's own), or names separated by commas
     ('prior,gmm,flow'): the samples are scored once per sampler, each fitted beforehand by `avae
-    fit-sampler`. `trust_code`: open a run that names its own network classes.
+    fit-sampler`. `likelihood_samples`: K of the importance-sampled log-likelihood of the first
+    `likelihood_images` held-out images, for models with a Gaussian encoder and a prior density (0: not
+    computed; avae.metrics.marginal_likelihood). `trust_code`: open a run that names its own network classes.
     Until it ends, the evaluation keeps each finished phase in RUN_DIR/evaluation/partial/: one stopped
     by Ctrl-C or an error says so on stderr, and the same call again continues where it stopped.
     """
     given = {"n": n, "seed": seed, "features": features, "inception_weights": inception_weights,
              "checkpoint": checkpoint, "split": split, "disentanglement": disentanglement,
              "entropy_kde_size": entropy_kde_size, "classifier_images": classifier_images,
-             "classifier_epochs": classifier_epochs, "samplers": samplers, "progress": progress}
+             "classifier_epochs": classifier_epochs, "samplers": samplers, "likelihood_samples": likelihood_samples,
+             "likelihood_images": likelihood_images, "progress": progress}
     check_evaluate_settings(given)
     schema.check_value("trust_code", trust_code, bool, {})
     names = parse_names(samplers)
@@ -149,7 +153,8 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
     settings = {"features": features, "inception_weights": inception_weights, "entropy_kde_size": entropy_kde_size,
                 "classifier_images": classifier_images, "classifier_epochs": classifier_epochs,
                 "disentanglement": disentanglement if factors else None,
-                "samplers": {name: _sampler_digest(s) for name, s in fitted.items()}}
+                "samplers": {name: _sampler_digest(s) for name, s in fitted.items()},
+                "likelihood_samples": likelihood_samples, "likelihood_images": min(likelihood_images, ev.n)}
     phases = Phases(ev.run_dir, _phase_key(ev, settings))
     if phases.found and progress:
         print(f"  continuing an interrupted evaluation: {len(phases.found)} finished phases kept in {phases.folder}/",
@@ -238,6 +243,7 @@ def _scores(ev: Evaluation, steps: _Steps, checkpoint: str, settings: dict, fitt
         "run": str(ev.run_dir), "model": ev.model.name, "dataset": ev.data.name, "checkpoint": checkpoint,
         "split": ev.split, "n": ev.n, "seed": seed, "feature_space": extractor.describe(),
         "sampler": ev.model.sampler, "sample_quality": sample_quality, "latent_quality": latent_quality,
+        "likelihood": _likelihood(ev, steps, settings["likelihood_samples"], settings["likelihood_images"]),
         "trained": ev.trained, "avae": __version__, "torch": torch.__version__,
     }
     if list(by_sampler) != ["prior"]:  # side by side only when asked for more than the default
@@ -499,13 +505,27 @@ def _same_command(run_dir, given: dict) -> str:
     changed = {k: v for k, v in given.items() if k != "progress" and v != defaults[k]}
     flags = {"n": "-n", "seed": "--seed", "features": "--features", "inception_weights": "--inception-weights",
              "checkpoint": "--checkpoint", "split": "--split", "disentanglement": "--disentanglement",
-             "samplers": "--samplers", "trust_code": "--trust-code"}
+             "samplers": "--samplers", "likelihood_samples": "--likelihood-samples",
+             "likelihood_images": "--likelihood-images", "trust_code": "--trust-code"}
     if set(changed) <= set(flags):
         words = ["avae", "evaluate", shlex.quote(str(run_dir))]
         for k, v in changed.items():
             words += [flags[k]] if v is True else [flags[k], shlex.quote(str(v))]
         return " ".join(words)
     return "avae.evaluate(" + ", ".join([repr(str(run_dir))] + [f"{k}={v!r}" for k, v in changed.items()]) + ")"
+
+
+def _likelihood(ev: Evaluation, steps: _Steps, samples: int, images: int) -> dict:
+    """The importance-sampled negative log-likelihood of the first `images` held-out images (a phase of
+    its own), or {"absent": why} where it is not computed or not defined."""
+    if samples == 0:
+        return {"absent": "not computed: likelihood_samples is 0 (--likelihood-samples 0)"}
+    held_out = ev.images[:images]
+    why = marginal_likelihood.absent_reason(ev.model, held_out)
+    if why is not None:
+        return {"absent": why}
+    return steps.phase("likelihood", marginal_likelihood.estimate, ev.model, held_out, samples, ev.seed,
+                       layout=ev.layout, progress=steps.progress)
 
 
 def _latent_fit(sampler, codes: np.ndarray, samples: np.ndarray, seed: int) -> dict:

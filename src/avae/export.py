@@ -9,7 +9,8 @@
                         programs were traced in inference mode (batch norm on its running
                         statistics) and stay so: torch refuses .eval() and .train() on them
   OUT/sampler.pt      the Gaussian generation draws codes from: {"mean", "scale_tril"}; codes are
-                        mean + eps @ scale_tril.T with eps ~ N(0, I) drawn in mean's dtype. With
+                        mean + eps @ scale_tril.T with eps ~ N(0, I) drawn in mean's dtype (the
+                        VampPrior: its mixture, in the gmm format below). With
                         sampler="gaussian", the Gaussian fitted by `avae fit-sampler` (the same keys);
                         with sampler="gmm", its mixture: {"weights" (K,), "means" (K, l),
                         "scale_trils" (K, l, l)}: component c ~ Categorical(weights), then codes =
@@ -74,9 +75,8 @@ def export(run_dir, out=None, checkpoint: str = "last", *, trust_code: bool = Fa
         raise AvaeError(f"{out} exists and holds other files; give an empty or new folder with --out")
     programs = {"encoder.pt2": exported(model, "encode", torch.zeros(2, *spec.shape)),
                 "decoder.pt2": exported(model, "decode", torch.zeros(2, model.latent_dim))}
-    if sampler_tensors is None:  # the model's own Gaussian
-        mean, scale_tril = model.sampling_gaussian()
-        sampler_tensors = {"mean": mean.clone(), "scale_tril": scale_tril.clone()}
+    if sampler_tensors is None:  # the model's own sampler
+        sampler_tensors = model.sampler_tensors()
     out = run.subfolder(run_dir, "export") if default else run.make_folder(out)  # no link inside a run
     run.save_file(lambda path: torch.save(model.state_dict(), path), out / "weights.pt")
     run.save_file(lambda path: shutil.copyfile(run_dir / run.CONFIG, path), out / "config.yaml")

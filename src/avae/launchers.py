@@ -86,7 +86,7 @@ class Options:
 
     max_parallel: int | None = None  # runs at a time; None: local 1, submitit and Ray as many as the cluster takes
     cluster: str = "slurm"  # submitit: slurm, or local (submitit's local executor: processes on this machine)
-    address: str | None = None  # Ray: a running cluster ("auto", "ray://host:10001"); None: $RAY_ADDRESS, else a local instance
+    address: str | None = None  # Ray: a cluster's address ("auto", "ray://host:10001"); None: $RAY_ADDRESS, else local
     folder: Path | None = None  # the engine's own files (submitit's job scripts and logs)
 
 
@@ -111,7 +111,7 @@ def error_line(error: BaseException) -> str:
     return text if isinstance(error, AvaeError) else f"{type(error).__name__}: {text}"
 
 
-def outcome_from_log(task: RunTask, offset: int = 0, engine_error: str | None = None, seconds: float = 0.0,
+def outcome_from_log(task: RunTask, offset: int = 0, why: str | None = None, seconds: float = 0.0,
                      engine_log: str | None = None) -> Outcome:
     """A run's outcome from what its log gained after `offset` (its size when the job was submitted),
     where the engine gave none back (a process of its own, or a job that died): what run_one wrote
@@ -126,9 +126,10 @@ def outcome_from_log(task: RunTask, offset: int = 0, engine_error: str | None = 
             took, _, error = line[len(head + "failed after "):].partition(" s: ")
             return Outcome(task.name, False, float(took), error, str(task.log))
     last = next((line.strip() for line in reversed(lines) if line.strip()), "")
-    why = engine_error or "the job ended before the run did (killed, or out of time or memory?)"
+    why = why or "the job ended before the run did (killed, or out of time or memory?)"
     log = str(task.log) if task.log.exists() or not engine_log else engine_log
-    return Outcome(task.name, False, seconds, why + (f"; its log ends: {last}" if last and last not in why else ""), log)
+    ends = f"; its log ends: {last}" if last and last not in why else ""
+    return Outcome(task.name, False, seconds, why + ends, log)
 
 
 def _tail(path: Path, offset: int = 0, size: int = 1 << 16) -> list[str]:
@@ -351,9 +352,12 @@ class Local(Launcher):
 
     def outcome(self, task, handle, offset):
         process, began = handle
-        status = process.returncode
-        why = None if status in (0, 2) else f"its process ended with {_exit(status)}"
-        return outcome_from_log(task, offset, why, time.monotonic() - began)
+        status, seconds = process.returncode, time.monotonic() - began
+        outcome = outcome_from_log(task, offset, None if status in (0, 2) else f"its process ended with {_exit(status)}",
+                                   seconds)
+        if status == 0 and not outcome.ok:  # the command found the run evaluated (by another job meanwhile)
+            return Outcome(task.name, True, seconds, None, str(task.log))
+        return outcome
 
     def cancel(self, handles):
         """Ctrl-C reaches the runs' processes too (one process group); those still going get SIGINT,
@@ -385,11 +389,13 @@ class Submitit(Launcher):
 
     def describe(self, tasks):
         where = "SLURM job array" if self.options.cluster == "slurm" else "submitit's local executor"
-        return f"submitit ({where}" + (f", {self.options.max_parallel} at a time)" if self.options.max_parallel else ")")
+        at_a_time = f", {self.options.max_parallel} at a time" if self.options.max_parallel else ""
+        return f"submitit ({where}{at_a_time})"
 
     def check(self, tasks):
         if self.options.cluster not in self.CLUSTERS:
-            raise AvaeError(f"--submitit-cluster must be one of {', '.join(self.CLUSTERS)}, got {self.options.cluster!r}")
+            raise AvaeError(f"--submitit-cluster must be one of {', '.join(self.CLUSTERS)}, "
+                            f"got {self.options.cluster!r}")
         if self.options.cluster == "slurm" and shutil.which("sbatch") is None:
             raise AvaeError("--launcher submitit submits to SLURM, but this machine has no `sbatch`; run the command "
                             "on the cluster's login node, or use --submitit-cluster local to run the jobs here")
@@ -405,15 +411,21 @@ class Submitit(Launcher):
         CPU set allows (avae.hardware.threads), on the local executor this machine's cores shared."""
         from .hardware import available_cores
 
-        here = available_cores() // (self.options.max_parallel or len(tasks) or 1) if self.options.cluster == "local" else 0
-        return [_with_threads(t, max(1, int(t.resources.get("cpus") or 0) // t.ranks, here // t.ranks) if
-                              t.resources.get("cpus") or here else None) for t in tasks]
+        here = 0
+        if self.options.cluster == "local":
+            here = available_cores() // (self.options.max_parallel or len(tasks) or 1)
+        return [_with_threads(t, max(1, int(t.resources.get("cpus") or here) // t.ranks)
+                              if t.resources.get("cpus") or here else None) for t in tasks]
+
+    def arrays(self) -> bool:
+        """Whether every task is submitted at the start, one job array per set of resources: on SLURM
+        (the array's %N holds them back), and on the local executor where no limit is asked (it starts
+        what it is given at once, so under --max-parallel it gets the tasks in turn)."""
+        return self.options.cluster == "slurm" or not self.options.max_parallel
 
     def start(self, tasks):
-        """On SLURM every task is submitted here, one array per set of resources (the array's %N holds
-        them back); submitit's local executor starts what it is given at once, so it gets them in turn."""
         self.jobs = {}
-        if self.options.cluster != "slurm":
+        if not self.arrays():
             return
         groups: dict[tuple, list[RunTask]] = {}
         for task in tasks:
@@ -433,7 +445,7 @@ class Submitit(Launcher):
         return executor
 
     def window(self, tasks):
-        return len(tasks) if self.options.cluster == "slurm" else super().window(tasks)
+        return len(tasks) if self.arrays() else super().window(tasks)
 
     def parameters(self, resources: dict, ranks: int) -> dict:
         gpus, cpus = int(resources.get("gpus") or 0), resources.get("cpus")
@@ -568,7 +580,8 @@ def engine_error(error: Exception) -> str:
     """The error an engine reports for a job: the exception line of a traceback its message quotes
     (the first line after the last `Traceback` header that is not indented), else its last line."""
     lines = [line.rstrip() for line in str(error).splitlines() if line.strip()]
-    header = max((i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")), default=None)
+    header = max((i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")),
+                 default=None)
     if header is not None:
         found = next((line for line in lines[header + 1:] if not line[0].isspace()), None)
         if found:

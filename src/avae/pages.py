@@ -156,6 +156,8 @@ def write_evaluation_page(path: Path, result: dict) -> None:
             _table([], [[f"<th>{escape(k)}</th>", number(v)] for k, v in facts], numeric_from=2),
             '<p class="note">↑ higher is better, ↓ lower is better; no arrow: neither.</p>',
             _sample_quality(result["sample_quality"]), _latent_quality(result["latent_quality"])]
+    if "likelihood" in result:
+        body.append(_likelihood(result["likelihood"]))
     if "samplers" in result:
         body.append(_samplers(result["samplers"]))
     if "disentanglement" in result:
@@ -221,6 +223,20 @@ def _latent_quality(quality: dict) -> str:
             params.setdefault(owner.replace(".params", "") or "latent quality", {})[name] = value
     return ("<h2>Latent quality</h2>" + _table(["metric", "value"], rows) + "".join(vectors)
             + _details("Parameters of the latent-quality metrics", _params_list(params)))
+
+
+def _likelihood(section: dict) -> str:
+    """The importance-sampled NLL with its standard error over images, or one line saying why there is none."""
+    if "absent" in section:
+        return f"<p class='note'>Log-likelihood: none; {escape(section['absent'])}.</p>"
+    rows = [[_label(describe("likelihood.nll_nats")), mean_std(section["nll_nats"], section["nll_nats_sem"] or 0.0)],
+            [_label(describe("likelihood.bits_per_dim")), number(section["bits_per_dim"], 4)],
+            [_label(describe("likelihood.neg_elbo_nats")), number(section["neg_elbo_nats"], 5)]]
+    facts = {"importance samples K": section["samples"], "held-out images": section["n"],
+             "dimensions D": section["dims"], "likelihood": section["likelihood"]}
+    return ("<h2>Log-likelihood</h2>" + _table(["metric", "value"], rows)
+            + f"<p class='note'>{escape(section['note'])} NLL ± its standard error over the images.</p>"
+            + _details("Parameters of the log-likelihood", _params_list({"likelihood": facts})))
 
 
 def _disentanglement(results: dict, factors: list | None, latent_dim: int) -> str:

@@ -118,10 +118,27 @@ class Model(nn.Module):
         """decode(encode(x)): the reconstruction from the deterministic code."""
         return self.decode(self.encode(x))
 
+    # --- the densities of a latent-variable model (None where a model has none) ---------------
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(μ, log σ²) of a Gaussian encoder q(z | x) = N(μ, diag σ²), each (B, l); None for a
+        deterministic encoder (one code per image, nothing to draw from)."""
+        return None
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor | None:
+        """log p(z) (B,) under the prior the model was trained with, in z's dtype; None where the
+        model defines no prior density."""
+        return None
+
     def sampling_gaussian(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, scale_tril) on the CPU of the Gaussian that generation draws codes from; the noise
         is drawn in their dtype. The prior N(0, I) unless a model says otherwise."""
         return torch.zeros(self.latent_dim), torch.eye(self.latent_dim)
+
+    def sampler_tensors(self) -> dict[str, torch.Tensor]:
+        """What `avae export` writes as sampler.pt: the Gaussian's {"mean", "scale_tril"} (a model
+        that samples from a mixture writes {"weights", "means", "scale_trils"})."""
+        mean, scale_tril = self.sampling_gaussian()
+        return {"mean": mean.clone(), "scale_tril": scale_tril.clone()}
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n codes of the model's sampler (CPU float32); without a generator, torch's global one."""

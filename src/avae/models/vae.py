@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import Model, register_model
-from .regularisers import gaussian_kl, reparameterise
+from .regularisers import gaussian_kl, log_normal, reparameterise
 from ..schema import setting
 
 VALIDATION_SEED = 0
@@ -28,6 +28,10 @@ class GaussianVAE(Model):
         """(μ, log σ²), each (B, l), in float32."""
         out = self.encoder(x).float()
         return out[:, : self.latent_dim], out[:, self.latent_dim :]
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log N(z; 0, I) (B,), in z's dtype: the prior of the KL term."""
+        return log_normal(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)
 
     def regulariser(self, z, mu, logvar) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(the term added to the reconstruction cost, named parts to log)."""

@@ -157,6 +157,13 @@ class VampVAE(GaussianVAE):
         eps = torch.randn(n, self.latent_dim, generator=generator)
         return mu_k[k] + torch.exp(0.5 * logvar_k[k]) * eps
 
+    def sampler_tensors(self) -> dict[str, torch.Tensor]:
+        """The mixture itself, in the export format of a Gaussian mixture: uniform weights, the
+        components' means and diagonal scales."""
+        mu_k, logvar_k = (t.detach().float().cpu() for t in self.inference_components())
+        return {"weights": torch.full((len(mu_k),), 1 / len(mu_k)), "means": mu_k.clone(),
+                "scale_trils": torch.diag_embed(torch.exp(0.5 * logvar_k))}
+
     def moment_matched(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, covariance) of the VampPrior mixture (float64, CPU), from its components:
         mean = (1/K) Σ μ_k,  cov = (1/K) Σ [diag σ_k² + (μ_k − mean)(μ_k − mean)ᵀ]."""
