@@ -17,7 +17,7 @@ import torch
 from scipy.optimize import least_squares
 
 from avae import run
-from avae.bandwidth import bandwidth
+from avae.kde_bandwidth import bandwidth
 
 LATENT_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 KDE_SIZES = [100, 1000, 10000, 100000, 300, 3000, 30000]  # decades first

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from avae import run
-from avae.bandwidth import bandwidth
+from avae.kde_bandwidth import bandwidth
 
 
 def main() -> None:

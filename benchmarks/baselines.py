@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from avae import __version__, config, train
+from avae import __version__, config, trainer
 from avae.models import MODELS
 
 RESULTS = Path(__file__).parent / "results" / "baselines.json"
@@ -48,7 +48,7 @@ def run(model: str, epochs: int) -> list[dict]:
         *overrides(model),
     ])
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = train.start(cfg, Path(tmp) / "run")
+        run_dir = trainer.start(cfg, Path(tmp) / "run")
         return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from avae import __version__, config, hardware, nets, train
+from avae import __version__, config, hardware, nets, trainer
 
 RESULTS = Path(__file__).parent / "results"
 PAPER_STEPS = 400  # SGD steps of one epoch in the paper's setting (40,000 images / batch 100)
@@ -112,7 +112,7 @@ def one_epoch(model: str, train_size: int, val_size: int, extra: list[str]) -> d
     cfg = config.resolve(None, overrides)
     load, cpu, start = os.getloadavg(), cpu_seconds(), time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = train.start(cfg, Path(tmp) / "run")
+        run_dir = trainer.start(cfg, Path(tmp) / "run")
         record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
         chosen = json.loads((run_dir / "run.json").read_text())["auto"]["chosen"]
     record |= {"wall_s": time.perf_counter() - start, "cpu_s": cpu_seconds() - cpu,

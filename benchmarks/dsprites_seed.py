@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avae import config, run, train
+from avae import config, run, trainer
 from avae.likelihood import Likelihood
 from avae.models import Model, build_model
 
@@ -37,16 +37,16 @@ def settings(model: str, data_seed: int, epochs: int, extra: list[str], threads:
 def train_variant(run_dir: Path, init_seed: int, cfg_settings: list[str]) -> list[dict]:
     """Train (or resume) one variant; the weights come from init_seed as paper-cpu drew them, the data
     subset and order from train.seed."""
-    seeded_model = train.seeded_model
-    train.seeded_model = lambda cfg, data: paper_cpu_weights(init_seed, cfg, run.data_spec(data))
+    seeded_model = trainer.seeded_model
+    trainer.seeded_model = lambda cfg, data: paper_cpu_weights(init_seed, cfg, run.data_spec(data))
     try:
         status = run.status(run_dir)
         if status is None:
-            train.start(config.resolve(None, cfg_settings), run_dir)
+            trainer.start(config.resolve(None, cfg_settings), run_dir)
         elif status != "finished":
-            train.resume(run_dir)
+            trainer.resume(run_dir)
     finally:
-        train.seeded_model = seeded_model
+        trainer.seeded_model = seeded_model
     return run.read_metrics(run_dir)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from avae import __version__, bandwidth, config, train
+from avae import __version__, kde_bandwidth, config, trainer
 
 RESULTS = Path(__file__).parent / "results" / "epoch_time.json"
 
@@ -29,7 +29,7 @@ def one_epoch(model: str, extra: list[str]) -> dict:
                  "train.progress=false", *extra]
     cfg = config.resolve(None, overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = train.start(cfg, Path(tmp) / "run")
+        run_dir = trainer.start(cfg, Path(tmp) / "run")
         return json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
 
 
@@ -59,7 +59,7 @@ def main() -> None:
     bw_times = {}
     for l, m in [(16, 10000), (64, 20000), (128, 10000), (6, 10000)]:
         start = time.perf_counter()
-        b = bandwidth.bandwidth(l, m, cache=False)
+        b = kde_bandwidth.bandwidth(l, m, cache=False)
         bw_times[f"l={l},m={m}"] = {"h_opt": round(b.h_opt, 4), "h": round(b.h, 4), "seconds": time.perf_counter() - start}
 
     result = {

@@ -16,7 +16,7 @@ still leaves what it measured, and a section that the time budget does not allow
    kernels by CUDA time, the share of the step the GPU is busy), and the host-device synchronisations of
    one step.
 
-Every run trains through avae's own Trainer (train.seeded_model, train.Trainer.fit): `--steps` SGD steps, the
+Every run trains through avae's own Trainer (trainer.seeded_model, trainer.Trainer.fit): `--steps` SGD steps, the
 first `--warmup` untimed; each step's end is timed after torch.cuda.synchronize (the re-encodings too).
 Times are scaled to one epoch of the full dataset (its SGD steps and validation images), as each row says.
 
@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO / "src"))  # this checkout's avae, whether or not it
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from avae import Callback, __version__, config, hardware, run, train  # noqa: E402
+from avae import Callback, __version__, config, hardware, run, trainer  # noqa: E402
 from avae.data import ArrayImages, Dataset, load_dataset  # noqa: E402
 from avae.errors import AvaeError  # noqa: E402
 
@@ -275,22 +275,22 @@ def train_run(name: str, setting: Setting, model_name: str, precision: str, size
     wall = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
         run_dir = Path(tmp) / "run"
-        model = train.seeded_model(cfg, data)
-        trainer = train.Trainer(cfg, run_dir, data, model, callbacks=[clock])
+        model = trainer.seeded_model(cfg, data)
+        loop = trainer.Trainer(cfg, run_dir, data, model, callbacks=[clock])
         would = hardware.fastest(model, device, sizes.batch) if auto else None  # what `auto` would take
-        run.create(run.make_folder(run_dir), cfg, run.data_spec(data), data.info, trainer.auto, {})
-        trainer.fit()
+        run.create(run.make_folder(run_dir), cfg, run.data_spec(data), data.info, loop.auto, {})
+        loop.fit()
         clock.sync()
         start = time.perf_counter()
-        trainer.validate()  # a second, warm validation pass: the epoch's, without first-call costs
+        loop.validate()  # a second, warm validation pass: the epoch's, without first-call costs
         clock.sync()
         val_s = time.perf_counter() - start
-        threads = trainer.threads
+        threads = loop.threads
         chosen = {"train.precision": cfg["train"]["precision"], "train.channels_last": cfg["train"]["channels_last"]}
         if model_name == "avae":
             chosen |= {f"model.{k}": cfg["model"][k] for k in ("kde_precision", "kde_channels_last", "kde_batch")}
         clock.unwrap(model)
-        del trainer, model
+        del loop, model
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     reserved = torch.cuda.max_memory_reserved(device) if device.type == "cuda" else None
 

@@ -16,7 +16,7 @@ LIMIT="${GPU_CHECK_LIMIT_S:-480}"
 mkdir -p "$OUT"
 export OUT PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 
-import_error() { "$PY" -c "import avae.train, avae.evaluate" 2>&1 | tail -n 1; }
+import_error() { "$PY" -c "import avae.trainer, avae.evaluation" 2>&1 | tail -n 1; }
 err="$(import_error)"
 if [ -n "$err" ]; then
   echo "avae does not import from src/ ($err); installing it here without dependencies" >&2

@@ -8,7 +8,6 @@ the KDE's own misfit, which grows with the latent size l.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch

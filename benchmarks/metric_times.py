@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avae.bandwidth import bandwidth
+from avae.kde_bandwidth import bandwidth
 from avae.metrics import generative, latent
 
 RESULTS = Path(__file__).parent / "results" / "metric_times.json"

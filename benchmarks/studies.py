@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avae import benchmark, config, run, train
-from avae.evaluate import Evaluation, evaluate
+from avae import benchmark, config, run, trainer
+from avae.evaluation import Evaluation, evaluate
 from avae.metrics import disentangle, latent
 
 DISENTANGLEMENT_BASE = ["data.val_size=5000", "train.figures_every=0", "train.progress=false"]
@@ -97,9 +97,9 @@ def run_one(run_dir: Path, settings: list[str], seed: int, study: str) -> None:
         return
     status = run.status(run_dir)
     if status is None:
-        train.start(config.resolve(None, settings), run_dir)
+        trainer.start(config.resolve(None, settings), run_dir)
     elif status != "finished":
-        train.resume(run_dir)
+        trainer.resume(run_dir)
     if study == "budget":
         score_disentanglement(run_dir, seed)
     else:

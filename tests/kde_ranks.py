@@ -5,16 +5,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avae import config, run, train
+from avae import config, run, trainer
 from avae.distributed import from_environment
 
 out, overrides = Path(sys.argv[1]), sys.argv[2:]
 dist = from_environment()
 cfg = config.resolve(None, overrides)
 data = run.load_data(cfg)
-model = train.seeded_model(cfg, data)
-trainer = train.Trainer(cfg, out, data, model, dist)
-model.on_epoch_start(trainer.context, np.random.default_rng([0, 0]).permutation(len(data.train)))
-model.refresh_kde_codes(trainer.context)
+model = trainer.seeded_model(cfg, data)
+loop = trainer.Trainer(cfg, out, data, model, dist)
+model.on_epoch_start(loop.context, np.random.default_rng([0, 0]).permutation(len(data.train)))
+model.refresh_kde_codes(loop.context)
 torch.save(model.kde_codes, out / f"kde_codes_rank{dist.rank}_of{dist.world}.pt")
 dist.close()

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,9 +31,35 @@ def test_import_is_lazy_and_the_api_is_explicit():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == "[]"
     assert set(eval(out[1])) == {"AggregateKL", "AvaeError", "Callback", "EpochEnd", "RunInfo", "__version__",
-                                 "bandwidth", "evaluate", "load", "sigma_from_validation", "train", "latent_fit", "LatentFit"}
+                                 "bandwidth", "compare", "evaluate", "export", "load", "resume", "sample",
+                                 "sigma_from_validation", "train", "latent_fit", "LatentFit"}
     with pytest.raises(AttributeError):
         avae.nonsense
+
+
+def test_each_command_is_a_plain_function_that_importing_the_modules_does_not_replace():
+    import types
+
+    import avae.comparison  # noqa: F401  (modules of other names: importing them rebinds no verb)
+    import avae.evaluation  # noqa: F401
+    import avae.exporter  # noqa: F401
+    import avae.kde_bandwidth  # noqa: F401
+    import avae.trainer  # noqa: F401
+
+    for verb in ("train", "resume", "evaluate", "sample", "export", "compare", "load", "bandwidth"):
+        assert isinstance(getattr(avae, verb), types.FunctionType), verb
+
+
+def test_sample_resume_and_compare_from_python_do_what_their_commands_do(run_dir, tmp_path, capsys):
+    images = avae.sample(run_dir, 5, seed=3)
+    assert main(["sample", str(run_dir), "-n", "5", "--seed", "3", "--out", str(tmp_path / "s")]) == 0
+    assert images.dtype == np.uint8 and np.array_equal(images, np.load(tmp_path / "s.npy"))
+    assert not np.array_equal(images, avae.sample(run_dir, 5, seed=4))
+    with pytest.raises(avae.AvaeError, match="n must be an integer ≥ 1"):
+        avae.sample(run_dir, 0)
+    metrics, weights = run.read_metrics(run_dir), (run_dir / "checkpoints" / "last.pt").read_bytes()
+    assert avae.resume(run_dir) == run_dir  # a finished run: nothing left to train, nothing changed
+    assert run.read_metrics(run_dir) == metrics and (run_dir / "checkpoints" / "last.pt").read_bytes() == weights
 
 
 def test_train_from_python_returns_a_finished_run_directory(run_dir):
@@ -97,6 +124,10 @@ def test_compare_shows_results_side_by_side_with_the_settings_that_differ(run_di
     target = "N(0, (1−h²)I) with the bias-corrected bandwidth h"
     assert f"scored against each run's sampler: {run_dir.name}: {target}; other: {target}\n" in out
     assert lines["train.seed"] == ["0", "7"] and "model.kde_size" not in lines  # only what differs
+    from_python = avae.compare([run_dir, other], html=tmp_path / "py.html")  # what the command printed and wrote
+    assert from_python["metrics"]["fd_N"] == [2 * result["sample_quality"]["N"]["frechet_distance"],
+                                              result["sample_quality"]["N"]["frechet_distance"]]
+    assert (tmp_path / "py.html").read_text() == page.read_text()
     assert lines["model.density_floor_quantile"] == ["0.999999", "0.9999999"]  # settings exactly as configured
     html = page.read_text()
     assert f"<b>{result['sample_quality']['N']['frechet_distance']:.4g}</b>" in html  # the lower FD is the better
@@ -157,7 +188,7 @@ class DataDependent(torch.nn.Module):
 
 def test_export_names_what_torch_export_refused():
     from avae.errors import AvaeError
-    from avae.export import exported
+    from avae.exporter import exported
 
     with pytest.raises(AvaeError, match="torch.export could not export the model's encode: .*avae.load"):
         exported(DataDependent(), "encode", torch.ones(2, 3))
@@ -217,7 +248,7 @@ def test_own_encoder_and_decoder_classes_train_like_the_built_in_ones(mnist_root
     metrics = run.read_metrics(run_dir)
     assert [r["epoch"] for r in metrics] == [1, 2] and metrics[-1]["val_recon"] < metrics[0]["val_recon"]
     assert {p.name for p in (run_dir / "figures" / "epoch_002").iterdir()} >= {"samples.png", "latents.png"}
-    assert avae.train.resume(run_dir, trust_code=True) == run_dir and [r["epoch"] for r in run.read_metrics(run_dir)] == [1, 2]
+    assert avae.trainer.resume(run_dir, trust_code=True) == run_dir and [r["epoch"] for r in run.read_metrics(run_dir)] == [1, 2]
 
 
 def test_bad_network_classes_are_one_line_errors(mnist_root, user_nets, capsys):

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from avae import config, train
+from avae import config, trainer
 from avae.cli import main
 from fixtures import write_cifar10
 
@@ -24,7 +24,7 @@ TINY = ["data.name=mnist", "data.train_size=250", "data.val_size=50", "model.lat
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, mnist_root):
     cfg = config.resolve(None, [*TINY, f"data.root={mnist_root}"])
-    return train.start(cfg, tmp_path_factory.mktemp("runs") / "trained")
+    return trainer.start(cfg, tmp_path_factory.mktemp("runs") / "trained")
 
 
 def fails(capsys, argv, says):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from avae import bandwidth as bw
+from avae import kde_bandwidth as bw
 from avae.cli import main
 from avae.errors import AvaeError
 from avae.objective import log_density_floor

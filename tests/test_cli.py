@@ -165,11 +165,11 @@ def test_a_finished_run_names_the_next_step(capsys, tmp_path):
 
 @pytest.mark.parametrize("busy", [0.2, 1.6])
 def test_the_demo_warns_when_other_work_makes_its_minute_longer(capsys, tmp_path, monkeypatch, busy):
-    from avae import hardware, train
+    from avae import hardware, trainer
 
     monkeypatch.setattr(hardware, "busy_cores", lambda: busy)
     monkeypatch.setattr(hardware, "available_cores", lambda: 2)
-    monkeypatch.setattr(train, "start", lambda cfg, out: out)  # the warning comes before any training
+    monkeypatch.setattr(trainer, "start", lambda cfg, out: out)  # the warning comes before any training
     assert main(["demo", "--out", str(tmp_path)]) == 0
     warned = "note: other work keeps 1.6 of this machine's 2 cores busy, so the demo's minute will be longer"
     assert (warned in capsys.readouterr().err) == (busy > 1)

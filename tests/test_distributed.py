@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from avae import config, run, train
+from avae import config, run, trainer
 from avae.cli import main
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
@@ -39,10 +39,10 @@ def test_kde_codes_are_identical_on_both_ranks_and_match_one_process(mnist_root,
     assert torch.equal(rank0, rank1)
     cfg = config.resolve(None, settings(mnist_root))
     data = run.load_data(cfg)
-    model = train.seeded_model(cfg, data)
-    trainer = train.Trainer(cfg, tmp_path, data, model)
-    model.on_epoch_start(trainer.context, np.random.default_rng([0, 0]).permutation(len(data.train)))
-    model.refresh_kde_codes(trainer.context)
+    model = trainer.seeded_model(cfg, data)
+    loop = trainer.Trainer(cfg, tmp_path, data, model)
+    model.on_epoch_start(loop.context, np.random.default_rng([0, 0]).permutation(len(data.train)))
+    model.refresh_kde_codes(loop.context)
     torch.testing.assert_close(rank0, model.kde_codes, rtol=1e-2, atol=1e-2)  # bfloat16 encoding, batch layout
 
 
@@ -64,7 +64,7 @@ def dsprites(*extra):
 def test_two_ranks_train_like_one_process_and_resume_on_one(tmp_path):
     two = tmp_path / "two"
     torchrun("-m", "avae", "train", "--out", str(two), *sum((["--set", s] for s in dsprites("train.epochs=1")), []))
-    one = train.start(config.resolve(None, dsprites("train.epochs=1")), tmp_path / "one")
+    one = trainer.start(config.resolve(None, dsprites("train.epochs=1")), tmp_path / "one")
     m1, m2 = metrics(one)[0], metrics(two)[0]
     assert m2["ranks"] == 2 and m1["ranks"] == 1 and m1["steps"] == m2["steps"]
     assert m2["train_loss"] == pytest.approx(m1["train_loss"], rel=1e-4)
@@ -78,7 +78,7 @@ def test_two_ranks_train_like_one_process_and_resume_on_one(tmp_path):
     cfg_path = two / "config.yaml"
     cfg_path.write_text(cfg_path.read_text().replace("epochs: 1", "epochs: 2"))
     assert main(["train", "--resume", str(two)]) == 0
-    whole = train.start(config.resolve(None, dsprites("train.epochs=2")), tmp_path / "whole")
+    whole = trainer.start(config.resolve(None, dsprites("train.epochs=2")), tmp_path / "whole")
     assert [m["ranks"] for m in metrics(two)] == [2, 1]
     assert metrics(two)[1]["val_recon"] == pytest.approx(metrics(whole)[1]["val_recon"], rel=1e-3)
 

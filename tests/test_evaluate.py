@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from avae import config, pages, run, train
+from avae import config, pages, run, trainer
 from avae.cli import main
-from avae.evaluate import slerp
+from avae.evaluation import slerp
 from avae.metrics import disentangle
 from avae.metrics.features import classifier_path
 from fixtures import write_mnist
@@ -31,7 +31,7 @@ def trained_run(tmp_path_factory):
     cfg = config.resolve(None, ["data.name=mnist", f"data.root={root}", "model.latent_dim=4", "model.width=0.125",
                                 "model.kde_size=100", "train.batch_size=50", "train.epochs=1", "train.progress=false",
                                 "train.figures_every=0"])
-    return train.start(cfg, tmp_path_factory.mktemp("runs") / "r")
+    return trainer.start(cfg, tmp_path_factory.mktemp("runs") / "r")
 
 
 def test_evaluate_writes_json_figures_and_html(trained_run, capsys):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from avae import config, run, train
+from avae import config, run, trainer
 from avae.cli import main
 from avae.errors import AvaeError
-from avae.evaluate import evaluate
+from avae.evaluation import evaluate
 from avae.metrics import disentangle, generative, latent
 from avae.metrics.features import RandomFeatures
 
@@ -68,7 +68,7 @@ def evaluated(mnist_root, tmp_path_factory):
     with pytest.MonkeyPatch.context() as m:
         # the session's own cache (conftest's autouse fixture sets it only for each test, after this one)
         m.setenv("AVAE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-        run_dir = train.start(cfg, tmp_path_factory.mktemp("runs") / "r")
+        run_dir = trainer.start(cfg, tmp_path_factory.mktemp("runs") / "r")
         with_factors(m)
         evaluate(run_dir, **SETTINGS, progress=False)
     assert not (run_dir / "evaluation" / "partial").exists()  # a finished evaluation keeps no phases

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from avae import Callback, config, hardware, nets, run, train
+from avae import Callback, config, hardware, nets, run, trainer
 from avae.cli import main
 from avae.data import ArrayImages, to_float
 from avae.models import DataSpec, TrainContext, build_model
@@ -75,12 +75,12 @@ def test_training_and_resume_on_the_gpu_give_finite_resumable_state(mnist_root, 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     settings = tiny(mnist_root, "train.epochs=2", "train.checkpoint_minutes=0")
     whole_watch = Watch()
-    whole = train.start(config.resolve(None, settings), tmp_path / "whole", [whole_watch])
+    whole = trainer.start(config.resolve(None, settings), tmp_path / "whole", [whole_watch])
     assert whole_watch.devices == {torch.device(DEVICE).type}  # the steps ran on the GPU, not on the CPU
 
     stopped = tmp_path / "stopped"
     with pytest.raises(KeyboardInterrupt):
-        train.start(config.resolve(None, settings), stopped, [Watch(stop_after=8 + 5)])  # step 5 of epoch 2
+        trainer.start(config.resolve(None, settings), stopped, [Watch(stop_after=8 + 5)])  # step 5 of epoch 2
     assert json.loads((stopped / "run.json").read_text())["status"] == "interrupted"
     state = torch.load(stopped / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     assert (state["epoch"], state["step"]) == (1, 3)  # mid-epoch, aligned to the KDE refresh
@@ -88,7 +88,7 @@ def test_training_and_resume_on_the_gpu_give_finite_resumable_state(mnist_root, 
     assert all(t.device.type == "cpu" for t in state["model"].values())  # it opens on a machine without a GPU
 
     resumed_watch = Watch()
-    train.resume(stopped, [resumed_watch])
+    trainer.resume(stopped, [resumed_watch])
     assert resumed_watch.devices == {torch.device(DEVICE).type} and resumed_watch.steps == 8 - 3
     assert [r["epoch"] for r in metrics(stopped)] == [1, 2]
     a = torch.load(whole / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"]
@@ -154,7 +154,7 @@ def test_evaluate_of_a_gpu_trained_run_gives_the_cpu_numbers(mnist_root, tmp_pat
     results = {}
     for name, device in (("cpu", "cpu"), ("gpu", DEVICE)):
         out = tmp_path / name
-        train.start(config.resolve(None, [*tiny(mnist_root, *pinned), f"train.device={device}"]), out)
+        trainer.start(config.resolve(None, [*tiny(mnist_root, *pinned), f"train.device={device}"]), out)
         assert main(["evaluate", str(out), "-n", "100", "--split", "val", "--features", "random",
                      "--disentanglement", "none"]) == 0
         results[name] = json.loads((out / "evaluate.json").read_text())

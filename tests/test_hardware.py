@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from avae import config, hardware, nets, run, train
+from avae import config, hardware, nets, run, trainer
 from avae.errors import AvaeError
 
 
@@ -53,29 +53,29 @@ def test_inference_encoder_gives_the_eval_encoders_codes(arch, shape, channels_l
 def test_kde_refresh_follows_the_current_weights(mnist_root, tmp_path, calls):
     cfg = config.resolve(None, tiny(mnist_root, "model.kde_precision=float32", *calls))
     data = run.load_data(cfg)
-    model = train.seeded_model(cfg, data)
-    trainer = train.Trainer(cfg, tmp_path, data, model)
-    model.on_epoch_start(trainer.context, np.arange(len(data.train)))
+    model = trainer.seeded_model(cfg, data)
+    loop = trainer.Trainer(cfg, tmp_path, data, model)
+    model.on_epoch_start(loop.context, np.arange(len(data.train)))
 
     def eval_codes():
         model.eval()
         with torch.no_grad():
-            codes = model.encoder(trainer.prepare(model.kde_images))
+            codes = model.encoder(loop.prepare(model.kde_images))
         model.train()
         return codes
 
     for seed in (0, 1):  # new weights and statistics between refreshes: the codes follow them
         randomise_batch_norm(model.encoder, seed)
-        model.refresh_kde_codes(trainer.context)
+        model.refresh_kde_codes(loop.context)
         assert model.training
         torch.testing.assert_close(model.kde_codes, eval_codes(), rtol=1e-4, atol=1e-5)
-    losses = model.training_loss(trainer.prepare(data.train.images(np.arange(150, 160))))
+    losses = model.training_loss(loop.prepare(data.train.images(np.arange(150, 160))))
     losses["loss"].backward()  # the refreshed codes enter autograd as constants
     assert not model.kde_codes.requires_grad
 
 
 def test_auto_settings_are_resolved_and_recorded(mnist_root, tmp_path):
-    run_dir = train.start(config.resolve(None, tiny(mnist_root)), tmp_path / "auto")
+    run_dir = trainer.start(config.resolve(None, tiny(mnist_root)), tmp_path / "auto")
     saved = config.load_yaml((run_dir / "config.yaml").read_text())
     assert saved["train"]["precision"] in ("float32", "bfloat16")
     assert saved["train"]["channels_last"] in (True, False)
@@ -94,13 +94,13 @@ def test_auto_settings_are_resolved_and_recorded(mnist_root, tmp_path):
     if not hardware.native_bf16(torch.device("cpu")):  # never the emulated bfloat16
         assert "bfloat16" not in (saved["train"]["precision"], saved["model"]["kde_precision"])
     # the resolved config resumes as it is, with nothing left to choose
-    assert train.resume(run_dir) == run_dir
+    assert trainer.resume(run_dir) == run_dir
 
 
 def test_explicit_settings_win_over_auto(mnist_root, tmp_path):
     settings = ["train.precision=bfloat16", "train.channels_last=false", "train.threads=1", "model.kde_precision=float32",
                 "model.kde_channels_last=true", "model.kde_batch=33"]
-    run_dir = train.start(config.resolve(None, tiny(mnist_root, *settings)), tmp_path / "explicit")
+    run_dir = trainer.start(config.resolve(None, tiny(mnist_root, *settings)), tmp_path / "explicit")
     saved = config.load_yaml((run_dir / "config.yaml").read_text())
     assert (saved["train"]["precision"], saved["train"]["channels_last"], saved["train"]["threads"]) == ("bfloat16", False, 1)
     assert (saved["model"]["kde_precision"], saved["model"]["kde_channels_last"], saved["model"]["kde_batch"]) == (
@@ -128,7 +128,7 @@ def test_bfloat16_counts_as_native_only_where_the_kernels_may_use_it(monkeypatch
 def test_choices_are_measured_once_and_cached(mnist_root, monkeypatch, tmp_path):
     monkeypatch.setenv("AVAE_CACHE_DIR", str(tmp_path / "cache"))
     cfg = config.resolve(None, tiny(mnist_root))
-    model = train.seeded_model(cfg, run.load_data(cfg))
+    model = trainer.seeded_model(cfg, run.load_data(cfg))
     monkeypatch.setattr(hardware, "busy_cores", lambda: 0.0)
     first = hardware.fastest(model, torch.device("cpu"), 50)
     assert first["train_precision"] in ("float32", "bfloat16") and first["inference_batch"] in hardware.INFERENCE_BATCHES
@@ -149,7 +149,7 @@ def test_choices_are_measured_once_and_cached(mnist_root, monkeypatch, tmp_path)
 def test_a_busy_machine_takes_the_rules_and_every_later_run_the_same_choice(mnist_root, monkeypatch, tmp_path):
     monkeypatch.setenv("AVAE_CACHE_DIR", str(tmp_path / "cache"))
     cfg = config.resolve(None, tiny(mnist_root))
-    model = train.seeded_model(cfg, run.load_data(cfg))
+    model = trainer.seeded_model(cfg, run.load_data(cfg))
     monkeypatch.setattr(hardware, "busy_cores", lambda: 100.0)
     monkeypatch.setattr(hardware, "_measure", lambda *a: pytest.fail("timings taken on a busy machine"))
     busy = hardware.fastest(model, torch.device("cpu"), 50)
@@ -161,7 +161,7 @@ def test_a_busy_machine_takes_the_rules_and_every_later_run_the_same_choice(mnis
     # the VAE's encoder has twice the outputs, and shares the AVAE's choice
     common = ("latent_dim", "width", "arch", "encoder", "decoder")
     vae_cfg = {**cfg, "model": {k: v for k, v in cfg["model"].items() if k in common} | {"name": "vae"}}
-    vae = train.seeded_model(config.validate(vae_cfg), run.load_data(cfg))
+    vae = trainer.seeded_model(config.validate(vae_cfg), run.load_data(cfg))
     assert hardware.fastest(vae, torch.device("cpu"), 50) == busy
 
 
@@ -209,5 +209,5 @@ def test_a_cgroup_cpu_quota_limits_the_cores(monkeypatch):
                                      "model.kde_channels_last=maybe"])
 def test_bad_hardware_settings_are_rejected(mnist_root, tmp_path, setting):
     with pytest.raises(AvaeError):
-        train.start(config.resolve(None, tiny(mnist_root, setting)), tmp_path / "bad")
+        trainer.start(config.resolve(None, tiny(mnist_root, setting)), tmp_path / "bad")
     assert not (tmp_path / "bad").exists()

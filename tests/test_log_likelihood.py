@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from avae import config, run, train
+from avae import config, run, trainer
 from avae.cli import main
 from avae.errors import AvaeError
-from avae.evaluate import evaluate
+from avae.evaluation import evaluate
 from avae.likelihood import Likelihood
 from avae.metrics import marginal_likelihood as ml
 from avae.models import DataSpec, build_model
@@ -181,7 +181,7 @@ def trained(tmp_path_factory, model: str):
     cfg = config.resolve(None, ["data.name=mnist", f"data.root={root}", f"model.name={model}", "model.latent_dim=4",
                                 "model.width=0.125", "train.batch_size=50", "train.epochs=1", "train.progress=false",
                                 "train.figures_every=0"])
-    return train.start(cfg, tmp_path_factory.mktemp("runs") / model)
+    return trainer.start(cfg, tmp_path_factory.mktemp("runs") / model)
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +257,7 @@ def test_evaluate_says_why_an_autoencoder_has_no_likelihood(tmp_path_factory):
 
 
 def test_an_interrupted_evaluation_keeps_the_likelihood(vae_run, monkeypatch, capsys):
-    from avae import evaluate as evaluation
+    from avae import evaluation as evaluation
 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
@@ -277,7 +277,7 @@ def test_an_interrupted_evaluation_keeps_the_likelihood(vae_run, monkeypatch, ca
 def test_the_command_that_continues_names_the_likelihood_flags():
     import inspect
 
-    from avae import evaluate as evaluation
+    from avae import evaluation as evaluation
 
     given = {name: p.default for name, p in inspect.signature(evaluate).parameters.items()
              if p.default is not inspect.Parameter.empty}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from avae.bandwidth import bandwidth
+from avae.kde_bandwidth import bandwidth
 from avae.errors import AvaeError
 from avae.metrics import generative as gen
 from avae.metrics import latent

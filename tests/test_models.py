@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from avae import config, run, schema, train
+from avae import config, run, schema, trainer
 from avae.cli import main
 from avae.errors import AvaeError
 from avae.models import MODELS, DataSpec, ModelSettings, build_model
@@ -223,36 +223,36 @@ def test_rae_penalties_known_values():
 def built(root, tmp_path, name, *extra):
     cfg = config.resolve(None, tiny(root, *extra, model=name))
     data = run.load_data(cfg)
-    model = train.seeded_model(cfg, data)
-    return train.Trainer(cfg, tmp_path, data, model)
+    model = trainer.seeded_model(cfg, data)
+    return trainer.Trainer(cfg, tmp_path, data, model)
 
 
 @pytest.mark.parametrize("name", ["factor_vae", "aae"])
 def test_discriminator_step_updates_only_the_discriminator(mnist_root, tmp_path, name):
-    trainer = built(mnist_root, tmp_path, name)
-    model = trainer.model
+    loop = built(mnist_root, tmp_path, name)
+    model = loop.model
     disc = dict(model.discriminator.named_parameters())
-    in_main = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    in_main = {id(p) for group in loop.optimizer.param_groups for p in group["params"]}
     assert not in_main & {id(p) for p in disc.values()}  # the trainer's Adam never sees them
     assert in_main == {id(p) for p in [*model.encoder.parameters(), *model.decoder.parameters()]}
     assert {id(p) for group in model.disc_optimizer.param_groups for p in group["params"]} == {id(p) for p in disc.values()}
 
-    x = trainer.prepare(trainer.data.train.images(np.arange(50)))
+    x = loop.prepare(loop.data.train.images(np.arange(50)))
     model.train()
     losses = model.training_loss(x)
     reg = losses["tc" if name == "factor_vae" else "adv"]
     enc_grad = torch.autograd.grad(reg, list(model.encoder.parameters()), retain_graph=True, allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in enc_grad)  # the adversary's signal reaches the encoder
-    trainer.optimizer.zero_grad(set_to_none=True)
+    loop.optimizer.zero_grad(set_to_none=True)
     losses["loss"].backward()
     assert all(p.grad is None for p in disc.values())  # ... but the encoder's loss leaves the discriminator alone
     grads = {n: p.grad.clone() for n, p in model.encoder.named_parameters()}
-    trainer.optimizer.step()
+    loop.optimizer.step()
     autoencoder = {n: p for n, p in model.named_parameters() if n.startswith(("encoder.", "decoder."))}
     weights = {n: p.detach().clone() for n, p in autoencoder.items()}
     before = {n: p.detach().clone() for n, p in disc.items()}
 
-    model.after_step(trainer.context, x, losses)
+    model.after_step(loop.context, x, losses)
     for n, p in disc.items():
         assert not torch.equal(p, before[n]), n
     for n, p in autoencoder.items():

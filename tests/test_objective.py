@@ -124,7 +124,7 @@ def test_sigma_rule():
 
 
 def test_bandwidth_is_callable_from_the_package_and_stays_a_module():
-    from avae import bandwidth as module
+    from avae import kde_bandwidth as module
 
     bw = avae.bandwidth(4, 300)
     assert (bw.h_opt, bw.h) == (module.bandwidth(4, 300).h_opt, module.bandwidth(4, 300).h)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import avae
-from avae import config, run, train
+from avae import config, run, trainer
 from avae.cli import main
 
 SETTINGS = ["data.name=mnist", "model.latent_dim=4", "model.width=0.125", "model.kde_size=100",
@@ -28,7 +28,7 @@ def settings(root, *extra):
 
 @pytest.fixture(scope="module")
 def finished(mnist_root, tmp_path_factory):
-    return train.start(config.resolve(None, settings(mnist_root, "train.epochs=1")), tmp_path_factory.mktemp("runs") / "r")
+    return trainer.start(config.resolve(None, settings(mnist_root, "train.epochs=1")), tmp_path_factory.mktemp("runs") / "r")
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def test_trusted_classes_are_imported_from_the_folder_recorded_in_training(mnist
     (code / "flat_nets.py").write_text(USER_NETS)
     monkeypatch.chdir(code)  # training imports the user's classes from the current folder, as `python -m` does
     path_before = list(sys.path)
-    run_dir = train.start(config.resolve(None, settings(mnist_root, "train.epochs=1", "model.encoder=flat_nets:Encoder",
+    run_dir = trainer.start(config.resolve(None, settings(mnist_root, "train.epochs=1", "model.encoder=flat_nets:Encoder",
                                                        "model.decoder=flat_nets:Decoder")), tmp_path / "run")
     assert sys.path == path_before
     assert run.info(run_dir)["code"] == {"flat_nets": {"file": str(code / "flat_nets.py"), "root": str(code)}}

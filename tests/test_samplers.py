@@ -233,7 +233,7 @@ def test_a_fitted_sampler_draws_through_load_sample_and_the_command(run_dir, cap
     assert torch.equal(images, model.sample(6, torch.Generator().manual_seed(3), sampler=gmm))
     assert not torch.equal(images, model.sample(6, torch.Generator().manual_seed(3)))
     assert main(["sample", str(run_dir), "-n", "6", "--seed", "3", "--sampler", "gmm", "--out", str(tmp_path / "s")]) == 0
-    assert "6 samples (gmm: a Gaussian mixture" in capsys.readouterr().out
+    assert "6 samples (codes drawn by gmm: a Gaussian mixture" in capsys.readouterr().out
     from avae.report import to_uint8
 
     assert np.array_equal(np.load(tmp_path / "s.npy"), to_uint8(images, model.spec.value_range))
@@ -243,7 +243,7 @@ def test_export_writes_the_gmm_as_tensors_and_refuses_the_neural_samplers(run_di
     assert main(["export", str(run_dir), "--sampler", "gmm", "--out", str(tmp_path / "exp")]) == 0
     assert "sampler.pt (weights, means and scale_trils of the gmm's components)" in capsys.readouterr().out
     tensors = torch.load(tmp_path / "exp" / "sampler.pt", weights_only=True)
-    g = torch.Generator().manual_seed(9)  # the recipe in avae.export's docstring, with torch alone
+    g = torch.Generator().manual_seed(9)  # the recipe in avae.exporter's docstring, with torch alone
     c = torch.multinomial(tensors["weights"], 5, replacement=True, generator=g)
     eps = torch.randn(5, 3, generator=g, dtype=tensors["means"].dtype)
     codes = (tensors["means"][c] + (tensors["scale_trils"][c] @ eps.unsqueeze(-1)).squeeze(-1)).float()
@@ -307,7 +307,7 @@ def test_missing_files_settings_and_packages_are_one_line_errors(run_dir, capsys
 def test_evaluate_scores_the_samples_of_each_sampler_side_by_side(run_dir, capsys, tmp_path):
     import json
 
-    from avae.compare import compare, text_table
+    from avae.comparison import compare, text_table
 
     ev = dict(n=60, seed=1, features="random", progress=False)
     fails(capsys, "evaluate", run_dir, "-n", 60, "--checkpoint", "best", "--samplers", "prior,gmm",

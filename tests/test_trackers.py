@@ -247,7 +247,7 @@ def test_a_resumed_run_continues_its_mlflow_run(mnist_root, tmp_path, monkeypatc
         patched.setattr(AVAE, "after_step", after_step)
         with pytest.raises(KeyboardInterrupt):
             avae.train(tiny_config(mnist_root, epochs=2, figures_every=0, mlflow=True), out=tmp_path / "r")
-    avae.train.resume(tmp_path / "r")
+    avae.trainer.resume(tmp_path / "r")
     found = mlflow_run(tmp_path / "r")
     assert found.info.status == "FINISHED" and found.data.params == {
         k: str(v) for k, v in expected_params(tmp_path / "r").items()}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from avae import config, train
+from avae import config, trainer
 from avae.run import load_data, save_file
 from avae.cli import main
 
@@ -23,7 +23,7 @@ def tiny(root, *extra, model="avae"):
 
 
 def run(root, out, *extra, model="avae"):
-    return train.start(config.resolve(None, tiny(root, *extra, model=model)), out)
+    return trainer.start(config.resolve(None, tiny(root, *extra, model=model)), out)
 
 
 def metrics(run_dir):
@@ -53,23 +53,23 @@ def test_training_lowers_the_loss_and_sets_sigma_from_validation(mnist_root, tmp
 def test_kde_set_is_drawn_fresh_each_epoch_and_disjoint_from_sgd(mnist_root, tmp_path):
     cfg = config.resolve(None, tiny(mnist_root, "train.epochs=1"))
     data = load_data(cfg)
-    model = train.seeded_model(cfg, data)
-    trainer = train.Trainer(cfg, tmp_path, data, model)
+    model = trainer.seeded_model(cfg, data)
+    loop = trainer.Trainer(cfg, tmp_path, data, model)
     seen = []
     for epoch in range(2):
         order = np.random.default_rng([0, epoch]).permutation(len(data.train))
-        sgd = model.on_epoch_start(trainer.context, order)
+        sgd = model.on_epoch_start(loop.context, order)
         kde = set(order[:100].tolist())
         assert len(sgd) == 400 and not kde & set(sgd.tolist())
         seen.append(kde)
     assert seen[0] != seen[1]
-    model.on_step_start(trainer.context, 0)
+    model.on_step_start(loop.context, 0)
     assert model.kde_codes.shape == (100, 4) and not model.kde_codes.requires_grad
 
 
 def test_avae_samples_from_the_shrunken_prior(mnist_root):
     cfg = config.resolve(None, tiny(mnist_root))
-    model = train.seeded_model(cfg, load_data(cfg))
+    model = trainer.seeded_model(cfg, load_data(cfg))
     z = model.sample_latent(20000, torch.Generator().manual_seed(0))
     assert z.var(0).mean().item() == pytest.approx(1 - model.h**2, rel=0.03)
     assert model.latent_variance == pytest.approx(1 - model.h**2)
@@ -79,7 +79,7 @@ def test_initial_weights_follow_the_seed_and_the_model(mnist_root):
     """Same model and seed: the same weights; models with the same networks at one seed: independent draws."""
     def networks(model, seed):
         cfg = config.resolve(None, tiny(mnist_root, f"train.seed={seed}", model=model))
-        state = train.seeded_model(cfg, load_data(cfg)).state_dict()
+        state = trainer.seeded_model(cfg, load_data(cfg)).state_dict()
         return {k: v for k, v in state.items() if k.startswith(("encoder", "decoder")) and v.is_floating_point()}
 
     avae, again, rae, other_seed = networks("avae", 1), networks("avae", 1), networks("rae", 1), networks("avae", 2)
@@ -120,7 +120,7 @@ def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(mnist_root, 
     script = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from avae import config, train
+        from avae import config, trainer
         from avae.models import MODELS
         cls = MODELS[{name!r}]
         original, calls = cls.after_step, 0
@@ -131,7 +131,7 @@ def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(mnist_root, 
             if calls == {kill_after}:
                 os.kill(os.getpid(), signal.SIGKILL)
         cls.after_step = after_step
-        train.start(config.resolve(None, {tiny(mnist_root, *settings, model=name)!r}), Path({str(killed)!r}))
+        trainer.start(config.resolve(None, {tiny(mnist_root, *settings, model=name)!r}), Path({str(killed)!r}))
     """)
     proc = subprocess.run([sys.executable, "-c", script], env={**os.environ}, capture_output=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()

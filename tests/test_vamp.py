@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
-from avae import config, run, train
+from avae import config, run, trainer
 from avae.cli import main
 from avae.errors import AvaeError
 from avae.models import DataSpec, build_model
@@ -260,7 +260,7 @@ def test_a_run_trains_saves_and_loads_the_same_sampler(mnist_root, tmp_path):
     cfg = config.resolve(None, tiny(mnist_root, "train.epochs=1", "train.figures_every=1", "train.lr=2e-3",
                                     "model.components=10", model="vamp"))
     assert cfg["model"]["components"] == 10 and cfg["model"]["pseudo_lr"] == 5e-4
-    run_dir = train.start(cfg, tmp_path / "vamp")
+    run_dir = trainer.start(cfg, tmp_path / "vamp")
     (m,) = metrics(run_dir)
     for key in ("train_loss", "train_kl", "val_loss", "val_kl", "val_recon"):
         assert math.isfinite(m[key]), key

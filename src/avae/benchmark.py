@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, config, launchers, pages, run, train
+from . import __version__, config, launchers, pages, run, trainer
 from .errors import AvaeError
-from .evaluate import evaluate
+from .evaluation import evaluate
 from .metrics.catalogue import Metric, describe
 from .schema import setting
 
@@ -318,10 +318,10 @@ def _train_and_evaluate(task: launchers.RunTask, rank: int) -> None:
         torch.set_num_threads(task.threads)
     if run.status(run_dir) != "finished":
         if run.has_checkpoint(run_dir):
-            train.resume(run_dir, trust_code=task.trust_code)
+            trainer.resume(run_dir, trust_code=task.trust_code)
         else:  # never started, or ended before its first checkpoint (its files are kept aside)
             extra = [f"data.root={task.data_root}"] if task.data_root else []
-            train.start(config.resolve(None, [*task.overrides, *extra]), run_dir)
+            trainer.start(config.resolve(None, [*task.overrides, *extra]), run_dir)
     if rank != 0:
         return
     threads = run.read(run_dir)[0]["train"].get("threads") or task.threads
@@ -514,7 +514,7 @@ def step_flops(run_dir: Path, trust_code: bool = False) -> dict:
 
 def performance(records: list[dict], trust_code: bool = False) -> dict:
     """Epoch-time ratios, the re-encoding share, bandwidth time, images/s and FLOP/s against the GEMM peak."""
-    from .bandwidth import bandwidth
+    from .kde_bandwidth import bandwidth
 
     device = "cuda" if torch.cuda.is_available() else "cpu"  # where `train.device: auto` trains
     peaks = {"float32": gemm_peak(torch.float32, device), "bfloat16": gemm_peak(torch.bfloat16, device)}

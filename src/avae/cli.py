@@ -259,18 +259,19 @@ def _trust_flag(parser) -> None:
 
 
 def _train(args) -> int:
-    from . import train
+    from . import trainer
+    from .api import resume
 
     if args.resume:
         given = (args.config, args.dataset, args.model, args.epochs, args.seed, args.data_root, args.out)
         if args.set or any(value is not None for value in given):
             raise AvaeError("--resume continues a run with its own config; give no other settings")
-        run_dir = train.resume(Path(args.resume), trust_code=args.trust_code)
+        run_dir = resume(Path(args.resume), trust_code=args.trust_code)
         return _finished(run_dir)
     if args.trust_code:
         raise AvaeError("--trust-code goes with --resume (a new run imports the classes its config names)")
     cfg = _resolved(args)
-    return _finished(train.start(cfg, Path(args.out) if args.out else train.default_run_dir(cfg)))
+    return _finished(trainer.start(cfg, Path(args.out) if args.out else trainer.default_run_dir(cfg)))
 
 
 def _resolved(args) -> dict:
@@ -304,7 +305,7 @@ def _absolute(path: str | None) -> str | None:
 
 
 def _demo(args) -> int:
-    from . import config, hardware, train
+    from . import config, hardware, trainer
 
     out = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     print(f"avae demo: training the AVAE on procedural dSprites into {out}", file=sys.stderr)
@@ -312,7 +313,7 @@ def _demo(args) -> int:
     if busy > hardware.QUIET_SHARE * cores:
         print(f"note: other work keeps {busy:.1f} of this machine's {cores} cores busy, so the demo's minute will "
               "be longer (it runs on the cores left free)", file=sys.stderr)
-    return _finished(train.start(config.resolve("demo"), out))
+    return _finished(trainer.start(config.resolve("demo"), out))
 
 
 def _finished(run_dir: Path) -> int:
@@ -329,37 +330,27 @@ def _finished(run_dir: Path) -> int:
 
 def _sample(args) -> int:
     import numpy as np
-    import torch
 
-    from . import report, run, samplers
+    from . import report, run
+    from .api import sample
+    from .samplers import sampler_class
 
     run_dir = Path(args.run_dir)
     prefix = Path(args.out) if args.out else run_dir / "samples"
     if prefix.is_dir():
         raise AvaeError(f"--out {prefix} is a folder; give a path prefix such as {prefix / 'samples'}")
-    samplers.sampler_class(args.sampler)  # an unknown name before the model is opened
-    model = run.load(run_dir, args.checkpoint, trust_code=args.trust_code)
-    sampler = samplers.for_model(model, args.sampler)
-    spec = model.spec
-    images = []
-    gen = torch.Generator().manual_seed(args.seed)
-    for start in range(0, args.n, 1000):
-        batch = model.sample(min(1000, args.n - start), gen, sampler=sampler)
-        if not torch.isfinite(batch).all():
-            raise AvaeError(f"the model of {run_dir} produced non-finite images (NaN or inf); it cannot be sampled, "
-                            "retrain it (e.g. with a lower train.lr)")
-        images.append(report.to_uint8(batch, spec.value_range))
-    images = np.concatenate(images)
+    images = sample(run_dir, args.n, seed=args.seed, checkpoint=args.checkpoint, sampler=args.sampler,
+                    trust_code=args.trust_code)
     run.make_folder(prefix.parent)
     run.save_file(lambda tmp: np.save(tmp, images), prefix.with_suffix(".npy"))
     report.save_grid(prefix.with_suffix(".png"), images[:256])
-    drawn = model.sampler if args.sampler == "prior" else f"{args.sampler}: {sampler.description}"
-    print(f"{len(images)} samples ({drawn}): {prefix.with_suffix('.npy')} and {prefix.with_suffix('.png')}")
+    drawn = f"{args.sampler}: {sampler_class(args.sampler).description}"
+    print(f"{len(images)} samples (codes drawn by {drawn}): {prefix.with_suffix('.npy')} and {prefix.with_suffix('.png')}")
     return 0
 
 
 def _evaluate(args) -> int:
-    from .evaluate import evaluate
+    from .api import evaluate
 
     result = evaluate(args.run_dir, n=args.n, seed=args.seed, features=args.features,
                       inception_weights=args.inception_weights, checkpoint=args.checkpoint, split=args.split,
@@ -385,17 +376,17 @@ def _evaluate(args) -> int:
 
 
 def _compare(args) -> int:
-    from . import compare
+    from .api import compare
+    from .comparison import text_table
 
-    comparison = compare.compare(args.run_dirs)
-    print(compare.text_table(comparison))
-    compare.write_html(Path(args.html), comparison)
+    comparison = compare(args.run_dirs, args.html)
+    print(text_table(comparison))
     print(f"written: {args.html}")
     return 0
 
 
 def _export(args) -> int:
-    from .export import export
+    from .api import export
 
     out = export(args.run_dir, args.out, args.checkpoint, trust_code=args.trust_code, sampler=args.sampler)
     tensors = ("weights, means and scale_trils of the gmm's components" if args.sampler == "gmm"
@@ -483,13 +474,14 @@ def _benchmark(args) -> int:
 
 
 def _bandwidth(args) -> int:
-    from . import bandwidth
+    from .api import bandwidth
+    from .kde_bandwidth import as_dict
 
     start = time.perf_counter()
-    bw = bandwidth.bandwidth(args.latent_dim, args.kde_size, seed=args.seed, cache=not args.no_cache, progress=True)
+    bw = bandwidth(args.latent_dim, args.kde_size, seed=args.seed, cache=not args.no_cache, progress=True)
     seconds = time.perf_counter() - start
     if args.json:
-        print(json.dumps({**bandwidth.as_dict(bw), "seconds": seconds}))
+        print(json.dumps({**as_dict(bw), "seconds": seconds}))
     else:
         print(f"l={bw.latent_dim} m={bw.kde_size}: h_opt={bw.h_opt:.4f}  h={bw.h:.4f}  sampling std={bw.sampling_std:.4f}")
     return 0

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .bandwidth import cache_path, read_json_cache, write_json_cache
+from .kde_bandwidth import cache_path, read_json_cache, write_json_cache
 
 AUTO = "auto"
 # environment variables that change which kernels run (set them to emulate a smaller CPU)

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from . import bandwidth as bw, schema
+from . import kde_bandwidth as bw, schema
 from .errors import AvaeError
 from .kde import kl_to_standard_normal
 

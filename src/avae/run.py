@@ -453,7 +453,7 @@ def _open_no_follow(path: Path, flags: int) -> int:
     """os.open that refuses a symbolic link at `path` in one line."""
     try:
         return os.open(path, flags | os.O_NOFOLLOW, 0o644)
-    except OSError as e:
+    except OSError:
         if path.is_symlink():
             raise AvaeError(f"{path} is a symbolic link; {LINK_ADVICE}") from None
         raise

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..bandwidth import cache_path
+from ..kde_bandwidth import cache_path
 from ..data import Dataset, Subset, to_float
 from ..errors import AvaeError
 from ..run import save_file

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch.nn import functional as F
 
 from .base import Model, register_model

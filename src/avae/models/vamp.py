@@ -15,7 +15,7 @@ parameter per pseudo-input, so here each u_k is a parameter of image shape, clam
 value range when it is used (the hard-tanh: no gradient moves a clamped pixel further out).
 They start as the paper initialises its map for MNIST, at 5% of the way up the value range with
 noise of 1% of the range (N(0.05, 0.01) on [0, 1]), drawn from torch's global stream, which
-`train.seeded_model` seeds before the networks' weights. The trainer's Adam holds only the encoder
+`trainer.seeded_model` seeds before the networks' weights. The trainer's Adam holds only the encoder
 and decoder, so the pseudo-inputs have their own Adam (`pseudo_lr`, fixed: the trainer's plateau
 schedule does not reach it), stepped in `after_step` on the gradient of the same backward pass
 (averaged over ranks under torchrun); its state is checkpointed through `extra_state`.

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, _callable_module, pages, report, run, schema
-from .bandwidth import bandwidth
+from . import __version__, pages, report, run, schema
+from .kde_bandwidth import bandwidth
 from .config import LIKELIHOOD_IMAGES, LIKELIHOOD_SAMPLES, TrainConfig, check_evaluate_settings
 from .data import check_unchanged, to_float
 from .samplers import load_for_run, parse_names, sliced_ks
@@ -607,5 +607,3 @@ def _traverse(directions: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Codes at `values` along each direction (one row per direction), through the origin."""
     return np.concatenate([values[:, None] * d[None, :] for d in directions])
 
-
-_callable_module(__name__, evaluate)  # avae.evaluate(run_dir, ...)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import _callable_module, schema
+from . import schema
 from .errors import AvaeError
 from .kde import squared_distances
 
@@ -196,5 +196,3 @@ def write_json_cache(path: Path, entries: dict) -> None:
 def as_dict(bw: Bandwidth) -> dict:
     return asdict(bw)
 
-
-_callable_module(__name__, bandwidth)  # avae.bandwidth(latent_dim, kde_size)

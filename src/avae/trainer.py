@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from . import _callable_module, callbacks as reporting, config as config_mod, hardware, run, user_nets
+from . import callbacks as reporting, config as config_mod, hardware, run, user_nets
 from .callbacks import Callback, EpochEnd, RunInfo
 from .config import TrainConfig
 from .data import Dataset, ImageSet, check_unchanged, to_float
@@ -347,7 +347,7 @@ def default_run_dir(cfg: dict) -> Path:
     return Path(f"runs/{cfg['data']['name']}-{cfg['model']['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def from_config(config: dict | str | Path, out: str | Path | None = None, *, overrides: list[str] = (),
+def train(config: dict | str | Path, out: str | Path | None = None, *, overrides: list[str] = (),
                 callbacks: list[Callback] = ()) -> Path:
     """Train as `avae train` does, from a config dict, a YAML file or a preset name (with `--set`-style
     overrides), into `out` (default runs/<dataset>-<model>-<time>); returns the run directory.
@@ -409,5 +409,3 @@ def _reporters(cfg: dict, dist: Dist, extra) -> list[Callback]:
     extra = reporting.check_callbacks(extra)
     return reporting.from_settings(TrainConfig.from_dict(cfg["train"])) + extra if dist.is_main else []
 
-
-_callable_module(__name__, from_config)  # avae.train(config, out=...)
