@@ -211,38 +211,12 @@ def _scores(ev: Evaluation, steps: _Steps, checkpoint: str, settings: dict, fitt
         }
 
     sample_quality = {name: quality(name, images) for name, images in sets_u8.items()}
-    by_sampler = {}
-    for name, sampler in fitted.items():
-        z = timed(f"sample_{name}", ev.sampler_codes, sampler)
-        scores = (quality(f"N_{name}", report.to_uint8(ev.decode(z, f"samples of the {name} sampler"), ev.vr))
-                  if sampler.fitted else sample_quality["N"])
-        by_sampler[name] = {"description": sampler.description, "sample_quality": scores,
-                            "latent_fit": _latent_fit(sampler, codes, z, seed),
-                            "fit": sampler.report.as_dict() if sampler.report else None}
-
-    mean, cov = (t.numpy() for t in ev.model.sampling_distribution)
-    entropy_kde_size = settings["entropy_kde_size"]
-    h_entropy = bandwidth(ev.model.latent_dim, entropy_kde_size).h
-    entropy = phase("entropy", latent.whitened_entropy, codes, h_entropy)
-    entropy["gaussian_reference"] = phase("entropy_reference", latent.gaussian_entropy_reference,
-                                          ev.model.latent_dim, len(codes), h_entropy, seed)
-    latent_quality = {
-        "entropy": entropy | {"kde_size_for_h": entropy_kde_size},
-        # the distribution generation samples from is the target of the fit; N(0, I) beside it
-        "sampling_distribution": ev.model.sampler,
-        "gaussian_kl_to_prior": phase("gaussian_kl", latent.gaussian_kl, codes, 1.0),
-        "gaussian_kl_to_sampling_distribution": latent.gaussian_kl(codes, cov, mean),
-        "sampling_variance": ev.model.latent_variance,
-        "norm_chi2_test": phase("chi2", latent.norm_chi2_test, codes, cov, mean),
-        "norm_chi2_test_prior": latent.norm_chi2_test(codes, 1.0),
-        "collapsed_axes": latent.collapsed_axes(codes),
-        "reconstruction": latent.reconstruction_errors(x, sets["REC"]),
-    }
-
+    by_sampler = _by_sampler(ev, steps, fitted, codes, quality, sample_quality["N"])
     result = {
         "run": str(ev.run_dir), "model": ev.model.name, "dataset": ev.data.name, "checkpoint": checkpoint,
         "split": ev.split, "n": ev.n, "seed": seed, "feature_space": extractor.describe(),
-        "sampler": ev.model.sampler, "sample_quality": sample_quality, "latent_quality": latent_quality,
+        "sampler": ev.model.sampler, "sample_quality": sample_quality,
+        "latent_quality": _latent_quality(ev, steps, codes, x, sets["REC"], settings["entropy_kde_size"]),
         "likelihood": _likelihood(ev, steps, settings["likelihood_samples"], settings["likelihood_images"]),
         "trained": ev.trained, "avae": __version__, "torch": torch.__version__,
     }
@@ -260,6 +234,43 @@ def _scores(ev: Evaluation, steps: _Steps, checkpoint: str, settings: dict, fitt
     result["figures"] = {path.stem: {"title": title, **pages.picture(path, ev.run_dir)}
                          for title, path in figures.items()}
     return result
+
+
+def _by_sampler(ev: Evaluation, steps: _Steps, fitted: dict, codes: np.ndarray, quality, own: dict) -> dict:
+    """{sampler: its N set's scores (`quality`), its fit to the held-out codes, its own fit report};
+    `prior`'s N set is the model's own, scored already (`own`)."""
+    by_sampler = {}
+    for name, sampler in fitted.items():
+        z = steps.timed(f"sample_{name}", ev.sampler_codes, sampler)
+        scores = (quality(f"N_{name}", report.to_uint8(ev.decode(z, f"samples of the {name} sampler"), ev.vr))
+                  if sampler.fitted else own)
+        by_sampler[name] = {"description": sampler.description, "sample_quality": scores,
+                            "latent_fit": _latent_fit(sampler, codes, z, ev.seed),
+                            "fit": sampler.report.as_dict() if sampler.report else None}
+    return by_sampler
+
+
+def _latent_quality(ev: Evaluation, steps: _Steps, codes: np.ndarray, x: np.ndarray, reconstructions: np.ndarray,
+                    entropy_kde_size: int) -> dict:
+    """The codes' entropy, their fit to the distribution generation samples from (the target) and
+    to N(0, I), collapsed axes, and the reconstruction errors."""
+    phase, seed = steps.phase, ev.seed
+    mean, cov = (t.numpy() for t in ev.model.sampling_distribution)
+    h_entropy = bandwidth(ev.model.latent_dim, entropy_kde_size).h
+    entropy = phase("entropy", latent.whitened_entropy, codes, h_entropy)
+    entropy["gaussian_reference"] = phase("entropy_reference", latent.gaussian_entropy_reference,
+                                          ev.model.latent_dim, len(codes), h_entropy, seed)
+    return {
+        "entropy": entropy | {"kde_size_for_h": entropy_kde_size},
+        "sampling_distribution": ev.model.sampler,
+        "gaussian_kl_to_prior": phase("gaussian_kl", latent.gaussian_kl, codes, 1.0),
+        "gaussian_kl_to_sampling_distribution": latent.gaussian_kl(codes, cov, mean),
+        "sampling_variance": ev.model.latent_variance,
+        "norm_chi2_test": phase("chi2", latent.norm_chi2_test, codes, cov, mean),
+        "norm_chi2_test_prior": latent.norm_chi2_test(codes, 1.0),
+        "collapsed_axes": latent.collapsed_axes(codes),
+        "reconstruction": latent.reconstruction_errors(x, reconstructions),
+    }
 
 
 class _Steps:
