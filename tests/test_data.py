@@ -477,7 +477,7 @@ def test_celeba_crops_resizes_caches_and_splits(tmp_path, archive, monkeypatch):
     assert x.min() >= -1.0 and x.max() <= 1.0 and x.min() < 0
     cache = Path(data.info["files"]["cache"])
     assert cache.parent == tmp_path and cache.name.startswith("celeba_64x64_")
-    assert not list(tmp_path.glob("*.part"))
+    assert not list(tmp_path.glob("*.tmp*"))  # no temporary file left behind
     # The second load reads the memory-mapped cache and decodes nothing.
     monkeypatch.setattr(celeba, "decode", lambda *a: pytest.fail("the cache was not used"))
     again = load_dataset("celeba", root=str(tmp_path))

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import avae
-from avae import config, run, trainer
+from avae import atomic, config, run, trainer
 from avae.cli import main
 
 SETTINGS = ["data.name=mnist", "model.latent_dim=4", "model.width=0.125", "model.kde_size=100",
@@ -183,7 +183,7 @@ def test_links_planted_in_a_run_directory_are_refused_and_their_targets_untouche
     for name in ("figure.png", "result.json"):
         (outside / name).symlink_to(victim)
         with pytest.raises(avae.AvaeError, match="symbolic link"):
-            run.save_file(lambda tmp: tmp.write_text("x"), outside / name)
+            atomic.save_file(lambda tmp: tmp.write_text("x"), outside / name)
     assert victim.read_text() == "precious" and list(outside.iterdir()) and not list(outside.glob("*.tmp*"))
 
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from avae import config, trainer
-from avae.run import load_data, save_file
+from avae.atomic import save_file
+from avae.run import load_data
 from avae.cli import main
 
 

@@ -6,6 +6,10 @@ finished and evaluated run is skipped, an interrupted one resumes, so the comman
 again until the suite is complete. Results: <results>/<suite>.json (one record per run),
 <results>/<suite>.md (mean ± std tables, the paper's numbers beside ours) and <results>/<suite>.html.
 
+Samplers (`--samplers prior,gmm` or the suite's `evaluate: {samplers: ...}`): a run's samples are
+scored once per sampler; a finished run not yet scored with all of them has each missing sampler
+fitted (the run's seed, default settings) and is evaluated again, without training again.
+
 Each unfinished run is one job, `run_one`, wherever it runs: in this process, in processes of its
 own, in a SLURM job array or on Ray (`avae.launchers`), or by any scheduler through the commands
 `job_commands` lists; the results are written once every run has been evaluated.
@@ -28,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, config, launchers, pages, run, trainer
+from . import __version__, atomic, config, hardware, launchers, pages, run, samplers, trainer
 from .errors import AvaeError
 from .evaluation import evaluate
 from .metrics.catalogue import Metric, describe
@@ -79,6 +83,45 @@ def headline_metrics() -> dict[str, Metric]:
 
 
 LOWER_IS_BETTER = {name for name, metric in headline_metrics().items() if metric.better == "lower"}
+
+# each sampler's headline metrics: short name → path in evaluate.json's samplers.NAME
+SAMPLER_HEADLINES = {
+    "fd_N": "sample_quality.frechet_distance",
+    "prd_precision_N": "sample_quality.prd.precision",
+    "prd_recall_N": "sample_quality.prd.recall",
+    "sliced_ks": "latent_fit.sliced_ks",
+    "codes_log_likelihood": "latent_fit.log_likelihood_per_dim",
+}
+SAMPLERS_NOTE = (
+    "Each sampler's codes decoded and scored like the model's own samples (the N set; `prior` is the model's own "
+    "sampler); `sliced_ks` (sliced Kolmogorov–Smirnov distance of its codes to held-out codes) and "
+    "`codes_log_likelihood` (mean log density of held-out codes per dimension, nats; – where it has no density) "
+    "measure its fit to the codes.")
+
+
+def sampler_metrics() -> dict[str, Metric]:
+    """Each sampler headline's label and direction, from the metric catalogue."""
+    out = {}
+    for name, path in SAMPLER_HEADLINES.items():
+        image_set = path.startswith("sample_quality.")
+        where = f"sample_quality.N.{path.split('.', 1)[1]}" if image_set else f"samplers.*.{path}"
+        out[name] = describe(where) or Metric(name)
+    return out
+
+
+def suite_samplers(suite: dict) -> list[str]:
+    """The samplers a suite's runs are scored with (its evaluation's `samplers`; prior by default)."""
+    return samplers.parse_names((suite.get("evaluate") or {}).get("samplers", "prior"))
+
+
+def with_samplers(suite: dict, names: str | None) -> dict:
+    """The suite with its runs scored by the samplers `names` ('prior,gmm'; None: the suite file's)."""
+    if names is None:
+        return suite
+    chosen = samplers.parse_names(names)
+    if chosen == suite_samplers(suite):
+        return suite
+    return {**suite, "evaluate": {**(suite.get("evaluate") or {}), "samplers": ",".join(chosen)}}
 BENCHMARK_PICTURES = ("samples", "reconstructions", "latents")  # of each model's first seed; the rest is per run
 
 
@@ -134,6 +177,10 @@ def load_suite(name: str) -> dict:
     suite = config.check_section("suite", SuiteSettings, config.read_yaml(path, "suite"))
     suite["experiments"] = [_experiment(i, exp) for i, exp in enumerate(suite["experiments"], 1)]
     config.check_evaluate_settings(suite.get("evaluate", {}), "suite evaluate")
+    try:
+        suite_samplers(suite)
+    except AvaeError as e:
+        raise AvaeError(f"suite {path}, evaluate.samplers: {e}") from None
     suite["resources"] = config.check_section("suite.resources", launchers.Resources, suite.get("resources") or {})
     suite["name"] = suite.get("name") or Path(str(name)).stem
     for job in plan(suite):
@@ -183,18 +230,20 @@ def plan(suite: dict) -> list[Job]:
 def run_suite(name: str, runs_root: Path = Path("benchmarks/runs"), results_root: Path = Path("benchmarks/results"),
               data_root: str | None = None, datasets: list[str] | None = None, *, trust_code: bool = False,
               launcher: str = "local", options: launchers.Options | None = None,
-              resources: dict | None = None) -> Path:
+              resources: dict | None = None, samplers: str | None = None) -> Path:
     """Train and evaluate every unfinished run of a suite through `launcher` (local, submitit, ray),
     then write the results. A run that fails is named (its log and the last line of its error) and
     the others go on; then nothing is written but the runs, and calling again resumes the failed ones.
-    `resources` (launchers.Resources values) override the suite's for every run."""
-    suite, jobs = _suite_jobs(name, datasets, resources)
+    `resources` (launchers.Resources values) override the suite's for every run; `samplers` ('prior,gmm')
+    the suite's evaluation samplers: a finished run not scored with all of them is scored again."""
+    suite, jobs = _suite_jobs(name, datasets, resources, samplers)
     folder = Path(runs_root) / suite["name"]
     options = options or launchers.Options()
     if options.folder is None:
         options.folder = folder / ".submitit"
     engine = launchers.get(launcher, options)  # its package installed, or one line saying what to install
-    todo = [job for job in jobs if not _evaluated(folder / job.name)]
+    names = suite_samplers(suite)
+    todo = [job for job in jobs if not _scored(folder / job.name, names)]
     tasks = engine.prepare([_task(job, name, folder, data_root, suite, trust_code) for job in todo])
     engine.check(tasks)  # what this engine cannot run is refused before anything is submitted
     if tasks:
@@ -207,12 +256,14 @@ def run_suite(name: str, runs_root: Path = Path("benchmarks/runs"), results_root
             more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
             raise AvaeError(f"{len(failed)} of {len(tasks)} runs failed: {named}{more}; the others are kept: fix the "
                             "cause and call the command again, which resumes the failed runs and writes the results")
-    records = [_record(folder / job.name, job) for job in jobs]
-    return write_results(suite, records, Path(results_root), performance(records, trust_code))
+    records = [_record(folder / job.name, job, names) for job in jobs]
+    given = ",".join(names) if names != suite_samplers(load_suite(name)) else None  # named in the command
+    return write_results(suite, records, Path(results_root), performance(records, trust_code), samplers=given)
 
 
-def _suite_jobs(name: str, datasets: list[str] | None, resources: dict | None) -> tuple[dict, list[Job]]:
-    suite = load_suite(name)
+def _suite_jobs(name: str, datasets: list[str] | None, resources: dict | None,
+                samplers: str | None = None) -> tuple[dict, list[Job]]:
+    suite = with_samplers(load_suite(name), samplers)
     if datasets:
         suite = only_datasets(suite, datasets)
     given = config.check_section("resources", launchers.Resources, {k: v for k, v in (resources or {}).items()
@@ -224,7 +275,20 @@ def _suite_jobs(name: str, datasets: list[str] | None, resources: dict | None) -
 
 
 def _evaluated(run_dir: Path) -> bool:
-    return (run_dir / "evaluate.json").is_file()
+    return (run_dir / run.EVALUATION).is_file()
+
+
+def _scored(run_dir: Path, names: list[str]) -> bool:
+    """Evaluated, with each of the samplers `names` scored (prior alone: any evaluation)."""
+    if not _evaluated(run_dir):
+        return False
+    if names == ["prior"]:
+        return True
+    try:
+        scored = json.loads((run_dir / run.EVALUATION).read_text()).get("samplers") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    return all(name in scored for name in names)
 
 
 def _task(job: Job, suite_name: str, folder: Path, data_root: str | None, suite: dict,
@@ -234,16 +298,24 @@ def _task(job: Job, suite_name: str, folder: Path, data_root: str | None, suite:
         name=job.name, run_dir=str((folder / job.name).resolve()), overrides=tuple(job.overrides), seed=job.seed,
         evaluate=dict(suite.get("evaluate") or {}), data_root=root, trust_code=trust_code,
         resources=dict(job.resources),
-        command=tuple(_job_command(job, suite_name, folder.parent, root, trust_code)))
+        command=tuple(_job_command(job, suite_name, folder.parent, root, trust_code, _samplers_flag(suite))))
 
 
-def _job_command(job: Job, suite_name: str, runs_root: Path, data_root: str | None, trust_code: bool) -> list[str]:
+def _samplers_flag(suite: dict) -> str | None:
+    """The suite's samplers where they are not prior alone: a job's command names them."""
+    names = suite_samplers(suite)
+    return None if names == ["prior"] else ",".join(names)
+
+
+def _job_command(job: Job, suite_name: str, runs_root: Path, data_root: str | None, trust_code: bool,
+                 samplers: str | None = None) -> list[str]:
     """The command that trains and evaluates one run of a suite, from any folder; a run of several
     GPUs is started by torchrun, one process per GPU."""
     suite = str(Path(suite_name).resolve()) if Path(suite_name).is_file() else suite_name
     command = ["-m", "avae", "benchmark", "--suite", suite, "--runs", str(Path(runs_root).resolve())]
     command += ["--data-root", data_root] if data_root else []
     command += ["--trust-code"] if trust_code else []
+    command += ["--samplers", samplers] if samplers else []
     gpus = int(job.resources.get("gpus") or 0)
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"] if gpus > 1 else []
     return [sys.executable, *launcher, *command, "--only", job.name]
@@ -251,28 +323,29 @@ def _job_command(job: Job, suite_name: str, runs_root: Path, data_root: str | No
 
 def job_commands(name: str, runs_root: Path = Path("benchmarks/runs"), data_root: str | None = None,
                  datasets: list[str] | None = None, *, trust_code: bool = False,
-                 resources: dict | None = None) -> list[str]:
+                 resources: dict | None = None, samplers: str | None = None) -> list[str]:
     """One shell command per unfinished run of a suite, for any scheduler: run them in any order, in
     any number at a time, then `avae benchmark --suite NAME` writes the results."""
-    suite, jobs = _suite_jobs(name, datasets, resources)
+    suite, jobs = _suite_jobs(name, datasets, resources, samplers)
     folder = Path(runs_root) / suite["name"]
     root = str(Path(data_root).expanduser().resolve()) if data_root else None
-    return [shlex.join(_job_command(job, name, Path(runs_root), root, trust_code)) for job in jobs
-            if not _evaluated(folder / job.name)]
+    names = suite_samplers(suite)
+    return [shlex.join(_job_command(job, name, Path(runs_root), root, trust_code, _samplers_flag(suite)))
+            for job in jobs if not _scored(folder / job.name, names)]
 
 
 def run_named(name: str, run_name: str, runs_root: Path = Path("benchmarks/runs"), data_root: str | None = None, *,
-              trust_code: bool = False) -> launchers.Outcome | None:
+              trust_code: bool = False, samplers: str | None = None) -> launchers.Outcome | None:
     """Train and evaluate one run of a suite (what a `job_commands` command does); None if it was
     already evaluated. Its failure is one line naming its log."""
-    suite, jobs = _suite_jobs(name, None, None)
+    suite, jobs = _suite_jobs(name, None, None, samplers)
     job = next((j for j in jobs if j.name == run_name), None)
     if job is None:
         names = [j.name for j in jobs]
         raise AvaeError(f"suite {suite['name']} has no run {run_name}; its runs are: {', '.join(names[:6])}"
                         + (f" and {len(names) - 6} more" if len(names) > 6 else ""))
     folder = Path(runs_root) / suite["name"]
-    if _evaluated(folder / job.name):
+    if _scored(folder / job.name, suite_samplers(suite)):
         return None
     outcome = run_one(_task(job, name, folder, data_root, suite, trust_code))
     if not outcome.ok:
@@ -294,7 +367,7 @@ def run_one(task: launchers.RunTask) -> launchers.Outcome:
         handle = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError:
         if log.is_symlink():
-            raise AvaeError(f"{log} is a symbolic link; {run.LINK_ADVICE}") from None
+            raise AvaeError(f"{log} is a symbolic link; {atomic.LINK_ADVICE}") from None
         raise
     with os.fdopen(handle, "a") as out, redirect_stdout(out), redirect_stderr(out):
         print(launchers.started_line(task.name), flush=True)
@@ -311,7 +384,8 @@ def run_one(task: launchers.RunTask) -> launchers.Outcome:
 
 def _train_and_evaluate(task: launchers.RunTask, rank: int) -> None:
     run_dir = Path(task.run_dir)
-    if _evaluated(run_dir):
+    names = samplers.parse_names(task.evaluate.get("samplers", "prior"))
+    if _scored(run_dir, names):
         return
     if task.threads:  # the job's share of the cores, where train.threads is auto (avae.hardware.threads reads it)
         os.environ["OMP_NUM_THREADS"] = str(task.threads)
@@ -327,7 +401,26 @@ def _train_and_evaluate(task: launchers.RunTask, rank: int) -> None:
     threads = run.read(run_dir)[0]["train"].get("threads") or task.threads
     if threads:  # scored with the threads it trained with, whichever process scores it
         torch.set_num_threads(threads)
+    _fit_samplers(run_dir, names, task)
     evaluate(run_dir, seed=task.seed, progress=False, trust_code=task.trust_code, **task.evaluate)
+
+
+def _fit_samplers(run_dir: Path, names: list[str], task: launchers.RunTask) -> None:
+    """Fit each of the samplers `names` the run has no file of for the checkpoint it is scored at (or
+    one fitted for another checkpoint, or unreadable) with its default settings and the run's seed."""
+    checkpoint = task.evaluate.get("checkpoint", "last")
+    for name in names:
+        if not samplers.sampler_class(name).fitted:
+            continue
+        if samplers.path_of(run_dir, name, checkpoint).is_file():
+            try:
+                samplers.load_for_run(run_dir, name, checkpoint=checkpoint)
+                continue
+            except AvaeError as e:
+                print(f"fitting the {name} sampler again: {e}", flush=True)
+        fitted = samplers.fit_sampler(run_dir, name, seed=task.seed, checkpoint=checkpoint,
+                                      trust_code=task.trust_code)
+        print(f"fitted the {name} sampler: {fitted.path}", flush=True)
 
 
 def only_datasets(suite: dict, datasets: list[str]) -> dict:
@@ -340,8 +433,8 @@ def only_datasets(suite: dict, datasets: list[str]) -> dict:
             "datasets": list(datasets)}
 
 
-def _record(run_dir: Path, job: Job) -> dict:
-    result = json.loads((run_dir / "evaluate.json").read_text())
+def _record(run_dir: Path, job: Job, names: list[str] | None = None) -> dict:
+    result = json.loads((run_dir / run.EVALUATION).read_text())
     epochs = run.read_metrics(run_dir)
     training = {
         "epoch_s": float(np.mean([e["epoch_s"] for e in epochs])),
@@ -353,9 +446,19 @@ def _record(run_dir: Path, job: Job) -> dict:
         "threads": [e.get("threads") for e in epochs],
         "final": epochs[-1],
     }
-    return {"dataset": job.dataset, "model": job.model, "seed": job.seed, "run_dir": str(run_dir),
-            "settings": job.overrides, "config": config.load_yaml((run_dir / "config.yaml").read_text()),
-            "headline": headlines(result, training), "training": training, "evaluation": result}
+    record = {"dataset": job.dataset, "model": job.model, "seed": job.seed, "run_dir": str(run_dir),
+              "settings": job.overrides, "config": config.load_yaml((run_dir / "config.yaml").read_text()),
+              "headline": headlines(result, training)}
+    if names and names != ["prior"]:  # each sampler's numbers, only where more than the model's own is asked
+        record["samplers"] = {name: sampler_headlines((result.get("samplers") or {}).get(name) or {})
+                              for name in names}
+    return {**record, "training": training, "evaluation": result}
+
+
+def sampler_headlines(scores: dict) -> dict:
+    """The SAMPLER_HEADLINES values present in one sampler's entry of evaluate.json."""
+    found = {k: lookup(scores, path) for k, path in SAMPLER_HEADLINES.items()}
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def headlines(evaluation: dict, training: dict) -> dict:
@@ -382,6 +485,19 @@ def summarise(records: list[dict]) -> dict:
                 for m in HEADLINES if m in metrics} for d, metrics in table.items()}
 
 
+def summarise_samplers(records: list[dict]) -> dict:
+    """{dataset: {metric: {model: {sampler: (mean, std, n)}}}} over seeds, from records with samplers."""
+    table: dict = {}
+    for r in records:
+        for sampler, values in (r.get("samplers") or {}).items():
+            for metric, value in values.items():
+                (table.setdefault(r["dataset"], {}).setdefault(metric, {}).setdefault(r["model"], {})
+                 .setdefault(sampler, []).append(value))
+    return {d: {m: {model: {s: (float(np.mean(v)), float(np.std(v)), len(v)) for s, v in by_sampler.items()}
+                    for model, by_sampler in metrics[m].items()}
+                for m in SAMPLER_HEADLINES if m in metrics} for d, metrics in table.items()}
+
+
 def paper_results() -> dict:
     return config.load_yaml((resources.files("avae") / "configs" / "paper_results.yaml").read_text())
 
@@ -395,7 +511,7 @@ def paper_reference(dataset: str, paper: dict | None = None) -> dict:
     return {"values": paper[compared["source"]], "note": compared["note"]}
 
 
-def markdown(suite: dict, summary: dict) -> str:
+def markdown(suite: dict, summary: dict, sampler_summary: dict | None = None) -> str:
     paper = paper_results()
     part = f" ({', '.join(suite['datasets'])})" if suite.get("datasets") else ""
     lines = [f"# Benchmark suite `{suite['name']}`{part}", "", str(suite.get("description", "")).strip(), "",
@@ -418,7 +534,35 @@ def markdown(suite: dict, summary: dict) -> str:
             arrow = headline_metrics().get(metric, Metric(metric)).arrow
             lines.append(f"| {metric}{' ' + arrow if arrow else ''} | " + " | ".join(cells) + " |")
         lines += ["", *_claims_markdown(dataset, claims(metrics)), ""]
+        lines += _samplers_markdown(dataset, (sampler_summary or {}).get(dataset))
     return "\n".join(lines) + "\n"
+
+
+def sampler_rows(table: dict) -> list[tuple[str, str]]:
+    """(model, sampler) rows of a dataset's sampler summary, models and samplers in the order first met."""
+    rows: dict = {}
+    for by_model in table.values():
+        for model, by_sampler in by_model.items():
+            for sampler in by_sampler:
+                rows.setdefault((model, sampler), None)
+    models = list(dict.fromkeys(model for model, _ in rows))
+    return sorted(rows, key=lambda row: models.index(row[0]))
+
+
+def _samplers_markdown(dataset: str, table: dict | None) -> list[str]:
+    """A dataset's table of samplers: rows model × sampler, columns the sampler metrics."""
+    if not table:
+        return []
+    metrics = sampler_metrics()
+    columns = [m for m in SAMPLER_HEADLINES if m in table]
+    lines = [f"### {dataset}: samplers", "", SAMPLERS_NOTE, "",
+             "| model | sampler | " + " | ".join(f"{m} {metrics[m].arrow}".strip() for m in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for model, sampler in sampler_rows(table):
+        cells = [pages.mean_std(*table[m][model][sampler][:2]) if sampler in table[m].get(model, {}) else "–"
+                 for m in columns]
+        lines.append(f"| {model} | {sampler} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 # metrics on which the paper reports the AVAE best (paper-notes §8–9); each is checked on our numbers
@@ -479,14 +623,8 @@ def gemm_peak(dtype: torch.dtype, device: str = "cpu", repeats: int = 5) -> floa
             torch.cuda.synchronize()
 
     matmul()  # warm-up
-    best = min(_seconds(matmul) for _ in range(repeats))
+    best = min(hardware.seconds_of(matmul) for _ in range(repeats))
     return 2 * n**3 / best / 1e9
-
-
-def _seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def step_flops(run_dir: Path, trust_code: bool = False) -> dict:
@@ -547,7 +685,7 @@ def performance(records: list[dict], trust_code: bool = False) -> dict:
         avae = next((r for r in rows if r["model"] == "avae"), None)
         if avae is not None:
             l, m = avae["config"]["model"]["latent_dim"], avae["config"]["model"]["kde_size"]
-            ds["bandwidth_estimation_s"] = _seconds(lambda: bandwidth(l, m, cache=False))
+            ds["bandwidth_estimation_s"] = hardware.seconds_of(lambda: bandwidth(l, m, cache=False))
         out["datasets"][dataset] = ds
     return out
 
@@ -583,8 +721,10 @@ def results_stem(suite: dict) -> str:
     return suite["name"] + (f"-{'-'.join(part)}" if part else "")
 
 
-def write_results(suite: dict, records: list[dict], results_root: Path, perf: dict) -> Path:
-    """The results JSON, Markdown and HTML with the suite's performance section."""
+def write_results(suite: dict, records: list[dict], results_root: Path, perf: dict,
+                  samplers: str | None = None) -> Path:
+    """The results JSON, Markdown and HTML with the suite's performance section; `samplers`: the
+    `--samplers` the command was given (None: the suite file's)."""
     results_root.mkdir(parents=True, exist_ok=True)
     part = suite.get("datasets")
     stem = results_stem(suite)
@@ -592,10 +732,14 @@ def write_results(suite: dict, records: list[dict], results_root: Path, perf: di
     hours = {"train": sum(sum(r["training"]["epoch_times_s"]) for r in records) / 3600,
              "evaluate": sum(sum(r["evaluation"]["timings_s"].values()) for r in records) / 3600}
     store_pictures(records, results_root, f"{stem}-pictures")
-    payload = {"suite": suite, "records": records, "summary": summarise(records), "performance": perf,
-               "avae": __version__, "torch": torch.__version__, "python": platform.python_version(),
-               "machine": machine, "compute_hours": hours, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "command": f"avae benchmark --suite {suite['name']}" + (f" --datasets {','.join(part)}" if part else "")}
+    payload = {"suite": suite, "records": records, "summary": summarise(records)}
+    if any("samplers" in r for r in records):
+        payload["sampler_summary"] = summarise_samplers(records)
+    payload |= {"performance": perf, "avae": __version__, "torch": torch.__version__,
+                "python": platform.python_version(), "machine": machine, "compute_hours": hours,
+                "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "command": f"avae benchmark --suite {suite['name']}" + (f" --datasets {','.join(part)}" if part else "")
+                + (f" --samplers {samplers}" if samplers else "")}
     out = results_root / f"{stem}.json"
     run.write_json(out, payload)
     write_pages(payload, results_root)
@@ -628,14 +772,16 @@ def write_pages(payload: dict, results_root: Path) -> None:
     stem, records, machine, hours = (results_stem(payload["suite"]), payload["records"], payload["machine"],
                                      payload["compute_hours"])
     where = f"{machine['cpus']} CPU cores" + (f" and a {machine['gpu']}" if machine["gpu"] else "")
-    table = (markdown(payload["suite"], payload["summary"]) + f"\nCommand: `{payload['command']}`. Compute: "
+    table = (markdown(payload["suite"], payload["summary"], payload.get("sampler_summary"))
+             + f"\nCommand: `{payload['command']}`. Compute: "
              f"{hours['train']:.2f} h training and {hours['evaluate']:.2f} h evaluation, {len(records)} runs on "
              f"{where}.\n\n" + performance_markdown(payload["performance"]))
     (results_root / f"{stem}.md").write_text(table)
     paper = paper_results()
     pages.write_benchmark_page(results_root / f"{stem}.html", payload, headline_metrics(),
                                {d: paper_reference(d, paper) for d in payload["summary"]},
-                               {d: claims(metrics) for d, metrics in payload["summary"].items()})
+                               {d: claims(metrics) for d, metrics in payload["summary"].items()},
+                               sampler_metrics())
 
 
 def rewrite_pages(name: str, results_root: Path, datasets: list[str] | None = None) -> Path:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import schema
+from . import atomic, schema
 from .errors import AvaeError
 
 
@@ -210,6 +210,10 @@ def _parser() -> argparse.ArgumentParser:
                         "this command without --jobs writes the results")
     k.add_argument("--only", metavar="RUN", help="train and evaluate the one run RUN (e.g. mnist-avae-s0), as a --jobs "
                                                   "command does; no results are written")
+    k.add_argument("--samplers", metavar="NAMES",
+                   help="score each run's samples once per sampler, names separated by commas (e.g. prior,gmm; "
+                        "default: the suite's evaluate.samplers, else prior): a finished run not scored with all of them has "
+                        f"each missing one fitted and is evaluated again, without training: {SAMPLERS_HELP}")
     k.add_argument("--submitit-cluster", choices=["slurm", "local"], default="slurm",
                    help="with --launcher submitit: slurm, or local (submitit's local executor: processes here)")
     k.add_argument("--ray-address", help="with --launcher ray: a running cluster's address (default $RAY_ADDRESS, "
@@ -342,7 +346,7 @@ def _sample(args) -> int:
     images = sample(run_dir, args.n, seed=args.seed, checkpoint=args.checkpoint, sampler=args.sampler,
                     trust_code=args.trust_code)
     run.make_folder(prefix.parent)
-    run.save_file(lambda tmp: np.save(tmp, images), prefix.with_suffix(".npy"))
+    atomic.save_file(lambda tmp: np.save(tmp, images), prefix.with_suffix(".npy"))
     report.save_grid(prefix.with_suffix(".png"), images[:256])
     drawn = f"{args.sampler}: {sampler_class(args.sampler).description}"
     print(f"{len(images)} samples (codes drawn by {drawn}): {prefix.with_suffix('.npy')} and {prefix.with_suffix('.png')}")
@@ -433,6 +437,9 @@ def _benchmark(args) -> int:
 
     datasets = args.datasets.split(",") if args.datasets else None
     resources = {name: getattr(args, name) for name in schema.fields(launchers.Resources)}
+    if args.samplers is not None:  # an unknown name is refused before anything runs
+        from .samplers import parse_names
+        parse_names(args.samplers)
     modes = [flag for flag, on in (("--pages-only", args.pages_only), ("--jobs", args.jobs), ("--only", args.only))
              if on]
     if len(modes) > 1:
@@ -452,14 +459,15 @@ def _benchmark(args) -> int:
         out = rewrite_pages(args.suite, Path(args.results), datasets)
     elif args.jobs:
         commands = job_commands(args.suite, Path(args.runs), _absolute(args.data_root), datasets,
-                                trust_code=args.trust_code, resources=resources)
+                                trust_code=args.trust_code, resources=resources, samplers=args.samplers)
         print(f"# {len(commands)} unfinished run(s): run these commands in any order, then `avae benchmark --suite "
               f"{args.suite}` (with the same --runs and --results) writes the results", file=sys.stderr)
         for command in commands:
             print(command)
         return 0
     elif args.only:
-        outcome = run_named(args.suite, args.only, Path(args.runs), _absolute(args.data_root), trust_code=args.trust_code)
+        outcome = run_named(args.suite, args.only, Path(args.runs), _absolute(args.data_root),
+                            trust_code=args.trust_code, samplers=args.samplers)
         if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
             print(f"run {args.only} is already evaluated; nothing to do" if outcome is None else
                   f"run {args.only} finished in {outcome.seconds:.1f} s (log: {outcome.log})")
@@ -468,7 +476,8 @@ def _benchmark(args) -> int:
         options = launchers.Options(max_parallel=args.max_parallel, cluster=args.submitit_cluster,
                                     address=args.ray_address)
         out = run_suite(args.suite, Path(args.runs), Path(args.results), args.data_root, datasets,
-                        trust_code=args.trust_code, launcher=args.launcher, options=options, resources=resources)
+                        trust_code=args.trust_code, launcher=args.launcher, options=options, resources=resources,
+                        samplers=args.samplers)
     print(f"results: {out}, {out.with_suffix('.md')}, {out.with_suffix('.html')}")
     return 0
 

@@ -25,7 +25,7 @@ def compare(run_dirs) -> dict:
     results, configs = [], []
     for run_dir in run_dirs:
         cfg, _ = run.read(run_dir)
-        path = run_dir / "evaluate.json"
+        path = run_dir / run.EVALUATION
         if not path.is_file():
             raise AvaeError(f"{run_dir} has no evaluate.json; run `avae evaluate {run_dir}` first")
         try:

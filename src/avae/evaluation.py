@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, pages, report, run, schema
+from . import __version__, atomic, pages, report, run, schema
 from .kde_bandwidth import bandwidth
 from .config import LIKELIHOOD_IMAGES, LIKELIHOOD_SAMPLES, TrainConfig, check_evaluate_settings
 from .data import check_unchanged, to_float
@@ -165,7 +165,7 @@ def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", 
     except BaseException as error:  # Ctrl-C, or an error: say what is kept and the command that continues
         phases.report_stop(error, _same_command(run_dir, {**given, "trust_code": trust_code}), steps.line_open)
         raise
-    run.write_json(ev.run_dir / "evaluate.json", result)
+    run.write_json(ev.run_dir / run.EVALUATION, result)
     pages.write_evaluation_page(ev.run_dir / "evaluate.html", result)
     phases.remove()
     from .callbacks import log_evaluation; log_evaluation(ev.run_dir, ev.cfg, result)  # noqa: E702 (the run's trackers)
@@ -229,7 +229,7 @@ def _scores(ev: Evaluation, steps: _Steps, checkpoint: str, settings: dict, fitt
                                                       settings["disentanglement"], steps, talks=steps.progress)
     result["timings_s"] = steps.timings
     folder = run.subfolder(ev.run_dir, "evaluation")
-    run.remove_stale_temporaries(ev.run_dir, folder)
+    atomic.remove_stale_temporaries(ev.run_dir, folder)
     figures = _figures(ev, codes, sets_u8, folder, directions)
     result["figures"] = {path.stem: {"title": title, **pages.picture(path, ev.run_dir)}
                          for title, path in figures.items()}
@@ -345,14 +345,14 @@ class Phases:
         self.folder = self.parent / hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:16]
         for path in (self.parent.parent, self.parent, self.folder):
             if path.is_symlink():
-                raise AvaeError(f"{path} is a symbolic link; {run.LINK_ADVICE}")
+                raise AvaeError(f"{path} is a symbolic link; {atomic.LINK_ADVICE}")
         self.writable = True
         self.found: list[str] = []  # the phases that a stopped evaluation with this key kept
         self.done: list[str] = []  # the phases of this evaluation finished so far (run, or read back)
         self._read: dict[str, tuple | None] = {}
         self.stale = [p for p in self.parent.iterdir() if p.name != self.folder.name] if self.parent.is_dir() else []
         if self.folder.is_dir() and self._key(self.folder) == self.key:
-            run.remove_stale_temporaries(self.folder)
+            atomic.remove_stale_temporaries(self.folder)
             self.found = sorted(p.stem for p in self.folder.glob("*.json") if p.name != "key.json")
         elif self.folder.is_dir():
             self.stale.append(self.folder)  # its key.json is damaged: never read
@@ -398,7 +398,7 @@ class Phases:
                 with np.errstate(over="ignore"):  # a value beyond float32's range: kept as float64
                     narrow = value.astype(np.float32) if value.dtype == np.float64 else value
                 stored = narrow if np.array_equal(narrow.astype(value.dtype), value) else value
-                run.save_file(lambda tmp: np.save(tmp, stored, allow_pickle=False), folder / f"{name}.npy")
+                atomic.save_file(lambda tmp: np.save(tmp, stored, allow_pickle=False), folder / f"{name}.npy")
                 record = {"seconds": seconds, "value": True, "array": value.dtype.str}
             run.write_json(folder / f"{name}.json", record)
         except OSError as e:

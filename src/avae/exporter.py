@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import run
+from . import atomic, run
 from .errors import AvaeError
 from .models import Model
 
@@ -78,10 +78,10 @@ def export(run_dir, out=None, checkpoint: str = "last", *, trust_code: bool = Fa
     if sampler_tensors is None:  # the model's own sampler
         sampler_tensors = model.sampler_tensors()
     out = run.subfolder(run_dir, "export") if default else run.make_folder(out)  # no link inside a run
-    run.save_file(lambda path: torch.save(model.state_dict(), path), out / "weights.pt")
-    run.save_file(lambda path: shutil.copyfile(run_dir / run.CONFIG, path), out / "config.yaml")
+    atomic.save_file(lambda path: torch.save(model.state_dict(), path), out / "weights.pt")
+    atomic.save_file(lambda path: shutil.copyfile(run_dir / run.CONFIG, path), out / "config.yaml")
     run.write_json(out / "data_spec.json", asdict(spec))
     for name, program in programs.items():
-        run.save_file(lambda path: torch.export.save(program, path), out / name)
-    run.save_file(lambda path: torch.save(sampler_tensors, path), out / "sampler.pt")
+        atomic.save_file(lambda path: torch.export.save(program, path), out / name)
+    atomic.save_file(lambda path: torch.save(sampler_tensors, path), out / "sampler.pt")
     return out

@@ -255,7 +255,7 @@ def best_times(probes: dict, rounds: int) -> dict:
     times = dict.fromkeys(probes, math.inf)
     for _ in range(rounds):
         for key, probe in probes.items():
-            times[key] = min(times[key], _seconds(probe))
+            times[key] = min(times[key], seconds_of(probe))
     return times
 
 
@@ -289,7 +289,8 @@ def _train_step(nets, x, latent_dim: int, bf16: bool):
     return step
 
 
-def _seconds(fn) -> float:
+def seconds_of(fn) -> float:
+    """The wall seconds one call of `fn` takes."""
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start

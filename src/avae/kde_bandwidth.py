@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +21,8 @@ import numpy as np
 import torch
 
 from . import schema
+from .atomic import save_file
+from .data.files import cache_root
 from .errors import AvaeError
 from .kde import squared_distances
 
@@ -172,8 +172,7 @@ def check_sizes(latent_dim: int, kde_size: int, seed: int = 0) -> None:
 
 
 def cache_path() -> Path:
-    root = os.environ.get("AVAE_CACHE_DIR") or Path.home() / ".cache" / "avae"
-    return Path(root) / "bandwidth.json"
+    return cache_root() / "bandwidth.json"
 
 
 def read_json_cache(path: Path) -> dict:
@@ -186,9 +185,7 @@ def read_json_cache(path: Path) -> dict:
 def write_json_cache(path: Path, entries: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-            json.dump(entries, f, indent=1, sort_keys=True)
-        os.replace(f.name, path)
+        save_file(lambda tmp: tmp.write_text(json.dumps(entries, indent=1, sort_keys=True)), path)
     except OSError:
         pass  # a read-only home must not stop training; the value is simply recomputed
 

@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 
 from .metrics.catalogue import AXES, IMAGE_SETS, describe
-from .run import save_file
+from .atomic import save_file
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1em auto;max-width:1240px;padding:0 12px;color:#222;line-height:1.4}
@@ -272,11 +272,13 @@ def _axis_names(key: str, value: list, names: dict) -> tuple[list[str], list[str
 
 
 # --- the benchmark page ----------------------------------------------------------------------
-def write_benchmark_page(path: Path, payload: dict, metrics: dict, references: dict, claims: dict) -> None:
+def write_benchmark_page(path: Path, payload: dict, metrics: dict, references: dict, claims: dict,
+                         sampler_metrics: dict | None = None) -> None:
     """<suite>.html from the results payload.
 
     `metrics`: {headline: catalogue Metric}; `references`: {dataset: {"values": {metric: {model: v}},
-    "note": str}}; `claims`: {dataset: [claim rows from benchmark.claims]}. Pictures are files beside
+    "note": str}}; `claims`: {dataset: [claim rows from benchmark.claims]}; `sampler_metrics`: {sampler
+    headline: Metric} of the payload's sampler_summary, where it has one. Pictures are files beside
     the page whose SHA-256 the records hold; one that changed since is left out with a note.
     """
     suite, summary, records = payload["suite"], payload["summary"], payload["records"]
@@ -301,7 +303,8 @@ def write_benchmark_page(path: Path, payload: dict, metrics: dict, references: d
                  _results_table(table, models, metrics, ref.get("values", {})),
                  f"<p class='note'>Mean ± std over seeds (population std); highlighted: the best mean of each row "
                  f"in its direction. ↑ higher is better, ↓ lower is better. {escape(ref.get('note', ''))}</p>",
-                 _claims_table(dataset, claims.get(dataset, []), metrics)]
+                 _claims_table(dataset, claims.get(dataset, []), metrics),
+                 _samplers_table(dataset, payload.get("sampler_summary", {}).get(dataset), sampler_metrics or {})]
     if payload.get("performance"):
         body.append(_performance(payload["performance"]))
     for dataset in summary:
@@ -330,6 +333,36 @@ def _results_table(table: dict, models: list[str], metrics: dict, paper: dict) -
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return (f"<table class='results'><thead><tr><th rowspan='2'>metric</th>{top}</tr><tr>{sub}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _samplers_table(dataset: str, table: dict | None, metrics: dict) -> str:
+    """{metric: {model: {sampler: (mean, std, n)}}} as rows model × sampler, columns the metrics; the
+    best mean of each column per model highlighted."""
+    if not table:
+        return ""
+    names = [m for m in metrics if m in table] + [m for m in table if m not in metrics]
+    rows: dict = {}
+    for name in names:
+        for model, by_sampler in table[name].items():
+            for sampler in by_sampler:
+                rows.setdefault(model, {}).setdefault(sampler, None)
+    head = "".join(f"<th class='num'>{_label(metrics[n]) if n in metrics else ''}<br><code>{escape(n)}</code></th>"
+                   for n in names)
+    body = []
+    for model, samplers in rows.items():
+        for sampler in samplers:
+            cells = [f"<td>{escape(model)}</td><td>{escape(sampler)}</td>"]
+            for name in names:
+                by_sampler = table[name].get(model, {})
+                best = _best(by_sampler, getattr(metrics.get(name), "better", None))
+                value = _spread_small(mean_std(*by_sampler[sampler][:2])) if sampler in by_sampler else "–"
+                cells.append(f'<td class="{"num best" if sampler in best else "num"}">{value}</td>')
+            body.append(f"<tr>{''.join(cells)}</tr>")
+    return (f"<h3 id='samplers-{escape(dataset)}'>{escape(dataset)}: samplers</h3><p class='note'>Each sampler's codes "
+            "decoded and scored like the model's own samples (prior: the model's own sampler), and its fit to "
+            "held-out codes; mean ± std over seeds, the best sampler of each model highlighted.</p>"
+            f"<table class='results'><thead><tr><th>model</th><th>sampler</th>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
 
 
 def _spread_small(text: str) -> str:

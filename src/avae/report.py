@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from scipy.stats import chi2, norm  # noqa: E402
 
-from .run import save_file  # noqa: E402
+from .atomic import save_file  # noqa: E402
 
 SCATTER_DIMS = 8  # a scatter matrix beyond 8×8 panels is unreadable
 SCATTER_POINTS = 2000  # more points only darken the panels and weigh down the HTML pages

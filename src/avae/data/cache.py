@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ..atomic import save_file
 from ..errors import AvaeError
 
 CHUNK = 256  # images per worker task while building a cache
@@ -29,10 +29,8 @@ def build_cache(target: Path, shape: tuple[int, ...], decode: Decode, descriptio
 
     n = shape[0]
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".npy.part")
-    os.close(handle)
-    tmp = Path(tmp_name)
-    try:
+
+    def fill(tmp: Path) -> None:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
 
         def work(start: int) -> int:
@@ -49,9 +47,8 @@ def build_cache(target: Path, shape: tuple[int, ...], decode: Decode, descriptio
         finally:
             pool.shutdown(cancel_futures=True)  # after a bad image, stop at once
         out.flush()  # all bytes on disk before the rename makes the cache visible
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    save_file(fill, target)
 
 
 def open_cache(path: Path, n: int) -> np.ndarray | None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import save_file
 from ..errors import AvaeError
 from ..schema import setting
 
@@ -210,25 +210,20 @@ def download(remote: Remote, folder: Path) -> Path:
     problems = []
     for url in remote.urls:
         print(f"avae: downloading {url} -> {target}", file=sys.stderr)
-        tmp = None
         try:
-            with tempfile.NamedTemporaryFile("wb", dir=folder, prefix=f".{remote.name}.", suffix=".part",
-                                             delete=False) as out:
-                tmp = Path(out.name)
-                fetch(url, out, progress=remote.name)
-            found = md5_of(tmp)
-            if found != remote.md5:
-                problems.append(f"{url}: checksum mismatch (MD5 {found}, expected {remote.md5})")
-                continue
-            os.replace(tmp, target)
-            tmp = None
+            save_file(lambda tmp: _fetch_verified(url, tmp, remote), target)  # a file that fails is never kept
             return target
         except (urllib.error.URLError, OSError, ValueError) as err:
             problems.append(f"{url}: {getattr(err, 'reason', None) or err}")
-        finally:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
     raise AvaeError(f"could not download {remote.name} ({'; '.join(problems)}); no file was kept")
+
+
+def _fetch_verified(url: str, path: Path, remote: Remote) -> None:
+    with open(path, "wb") as out:
+        fetch(url, out, progress=remote.name)
+    found = md5_of(path)
+    if found != remote.md5:
+        raise ValueError(f"checksum mismatch (MD5 {found}, expected {remote.md5})")
 
 
 def download_missing(dataset: str, root, names=None) -> Path:

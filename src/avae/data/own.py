@@ -20,9 +20,9 @@ from PIL import Image
 
 from .. import nets
 from ..errors import AvaeError
+from ..schema import setting
 from . import cache
 from .base import ArrayImages, Dataset
-from ..schema import setting
 from .files import cache_root, option
 
 CACHE_VERSION = 1

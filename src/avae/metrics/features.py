@@ -25,7 +25,7 @@ from torch import nn
 from ..kde_bandwidth import cache_path
 from ..data import Dataset, Subset, to_float
 from ..errors import AvaeError
-from ..run import save_file
+from ..atomic import save_file
 
 CLASSIFIER_VERSION = 1
 FEATURE_DIM = 128

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__, run, schema
+from .. import __version__, atomic, run, schema
 from ..data import check_unchanged
 from ..errors import AvaeError
 from . import codes as codes_mod
@@ -87,9 +87,9 @@ def fit_sampler(run_dir, sampler: str, settings: dict | None = None, *, codes: i
         "avae": __version__,
     }
     folder = run.subfolder(run_dir, FOLDER)
-    run.remove_stale_temporaries(folder)
+    atomic.remove_stale_temporaries(folder)
     path = folder / f"{cls.name}-{checkpoint}.pt"
-    run.save_file(lambda tmp: torch.save(record, tmp), path)
+    atomic.save_file(lambda tmp: torch.save(record, tmp), path)
     return Fitted(fitted, report, path)
 
 
@@ -169,7 +169,7 @@ def _refit(run_dir: Path, name: str, checkpoint: str) -> str:
 def _read(run_dir: Path, cls, checkpoint: str, sha256: str) -> Sampler:
     path = path_of(run_dir, cls.name, checkpoint)
     if path.is_symlink():
-        raise AvaeError(f"{path} is a symbolic link; {run.LINK_ADVICE}")
+        raise AvaeError(f"{path} is a symbolic link; {atomic.LINK_ADVICE}")
     if not path.is_file():
         raise AvaeError(f"{run_dir} has no {cls.name} sampler for its {checkpoint} checkpoint; fit one with "
                         f"`avae fit-sampler {run_dir} --sampler {cls.name}"
