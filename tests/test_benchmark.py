@@ -30,6 +30,18 @@ def test_plan_expands_models_seeds_and_settings(tmp_path):
     assert len(plan(load_suite("paper-cpu"))) == 54  # 6 models × 3 datasets × 3 seeds
 
 
+def test_a_null_suite_setting_reaches_the_run_as_null(tmp_path):
+    from avae import config
+
+    suite = {**SUITE, "experiments": [{**SUITE["experiments"][0], "settings": {"data.train_size": None,
+                                                                             "model.arch": None}}]}
+    path = tmp_path / "nulls.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    job = plan(load_suite(str(path)))[0]
+    cfg = config.resolve(None, job.overrides)
+    assert cfg["data"]["train_size"] is None and "data.train_size=null" in job.overrides
+
+
 def test_benchmark_runs_skips_and_resumes(tmp_path, capsys):
     data = tmp_path / "data"
     write_mnist(data, n_train=600, n_test=60)

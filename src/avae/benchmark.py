@@ -206,13 +206,18 @@ def _experiment(i: int, exp: dict) -> dict:
     return exp
 
 
+def _override(key: str, value) -> str:
+    """A suite setting as a --set override that reads back as the same value (null stays null, not 'None')."""
+    return f"{key}={'null' if value is None else value}"
+
+
 def plan(suite: dict) -> list[Job]:
     """Every run of a suite; two runs of one name (one model listed twice for a dataset) are refused."""
     jobs: dict[str, Job] = {}
     for exp in suite["experiments"]:
-        shared = [f"{k}={v}" for k, v in (exp.get("settings") or {}).items()]
+        shared = [_override(k, v) for k, v in (exp.get("settings") or {}).items()]
         for model in exp["models"]:
-            own = [f"{k}={v}" for k, v in ((exp.get("model_settings") or {}).get(model) or {}).items()]
+            own = [_override(k, v) for k, v in ((exp.get("model_settings") or {}).get(model) or {}).items()]
             for seed in exp.get("seeds") or suite.get("seeds", [0]):
                 overrides = [f"data.name={exp['dataset']}", f"model.name={model}", f"train.seed={seed}",
                              "train.progress=false", *shared, *own]
