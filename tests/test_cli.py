@@ -195,3 +195,19 @@ def test_ctrl_c_in_a_benchmark_names_the_command_that_continues_the_suite(capsys
     assert main(argv) == 130
     said = capsys.readouterr().err
     assert said.endswith(f"the suite continues with\navae benchmark --suite smoke --runs {tmp_path / 'runs'}\n")
+
+
+def test_the_evaluation_defaults_are_declared_once():
+    import dataclasses
+    import inspect
+
+    from avae.cli import _parser
+    from avae.config import EVALUATE_DEFAULTS
+    from avae.evaluation import evaluate
+
+    declared = dataclasses.asdict(EVALUATE_DEFAULTS)
+    signature = {k: p.default for k, p in inspect.signature(evaluate).parameters.items() if k in declared}
+    assert signature == declared  # the Python API
+    flags = vars(_parser().parse_args(["evaluate", "RUN"]))
+    assert {k: flags[k] for k in declared if k in flags} == {k: v for k, v in declared.items() if k in flags}
+    assert set(declared) - set(flags) == {"entropy_kde_size", "classifier_images", "classifier_epochs", "progress"}

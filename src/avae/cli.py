@@ -103,7 +103,7 @@ SAMPLERS_HELP = ("prior (the model's own), gaussian, gmm, flow (pip install 'ava
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .config import EVALUATE_SETTINGS as EVALUATE, LIKELIHOOD_IMAGES, LIKELIHOOD_SAMPLES, TrainConfig
+    from .config import EVALUATE_DEFAULTS as D, EVALUATE_SETTINGS as EVALUATE, TrainConfig
     from .launchers import LAUNCHERS, Resources
 
     p = _Parser(prog="avae", description=__doc__)
@@ -136,26 +136,28 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="score a trained run: sample quality, latent quality, disentanglement")
     e.add_argument("run_dir")
-    e.add_argument("-n", type=_flag(*EVALUATE["n"]), default=10000,
+    e.add_argument("-n", type=_flag(*EVALUATE["n"]), default=D.n,
                    help="held-out images, samples and interpolations (each)")
-    e.add_argument("--seed", type=_flag(*EVALUATE["seed"]), default=0, help="seed of every metric's draws")
-    e.add_argument("--features", choices=EVALUATE["features"][1]["choices"], default="auto",
+    e.add_argument("--seed", type=_flag(*EVALUATE["seed"]), default=D.seed, help="seed of every metric's draws")
+    e.add_argument("--features", choices=EVALUATE["features"][1]["choices"], default=D.features,
                    help="feature space for FD and precision/recall: classifier (trained on the labels or factors), "
                         "random (an untrained fixed-seed CNN, needs no labels), inception (needs avae[fid]); "
                         "auto: classifier where the data have labels or factors, else random")
     e.add_argument("--inception-weights", help="path of the Inception-v3 2015-12-05 weights (offline)")
-    e.add_argument("--checkpoint", choices=["last", "best"], default="last", help="checkpoint to score")
-    e.add_argument("--split", choices=["test", "val"], help="held-out split (default: test where it exists)")
-    e.add_argument("--disentanglement", choices=["default", "fast", "none"], default="fast",
+    e.add_argument("--checkpoint", choices=EVALUATE["checkpoint"][1]["choices"], default=D.checkpoint,
+                   help="checkpoint to score")
+    e.add_argument("--split", choices=EVALUATE["split"][1]["choices"], default=D.split,
+                   help="held-out split (default: test where it exists)")
+    e.add_argument("--disentanglement", choices=EVALUATE["disentanglement"][1]["choices"], default=D.disentanglement,
                    help="metric sizes for datasets with ground-truth factors: fast (the default: reduced sizes, "
                         "minutes), default (disentanglement_lib's and the authors' sizes, hours on a CPU), none")
-    e.add_argument("--samplers", default="prior", metavar="NAMES",
+    e.add_argument("--samplers", default=D.samplers, metavar="NAMES",
                    help=f"score the samples of each sampler side by side, names separated by commas (e.g. "
                         f"prior,gmm,flow): {SAMPLERS_HELP}")
-    e.add_argument("--likelihood-samples", type=_flag(*EVALUATE["likelihood_samples"]), default=LIKELIHOOD_SAMPLES,
+    e.add_argument("--likelihood-samples", type=_flag(*EVALUATE["likelihood_samples"]), default=D.likelihood_samples,
                    metavar="K", help="importance samples per image of the negative log-likelihood (IWAE bound) of "
                                      "the VAE family and vamp; 0: skip it")
-    e.add_argument("--likelihood-images", type=_flag(*EVALUATE["likelihood_images"]), default=LIKELIHOOD_IMAGES,
+    e.add_argument("--likelihood-images", type=_flag(*EVALUATE["likelihood_images"]), default=D.likelihood_images,
                    metavar="M", help="held-out images the log-likelihood averages over, at most -n")
     _trust_flag(e)
     e.set_defaults(run=_evaluate)

@@ -110,35 +110,37 @@ class TrainConfig:
         return cls(**check_section("train", cls, values))
 
 
-# the settings of an evaluation (keyword arguments of `evaluate.evaluate`, a suite's `evaluate:`,
-# `avae evaluate` flags): name → (type, rules)
-EVALUATE_SETTINGS = {
-    "n": (int, {"minimum": 10}),
-    "seed": (int, schema.SEED),
-    "features": (str, {"choices": ("auto", "classifier", "random", "inception")}),
-    "inception_weights": (str | None, {}),
-    "checkpoint": (str, {"choices": ("last", "best")}),
-    "split": (str | None, {"choices": ("test", "val")}),
-    "disentanglement": (str, {"choices": ("default", "fast", "none")}),
-    "entropy_kde_size": (int, {"minimum": 2}),
-    "classifier_images": (int, {"minimum": 10}),
-    "classifier_epochs": (int, {"minimum": 1}),
-    "progress": (bool, {}),
-    "samplers": (str, {}),  # names separated by commas: the N set is scored once per sampler (avae.samplers)
-    "likelihood_samples": (int, {"minimum": 0}),  # K of the importance-sampled log-likelihood (0: not computed)
-    "likelihood_images": (int, {"minimum": 1}),  # held-out images it averages over (at most n)
-}
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """The settings of an evaluation: the keyword arguments of `avae.evaluate`, a suite's `evaluate:`
+    and the flags of `avae evaluate` all take their defaults from here."""
 
-# The importance-sampled log-likelihood of the VAE family (evaluate.json "likelihood"): K draws of the
-# posterior per image, over the first `likelihood_images` held-out images. On a Fashion-MNIST VAE of the
-# paper-cpu suite (l = 16, width 0.25, 3 epochs; 500 test images) the NLL is 612.34 / 611.13 / 610.84 /
-# 610.76 nats at K = 1 / 10 / 100 / 1000: K = 100 is within 0.1 nat of K = 1000 at a tenth of its cost.
-# K = 100 costs 7–12 s per 1000 images there, 25–31 s for dSprites (64×64, width 0.5) and 56–62 s at
-# the paper's width 1 (2-core AMD EPYC, AVX-512, torch 2.13 CPU, beside other work). Over 1000 images the
-# standard error between images is about 0.3 nat, a few times the bias K = 100 leaves, so the default keeps
-# to 1000 images rather than all n = 10,000, which would add minutes to every evaluation of the suite.
-LIKELIHOOD_SAMPLES = 100
-LIKELIHOOD_IMAGES = 1000
+    n: int = setting(10000, minimum=10)  # held-out images, samples and interpolations (each)
+    seed: int = setting(0, **schema.SEED)  # seed of every metric's draws
+    features: str = setting("auto", choices=("auto", "classifier", "random", "inception"))  # FD/PR feature space
+    inception_weights: str | None = setting(None)  # path of the Inception-v3 weights (offline)
+    checkpoint: str = setting("last", choices=("last", "best"))
+    split: str | None = setting(None, choices=("test", "val"))  # None: test where it exists, else val
+    disentanglement: str = setting("fast", choices=("default", "fast", "none"))  # metric sizes (factor datasets)
+    entropy_kde_size: int = setting(10000, minimum=2)  # m whose bandwidth the entropy's KDE uses
+    classifier_images: int = setting(10000, minimum=10)  # training images of the feature classifier
+    classifier_epochs: int = setting(3, minimum=1)
+    samplers: str = setting("prior")  # names separated by commas: the N set is scored once per sampler
+    # The importance-sampled log-likelihood of the VAE family (evaluate.json "likelihood"): K draws of the
+    # posterior per image, over the first `likelihood_images` held-out images. On a Fashion-MNIST VAE of the
+    # paper-cpu suite (l = 16, width 0.25, 3 epochs; 500 test images) the NLL is 612.34 / 611.13 / 610.84 /
+    # 610.76 nats at K = 1 / 10 / 100 / 1000: K = 100 is within 0.1 nat of K = 1000 at a tenth of its cost.
+    # K = 100 costs 7–12 s per 1000 images there, 25–31 s for dSprites (64×64, width 0.5) and 56–62 s at
+    # the paper's width 1 (2-core AMD EPYC, AVX-512, torch 2.13 CPU, beside other work). Over 1000 images the
+    # standard error between images is about 0.3 nat, a few times the bias K = 100 leaves, so the default keeps
+    # to 1000 images rather than all n = 10,000, which would add minutes to every evaluation of the suite.
+    likelihood_samples: int = setting(100, minimum=0)  # K per image (0: not computed)
+    likelihood_images: int = setting(1000, minimum=1)  # held-out images it averages over (at most n)
+    progress: bool = setting(True)
+
+
+EVALUATE_DEFAULTS = EvaluationSettings()
+EVALUATE_SETTINGS = schema.fields(EvaluationSettings)  # name → (type, rules)
 
 
 def check_evaluate_settings(values: dict, where: str = "evaluate") -> dict:

@@ -16,7 +16,7 @@ import torch
 
 from . import __version__, atomic, pages, report, run, schema
 from .kde_bandwidth import bandwidth
-from .config import LIKELIHOOD_IMAGES, LIKELIHOOD_SAMPLES, TrainConfig, check_evaluate_settings
+from .config import EVALUATE_DEFAULTS, TrainConfig, check_evaluate_settings
 from .data import check_unchanged, to_float
 from .samplers import load_for_run, parse_names, sliced_ks
 from .errors import AvaeError
@@ -112,11 +112,16 @@ class Evaluation:
         return values
 
 
-def evaluate(run_dir, *, n: int = 10000, seed: int = 0, features: str = "auto", inception_weights=None,
-             checkpoint: str = "last", split: str | None = None, disentanglement: str = "fast",
-             entropy_kde_size: int = 10000, classifier_images: int = 10000, classifier_epochs: int = 3,
-             samplers: str = "prior", likelihood_samples: int = LIKELIHOOD_SAMPLES,
-             likelihood_images: int = LIKELIHOOD_IMAGES, progress: bool = True, trust_code: bool = False) -> dict:
+D = EVALUATE_DEFAULTS  # each default declared once, in config.EvaluationSettings
+
+
+def evaluate(run_dir, *, n: int = D.n, seed: int = D.seed, features: str = D.features,
+             inception_weights: str | None = D.inception_weights, checkpoint: str = D.checkpoint,
+             split: str | None = D.split, disentanglement: str = D.disentanglement,
+             entropy_kde_size: int = D.entropy_kde_size, classifier_images: int = D.classifier_images,
+             classifier_epochs: int = D.classifier_epochs, samplers: str = D.samplers,
+             likelihood_samples: int = D.likelihood_samples, likelihood_images: int = D.likelihood_images,
+             progress: bool = D.progress, trust_code: bool = False) -> dict:
     """Score a run; writes RUN_DIR/evaluate.json, RUN_DIR/evaluation/*.png and evaluate.html.
 
     `features`: classifier, random, inception, or auto (classifier where the data have labels or
