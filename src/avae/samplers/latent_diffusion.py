@@ -13,7 +13,7 @@ from torch import nn
 
 from ..schema import setting
 from . import training
-from .base import Sampler, check_state, register_sampler
+from .base import register_sampler
 
 TIME_FEATURES = 16  # sine/cosine pairs of the timestep embedding
 
@@ -39,29 +39,21 @@ class Denoiser(nn.Module):
 
 
 @register_sampler
-class LatentDiffusionSampler(Sampler):
+class LatentDiffusionSampler(training.NeuralSampler):
     name = "latent_diffusion"
     description = "a diffusion model (MLP denoiser, diffusers' DDPM schedule) fitted to the codes"
     requires = ("diffusers", "diffusion")
     has_density = False
+    what = "the latent diffusion model"
 
     @dataclass(frozen=True)
-    class Settings:
+    class Settings(training.TrainingSettings):
+        max_epochs: int = setting(1000, minimum=1)
+        patience: int = setting(50, minimum=1)  # epochs without a better early-stopping loss before stopping
         timesteps: int = setting(200, minimum=2, maximum=10000)  # diffusion steps (training and sampling)
         schedule: str = setting("linear", choices=("linear", "scaled_linear", "squaredcos_cap_v2"))  # diffusers beta_schedule
         hidden: int = setting(128, minimum=1)  # width of the denoiser's hidden layers
         layers: int = setting(3, minimum=1, maximum=16)  # hidden layers of the denoiser
-        lr: float = setting(1e-3, above=0)
-        batch_size: int = setting(256, minimum=1)
-        max_epochs: int = setting(1000, minimum=1)
-        patience: int = setting(50, minimum=1)  # epochs without a better early-stopping loss before stopping
-        val_fraction: float = setting(0.1, above=0, below=1)  # share of the training codes set aside for early stopping
-
-    def __init__(self, latent_dim, settings=None):
-        super().__init__(latent_dim, settings)
-        self.net = self._build()
-        self.shift = torch.zeros(latent_dim, dtype=torch.float64)
-        self.scale = torch.ones(latent_dim, dtype=torch.float64)
 
     def _build(self) -> Denoiser:
         s = self.settings
@@ -74,21 +66,15 @@ class LatentDiffusionSampler(Sampler):
         return DDPMScheduler(num_train_timesteps=self.settings.timesteps, beta_schedule=self.settings.schedule,
                              clip_sample=False, prediction_type="epsilon")
 
-    def _fit(self, codes, seed):
-        s = self.settings
-        self.shift, self.scale = training.standardisation(codes)
-        fit, stop = training.split(((codes - self.shift) / self.scale).float(), s.val_fraction, seed)
-        self.net = training.seeded(self._build, seed)
-        schedule = self.scheduler()
+    def _loss(self):
+        timesteps, schedule = self.settings.timesteps, self.scheduler()
 
         def denoising_loss(x0, generator):
-            t = torch.randint(0, s.timesteps, (len(x0),), generator=generator)
+            t = torch.randint(0, timesteps, (len(x0),), generator=generator)
             noise = torch.randn(x0.shape, generator=generator)
             return (self.net(schedule.add_noise(x0, noise, t), t) - noise).pow(2).mean()
 
-        return training.fit_early_stopping(
-            self.net, denoising_loss, fit, stop, lr=s.lr, batch_size=s.batch_size, max_epochs=s.max_epochs,
-            patience=s.patience, seed=seed, what="the latent diffusion model", progress=self.progress)
+        return denoising_loss
 
     @torch.no_grad()
     def sample(self, n, generator=None):
@@ -100,13 +86,4 @@ class LatentDiffusionSampler(Sampler):
                 for t in schedule.timesteps:
                     eps = self.net(x, t.expand(len(x)))
                     x = schedule.step(eps, int(t), x, generator=generator).prev_sample
-        return (x.double() * self.scale + self.shift).float()
-
-    def state_dict(self):
-        return {"shift": self.shift, "scale": self.scale, **{f"net.{k}": v for k, v in self.net.state_dict().items()}}
-
-    def load_state_dict(self, state):
-        check_state(state, {"shift": (self.latent_dim,), "scale": (self.latent_dim,)})
-        self.shift, self.scale = state["shift"].double(), state["scale"].double()
-        self.net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
-        self.net.eval().requires_grad_(False)
+        return self.unstandardised(x)

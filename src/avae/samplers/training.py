@@ -7,14 +7,16 @@ import copy
 import math
 import sys
 from contextlib import contextmanager
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import AvaeError
-from .base import _stream
+from ..schema import setting
+from .base import Sampler, _stream, check_state
 
 
 def standardisation(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,3 +93,59 @@ def fit_early_stopping(net: nn.Module, loss: Callable[[torch.Tensor, torch.Gener
     net.eval().requires_grad_(False)
     return {"epochs": epoch, "best_epoch": best_epoch, "early_stopping_loss": best,
             "stopped_early": epoch < max_epochs, "codes_fit": len(fit), "codes_early_stopping": len(stop)}
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The settings every neural sampler trains with (a sampler's own Settings extend them)."""
+
+    lr: float = setting(1e-3, above=0)
+    batch_size: int = setting(256, minimum=1)
+    max_epochs: int = setting(300, minimum=1)
+    patience: int = setting(15, minimum=1)  # epochs without a better early-stopping loss before stopping
+    val_fraction: float = setting(0.1, above=0, below=1)  # share of the training codes set aside for early stopping
+
+
+class NeuralSampler(Sampler):
+    """A network trained on the standardised codes with early stopping (`flow`, `latent_diffusion`):
+    a subclass builds its network (`_build`) and gives its training loss (`_loss`); fitting,
+    standardising and the state are shared."""
+
+    what: ClassVar[str] = ""  # the network, as messages name it
+
+    def __init__(self, latent_dim, settings=None):
+        super().__init__(latent_dim, settings)
+        self.net = self._build()
+        self.shift = torch.zeros(latent_dim, dtype=torch.float64)
+        self.scale = torch.ones(latent_dim, dtype=torch.float64)
+
+    def _build(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _loss(self) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+        """loss(batch of standardised codes, generator) of the network `self.net` being trained."""
+        raise NotImplementedError
+
+    def _fit(self, codes, seed):
+        s = self.settings
+        self.shift, self.scale = standardisation(codes)
+        fit, stop = split(self.standardised(codes), s.val_fraction, seed)
+        self.net = seeded(self._build, seed)
+        return fit_early_stopping(self.net, self._loss(), fit, stop, lr=s.lr, batch_size=s.batch_size,
+                                  max_epochs=s.max_epochs, patience=s.patience, seed=seed, what=self.what,
+                                  progress=self.progress)
+
+    def standardised(self, z: torch.Tensor) -> torch.Tensor:
+        return ((z.double() - self.shift) / self.scale).float()
+
+    def unstandardised(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.double() * self.scale + self.shift).float()
+
+    def state_dict(self):
+        return {"shift": self.shift, "scale": self.scale, **{f"net.{k}": v for k, v in self.net.state_dict().items()}}
+
+    def load_state_dict(self, state):
+        check_state(state, {"shift": (self.latent_dim,), "scale": (self.latent_dim,)})
+        self.shift, self.scale = state["shift"].double(), state["scale"].double()
+        self.net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
+        self.net.eval().requires_grad_(False)
