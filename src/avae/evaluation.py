@@ -142,8 +142,10 @@ def evaluate(run_dir, *, n: int = D.n, seed: int = D.seed, features: str = D.fea
     schema.check_value("trust_code", trust_code, bool, {})
     names = parse_names(samplers)
     ev = Evaluation(run_dir, n, seed, checkpoint, split, trust_code)
-    # every sampler found (and fitted for this checkpoint) before anything is computed or written
-    fitted = {name: load_for_run(ev.run_dir, name, ev.model, checkpoint) for name in names}
+    # every sampler found (and fitted for this checkpoint) before anything is computed or written;
+    # the checkpoint file hashed once for all of them
+    sha256 = run.checkpoint_sha256(ev.run_dir, checkpoint) if names != ["prior"] else None
+    fitted = {name: load_for_run(ev.run_dir, name, ev.model, checkpoint, sha256=sha256) for name in names}
     trained = ev.trained
     if trained["status"] != "finished":
         print(f"note: {ev.run_dir} has not finished training ({trained['status']}, {trained['epochs_done']} of "
@@ -556,10 +558,7 @@ def _latent_fit(sampler, codes: np.ndarray, samples: np.ndarray, seed: int) -> d
 
 def _sampler_digest(sampler) -> str:
     """What identifies a sampler's fit in the phase key: its settings and fitted state."""
-    digest = hashlib.sha256(repr(sampler.settings).encode())
-    for key, tensor in sorted(sampler.state_dict().items()):
-        digest.update(key.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    return _weights_digest({"settings": sampler.settings, **sampler.state_dict()})
 
 
 def _prd(features: np.ndarray, real: np.ndarray, seed: int) -> dict:
