@@ -379,22 +379,23 @@ def _own_store(run_dir: Path) -> str:
     return (run_dir / "mlruns").resolve().as_uri()
 
 
-def _recorded(run_dir: Path, tracker: str) -> dict:
-    """What trackers.json records for one tracker ({} if nothing, or the file is unreadable)."""
+def _trackers_file(run_dir: Path) -> dict:
+    """trackers.json ({} if there is none, or it is unreadable)."""
     try:
         recorded = json.loads((run_dir / TRACKERS).read_text())
     except (OSError, ValueError):
         return {}
-    entry = recorded.get(tracker) if isinstance(recorded, dict) else None
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _recorded(run_dir: Path, tracker: str) -> dict:
+    """What trackers.json records for one tracker ({} if nothing)."""
+    entry = _trackers_file(run_dir).get(tracker)
     return entry if isinstance(entry, dict) else {}
 
 
 def _remember(run_dir: Path, tracker: str, entry: dict) -> None:
-    try:
-        recorded = json.loads((run_dir / TRACKERS).read_text())
-    except (OSError, ValueError):
-        recorded = {}
-    run.write_json(run_dir / TRACKERS, {**(recorded if isinstance(recorded, dict) else {}), tracker: entry})
+    run.write_json(run_dir / TRACKERS, {**_trackers_file(run_dir), tracker: entry})
 
 
 def log_evaluation(run_dir: Path, cfg: dict, result: dict) -> None:
