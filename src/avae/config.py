@@ -198,8 +198,10 @@ def _presets() -> dict:
     return found
 
 
-def resolve(config: str | Path | dict | None = None, overrides: list[str] = ()) -> dict:
-    """The full, validated configuration for a run. `config` is a YAML path, a preset name or a dict of sections."""
+def resolve(config: str | Path | dict | None = None, overrides: list[str] = (), settings: dict | None = None) -> dict:
+    """The full, validated configuration for a run. `config` is a YAML path, a preset name or a dict of sections;
+    `overrides` are `--set` strings (section.key=YAML value), `settings` the same as values
+    ({"model.width": 0.5, "data.root": None}), applied after them."""
     if isinstance(config, dict):
         user = copy.deepcopy(config)
     else:
@@ -208,9 +210,11 @@ def resolve(config: str | Path | dict | None = None, overrides: list[str] = ()) 
     patch: dict = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key or "" in key.split("."):
+        if not sep:
             raise AvaeError(f"override '{item}' must look like section.key=value, e.g. model.kde_size=1000")
-        _set(patch, key.split("."), _override_value(key, raw))
+        _set(patch, _keys(key, item), _override_value(key, raw))
+    for key, value in (settings or {}).items():
+        _set(patch, _keys(key, f"{key}: {schema.show(value)}"), copy.deepcopy(value))
     _check_sections(patch, "--set")
 
     dataset = _pick(patch, user, "data")
@@ -255,6 +259,12 @@ def _check_sections(tree: dict, where: str) -> None:
                             f"(e.g. {section}.name=...), got {schema.show(values)}")
         if values is None:
             tree[section] = {}
+
+
+def _keys(key, item: str) -> list[str]:
+    if not isinstance(key, str) or not key or "" in key.split("."):
+        raise AvaeError(f"override '{item}' must look like section.key=value, e.g. model.kde_size=1000")
+    return key.split(".")
 
 
 def _override_value(key: str, raw: str):
