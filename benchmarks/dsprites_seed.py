@@ -16,7 +16,8 @@ import torch
 
 from avae import config, run, trainer
 from avae.likelihood import Likelihood
-from avae.models import Model, build_model
+from avae.models import Model, build_model, data_spec, new_model
+from avae.data import load_data
 
 SUITE = ["data.name=dsprites", "data.train_size=40000", "data.val_size=5000", "model.width=0.5",
          "train.figures_every=0", "train.progress=false"]
@@ -38,7 +39,7 @@ def train_variant(run_dir: Path, init_seed: int, cfg_settings: list[str]) -> lis
     """Train (or resume) one variant; the weights come from init_seed as paper-cpu drew them, the data
     subset and order from train.seed."""
     seeded_model = trainer.seeded_model
-    trainer.seeded_model = lambda cfg, data: paper_cpu_weights(init_seed, cfg, run.data_spec(data))
+    trainer.seeded_model = lambda cfg, data: paper_cpu_weights(init_seed, cfg, data_spec(data))
     try:
         status = run.status(run_dir)
         if status is None:
@@ -50,11 +51,11 @@ def train_variant(run_dir: Path, init_seed: int, cfg_settings: list[str]) -> lis
     return run.read_metrics(run_dir)
 
 
-def paper_cpu_weights(seed: int, cfg: dict, spec) -> Model:
+def paper_cpu_weights(seed: int, cfg: config.Config, spec) -> Model:
     """A model's initial weights as paper-cpu drew them: torch seeded with train.seed alone, whatever the
     model (now the model's name enters the seed too); torch's noise stream follows on from them."""
     torch.manual_seed(seed)
-    return build_model(cfg["model"], spec)
+    return build_model(cfg.to_dict()["model"], spec)
 
 
 def shared_initialisation(seed: int) -> dict:
@@ -64,8 +65,8 @@ def shared_initialisation(seed: int) -> dict:
     spec = None
     for model in ["avae", "rae", "aae", "wae", "vae", "beta_tcvae"]:
         cfg = config.resolve(None, SUITE + OWN.get(model, []) + [f"model.name={model}", f"train.seed={seed}"])
-        spec = spec or run.data_spec(run.load_data(cfg))
-        for scheme, built in zip(nets, [paper_cpu_weights(seed, cfg, spec), run.new_model(cfg, spec)]):
+        spec = spec or data_spec(load_data(cfg))
+        for scheme, built in zip(nets, [paper_cpu_weights(seed, cfg, spec), new_model(cfg, spec)]):
             nets[scheme][model] = {k: v for k, v in built.state_dict().items() if k.startswith(("encoder", "decoder"))}
     counts = {}
     for scheme, of in nets.items():
@@ -77,7 +78,7 @@ def shared_initialisation(seed: int) -> dict:
 
 def constant_image_cost(data_seed: int) -> float:
     """The validation reconstruction cost of the per-pixel mean of the training images, decoded for every input."""
-    data = run.load_data(config.resolve(None, SUITE + ["model.name=rae", f"train.seed={data_seed}"]))
+    data = load_data(config.resolve(None, SUITE + ["model.name=rae", f"train.seed={data_seed}"]))
     train_images = torch.as_tensor(data.train.images(np.arange(len(data.train)))).double() / 255
     mean = train_images.mean(0, keepdim=True).clamp(1e-6, 1 - 1e-6)
     val = torch.as_tensor(data.val.images(np.arange(len(data.val)))).double() / 255

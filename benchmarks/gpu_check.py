@@ -54,6 +54,7 @@ import torch  # noqa: E402
 from avae import Callback, __version__, config, hardware, run, trainer  # noqa: E402
 from avae.data import ArrayImages, Dataset, load_dataset  # noqa: E402
 from avae.errors import AvaeError  # noqa: E402
+from avae.models import data_spec, seeded_model  # noqa: E402
 
 THREADS = 1  # torch threads of every run: `auto`'s number for this machine, read once at the start
 PAPER_AVAE_OVER_VAE = 1.28  # the paper's AVAE epoch over its VAE epoch, same network (MNIST, on a GPU)
@@ -268,17 +269,17 @@ def train_run(name: str, setting: Setting, model_name: str, precision: str, size
     """One run of `steps` SGD steps through avae's Trainer; its timings scaled to a full epoch."""
     steps = steps or sizes.steps
     cfg = run_config(setting, model_name, precision, sizes, device)
-    m = cfg["model"].get("kde_size", 0) if model_name == "avae" else 0
+    m = cfg.params.kde_size if model_name == "avae" else 0
     data, what = dataset(name, setting, m + steps * sizes.batch, sizes.val, real)
     clock = StepClock(device, hooks)
     held_before = free(device)
     wall = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
         run_dir = Path(tmp) / "run"
-        model = trainer.seeded_model(cfg, data)
+        model = seeded_model(cfg, data)
         loop = trainer.Trainer(cfg, run_dir, data, model, callbacks=[clock])
         would = hardware.fastest(model, device, sizes.batch) if auto else None  # what `auto` would take
-        run.create(run.make_folder(run_dir), cfg, run.data_spec(data), data.info, loop.auto, {})
+        run.create(run.make_folder(run_dir), loop.cfg, data_spec(data), data.info, loop.auto, {})
         loop.fit()
         clock.sync()
         start = time.perf_counter()
@@ -286,9 +287,9 @@ def train_run(name: str, setting: Setting, model_name: str, precision: str, size
         clock.sync()
         val_s = time.perf_counter() - start
         threads = loop.threads
-        chosen = {"train.precision": cfg["train"]["precision"], "train.channels_last": cfg["train"]["channels_last"]}
+        chosen = {"train.precision": loop.cfg.train.precision, "train.channels_last": loop.cfg.train.channels_last}
         if model_name == "avae":
-            chosen |= {f"model.{k}": cfg["model"][k] for k in ("kde_precision", "kde_channels_last", "kde_batch")}
+            chosen |= {f"model.{k}": getattr(loop.cfg.params, k) for k in ("kde_precision", "kde_channels_last", "kde_batch")}
         clock.unwrap(model)
         del loop, model
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None

@@ -25,6 +25,7 @@ import torch
 from avae import benchmark, config, run, trainer
 from avae.evaluation import Evaluation, evaluate
 from avae.metrics import disentangle, latent
+from avae.metrics.catalogue import headlines
 
 DISENTANGLEMENT_BASE = ["data.val_size=5000", "train.figures_every=0", "train.progress=false"]
 # budget = epochs × training images × width. The largest, paper-cpu's setting (dSprites 6 × 40,000
@@ -87,9 +88,11 @@ def runs(study: str, seeds: list[int]) -> list[tuple[str, list[str], dict]]:
 
 
 def paper_cpu_settings(dataset: str, model: str) -> list[str]:
-    """The settings of paper-cpu's run of a model on a dataset (seed 0's; later settings override them)."""
-    return next(job.overrides for job in benchmark.plan(benchmark.load_suite("paper-cpu"))
-                if (job.dataset, job.model, job.seed) == (dataset, model, 0))
+    """The settings of paper-cpu's run of a model on a dataset (seed 0's; later settings override them), as
+    --set strings (each value in JSON, which YAML reads back as the same value)."""
+    job = next(job for job in benchmark.plan(benchmark.load_suite("paper-cpu"))
+               if (job.dataset, job.model, job.seed) == (dataset, model, 0))
+    return [f"{key}={json.dumps(value)}" for key, value in job.settings.items()]
 
 
 def run_one(run_dir: Path, settings: list[str], seed: int, study: str) -> None:
@@ -129,7 +132,7 @@ def record(run_dir: Path, labels: dict, study: str) -> dict:
     training = {"epoch_s": float(np.mean([e["epoch_s"] for e in epochs])),
                 "images_per_s": float(np.mean([e["images_per_s"] for e in epochs])),
                 "train_s": float(sum(e["epoch_s"] for e in epochs)), "final": epochs[-1]}
-    headline = benchmark.headlines(result, training)
+    headline = headlines(result, training)
     variances = result["latent_quality"]["collapsed_axes"]["variances"]
     if study != "budget":  # the AVAE's own figures: its KL estimate, bandwidth, entropy against the Gaussian's
         final = epochs[-1]

@@ -7,12 +7,14 @@ import torch
 
 from avae import config, run, trainer
 from avae.distributed import from_environment
+from avae.data import load_data
+from avae.models import seeded_model
 
 out, overrides = Path(sys.argv[1]), sys.argv[2:]
 dist = from_environment()
 cfg = config.resolve(None, overrides)
-data = run.load_data(cfg)
-model = trainer.seeded_model(cfg, data)
+data = load_data(cfg)
+model = seeded_model(cfg, data)
 loop = trainer.Trainer(cfg, out, data, model, dist)
 model.on_epoch_start(loop.context, np.random.default_rng([0, 0]).permutation(len(data.train)))
 model.refresh_kde_codes(loop.context)

@@ -1,4 +1,5 @@
 """The public Python API: avae.train/evaluate/load, user networks, callbacks, export, compare."""
+import dataclasses
 import json
 import re
 import os
@@ -53,7 +54,7 @@ def test_each_command_is_a_plain_function_that_importing_the_modules_does_not_re
 def test_sample_resume_and_compare_from_python_do_what_their_commands_do(run_dir, tmp_path, capsys):
     images = avae.sample(run_dir, 5, seed=3)
     assert main(["sample", str(run_dir), "-n", "5", "--seed", "3", "--out", str(tmp_path / "s")]) == 0
-    assert images.dtype == np.uint8 and np.array_equal(images, np.load(tmp_path / "s.npy"))
+    assert images.dtype == np.uint8 and np.array_equal(images, np.load(tmp_path / "s" / "samples.npy"))
     assert not np.array_equal(images, avae.sample(run_dir, 5, seed=4))
     with pytest.raises(avae.AvaeError, match="n must be an integer ≥ 1"):
         avae.sample(run_dir, 0)
@@ -65,7 +66,7 @@ def test_sample_resume_and_compare_from_python_do_what_their_commands_do(run_dir
 def test_train_from_python_returns_a_finished_run_directory(run_dir):
     assert run.status(run_dir) == "finished"
     cfg, spec = run.read(run_dir)
-    assert cfg["model"]["kde_size"] == 100 and spec.shape == (1, 32, 32)
+    assert cfg.params.kde_size == 100 and spec.shape == (1, 32, 32)
     assert [r["epoch"] for r in run.read_metrics(run_dir)] == [1]
 
 
@@ -103,15 +104,15 @@ def test_compare_shows_results_side_by_side_with_the_settings_that_differ(run_di
     other = tmp_path / "other"
     shutil.copytree(run_dir, other)
     cfg, _ = run.read(other)
-    cfg["train"]["seed"] = 7
-    cfg["model"]["density_floor_quantile"] = 0.9999999
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=7),
+                              params=dataclasses.replace(cfg.params, density_floor_quantile=0.9999999))
     (other / "config.yaml").write_text(config.dump(cfg))
     result = json.loads((other / "evaluate.json").read_text())
     result["sample_quality"]["N"]["frechet_distance"] = 0.5 * result["sample_quality"]["N"]["frechet_distance"]
     (other / "evaluate.json").write_text(json.dumps(result))
 
-    page = tmp_path / "cmp.html"
-    assert main(["compare", str(run_dir), str(other), "--html", str(page)]) == 0
+    page = tmp_path / "cmp" / "comparison.html"
+    assert main(["compare", str(run_dir), str(other), "--out", str(page.parent)]) == 0
     out = capsys.readouterr().out
     lines = {cells[0]: cells[1:] for cells in (re.split(r"  +", line.strip()) for line in out.splitlines())}
     assert lines["Fréchet distance, N ↓"] == [f"{2 * result['sample_quality']['N']['frechet_distance']:.4g}",
@@ -124,10 +125,10 @@ def test_compare_shows_results_side_by_side_with_the_settings_that_differ(run_di
     target = "N(0, (1−h²)I) with the bias-corrected bandwidth h"
     assert f"scored against each run's sampler: {run_dir.name}: {target}; other: {target}\n" in out
     assert lines["train.seed"] == ["0", "7"] and "model.kde_size" not in lines  # only what differs
-    from_python = avae.compare([run_dir, other], html=tmp_path / "py.html")  # what the command printed and wrote
+    from_python = avae.compare([run_dir, other], out=tmp_path / "py")  # what the command printed and wrote
     assert from_python["metrics"]["fd_N"] == [2 * result["sample_quality"]["N"]["frechet_distance"],
                                               result["sample_quality"]["N"]["frechet_distance"]]
-    assert (tmp_path / "py.html").read_text() == page.read_text()
+    assert (tmp_path / "py" / "comparison.html").read_text() == page.read_text()
     assert lines["model.density_floor_quantile"] == ["0.999999", "0.9999999"]  # settings exactly as configured
     html = page.read_text()
     assert f"<b>{result['sample_quality']['N']['frechet_distance']:.4g}</b>" in html  # the lower FD is the better

@@ -302,9 +302,9 @@ def test_output_places_that_cannot_be_written(capsys, tmp_path, mnist_root, trai
     fails(capsys, fill(TRAIN, root=mnist_root, out=a_file), "is a file, not a folder")
     fails(capsys, fill(TRAIN, root=mnist_root, out=a_file / "run"), "cannot be created")
     assert a_file.read_text() == "not a folder"
-    fails(capsys, ["sample", trained_run, "-n", "4", "--out", a_file / "samples"], "is a file, not a folder")
-    fails(capsys, ["sample", trained_run, "-n", "4", "--out", a_file / "sub" / "samples"], "cannot be created")
-    fails(capsys, ["sample", trained_run, "-n", "4", "--out", tmp_path], "is a folder")
+    fails(capsys, ["sample", trained_run, "-n", "4", "--out", a_file], "is a file, not a folder")
+    fails(capsys, ["sample", trained_run, "-n", "4", "--out", a_file / "sub"], "cannot be created")
+    fails(capsys, ["compare", trained_run, trained_run, "--out", a_file], "is a file, not a folder")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write into read-only folders")

@@ -3,6 +3,7 @@ import json
 
 import yaml
 
+from avae import config
 from avae.benchmark import load_suite, plan
 from avae.cli import main
 from fixtures import write_mnist
@@ -26,20 +27,44 @@ def test_plan_expands_models_seeds_and_settings(tmp_path):
     path.write_text(yaml.safe_dump(SUITE))
     jobs = plan(load_suite(str(path)))
     assert [j.name for j in jobs] == ["mnist-avae-s0", "mnist-avae-s1", "mnist-ae-s0", "mnist-ae-s1"]
-    assert "model.kde_size=100" in jobs[0].overrides and "model.kde_size=100" not in jobs[2].overrides
+    assert jobs[0].settings["model.kde_size"] == 100 and "model.kde_size" not in jobs[2].settings
     assert len(plan(load_suite("paper-cpu"))) == 54  # 6 models × 3 datasets × 3 seeds
 
 
-def test_a_null_suite_setting_reaches_the_run_as_null(tmp_path):
-    from avae import config
+def sections(cfg) -> dict:
+    """A resolved config as its run's config.yaml holds it."""
+    return config.load_yaml(config.dump(cfg))
 
+
+def test_a_null_suite_setting_reaches_the_run_as_null(tmp_path):
     suite = {**SUITE, "experiments": [{**SUITE["experiments"][0], "settings": {"data.train_size": None,
                                                                              "model.arch": None}}]}
     path = tmp_path / "nulls.yaml"
     path.write_text(yaml.safe_dump(suite))
     job = plan(load_suite(str(path)))[0]
-    cfg = config.resolve(None, job.overrides)
-    assert cfg["data"]["train_size"] is None and "data.train_size=null" in job.overrides
+    cfg = sections(config.resolve(None, settings=job.settings))
+    assert cfg["data"]["train_size"] is None and job.settings["data.train_size"] is None
+
+
+def test_suite_settings_reach_the_config_as_the_values_the_file_holds(tmp_path):
+    """Null, a list and a nested mapping arrive as themselves, not as text read back (a string that reads
+    as another type in YAML stays a string)."""
+    encoder = {"class": "mynets:Encoder", "hidden": 8, "note": "yes"}
+    decoder = {"class": "mynets:Decoder", "sizes": [8, 16], "extra": {"depth": 2, "skip": None}}
+    suite = {**SUITE, "experiments": [{"dataset": "mnist", "models": ["aae"],
+                                       "settings": {"train.threads": None, "data.root": "on",
+                                                    "model.encoder": encoder, "model.decoder": decoder},
+                                       "model_settings": {"aae": {"model.disc_hidden": [16, 8]}}}]}
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))  # the settings in the file's order
+    job = plan(load_suite(str(path)))[0]
+    assert list(job.settings) == ["data.name", "model.name", "train.seed", "train.progress", "train.threads",
+                                  "data.root", "model.encoder", "model.decoder", "model.disc_hidden"]
+    assert job.settings["train.progress"] is False and job.settings["train.seed"] == 0
+    cfg = sections(config.resolve(None, settings=job.settings))
+    assert cfg["train"]["threads"] is None and cfg["data"]["root"] == "on"
+    assert cfg["model"]["encoder"] == encoder and cfg["model"]["decoder"] == decoder
+    assert cfg["model"]["disc_hidden"] == [16, 8] and cfg["train"]["progress"] is False
 
 
 def test_benchmark_runs_skips_and_resumes(tmp_path, capsys):
@@ -69,6 +94,7 @@ def test_benchmark_runs_skips_and_resumes(tmp_path, capsys):
     assert "Command: `avae benchmark --suite tiny`" in table and "- fd_N: AVAE " in table
     perf = results["performance"]
     assert perf["gemm_peak_gflops"]["float32"] > 0
+    assert set(results["machine"]) == {"platform", "cpus", "torch_threads", "gpu"}  # as the committed results'
     mnist = perf["datasets"]["mnist"]
     assert 0 < mnist["models"]["avae"]["kde_refresh_share"] < 1 and mnist["bandwidth_estimation_s"] > 0
     assert mnist["models"]["ae"]["gflops_per_s"] > 0 and "## Performance" in table

@@ -4,7 +4,8 @@ import json
 import pytest
 import yaml
 
-from avae.benchmark import SAMPLER_HEADLINES, load_suite
+from avae.benchmark import load_suite
+from avae.metrics.catalogue import SAMPLER_HEADLINES
 from avae.cli import main
 from avae.errors import AvaeError
 from fixtures import write_mnist

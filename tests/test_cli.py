@@ -150,10 +150,11 @@ def test_config_prints_the_whole_configuration_train_would_use(capsys, tmp_path)
     assert main(["config", "--dataset", "mnist", "--model", "vae", "--epochs", "3", "--set", "model.latent_dim=8"]) == 0
     printed = capsys.readouterr().out
     cfg = config.load_yaml(printed)
-    assert cfg == config.resolve(None, ["data.name=mnist", "model.name=vae", "train.epochs=3", "model.latent_dim=8"])
+    resolved = config.resolve(None, ["data.name=mnist", "model.name=vae", "train.epochs=3", "model.latent_dim=8"])
+    assert cfg == resolved.to_dict()
     assert cfg["train"]["lr"] == 5e-4 and cfg["train"]["checkpoint_minutes"] == 5.0  # defaults written out
     (tmp_path / "c.yaml").write_text(printed)  # a round trip: the printed file resolves to itself
-    assert config.resolve(str(tmp_path / "c.yaml")) == cfg
+    assert config.resolve(str(tmp_path / "c.yaml")) == resolved
 
 
 def test_a_finished_run_names_the_next_step(capsys, tmp_path):

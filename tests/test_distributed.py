@@ -13,6 +13,8 @@ import torch
 
 from avae import config, run, trainer
 from avae.cli import main
+from avae.data import load_data
+from avae.models import seeded_model
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
 
@@ -38,8 +40,8 @@ def test_kde_codes_are_identical_on_both_ranks_and_match_one_process(mnist_root,
     assert rank0.shape == (101, 4)  # m = 101 does not split evenly over two ranks
     assert torch.equal(rank0, rank1)
     cfg = config.resolve(None, settings(mnist_root))
-    data = run.load_data(cfg)
-    model = trainer.seeded_model(cfg, data)
+    data = load_data(cfg)
+    model = seeded_model(cfg, data)
     loop = trainer.Trainer(cfg, tmp_path, data, model)
     model.on_epoch_start(loop.context, np.random.default_rng([0, 0]).permutation(len(data.train)))
     model.refresh_kde_codes(loop.context)

@@ -10,6 +10,7 @@ from avae.cli import main
 from avae.evaluation import slerp
 from avae.metrics import disentangle
 from avae.metrics.features import classifier_path
+from avae.data import load_data
 from fixtures import write_mnist
 from pagecheck import check_page
 
@@ -46,7 +47,7 @@ def test_evaluate_writes_json_figures_and_html(trained_run, capsys):
         assert set(q["density_coverage"]) >= {"density", "coverage"}
     fs = result["feature_space"]
     assert fs["name"] == "classifier" and 0 <= fs["test_accuracy"][0] <= 1
-    data = run.load_data(run.read(trained_run)[0], cut=False)
+    data = load_data(run.read(trained_run)[0], cut=False)
     assert fs["weights"] == str(classifier_path(data, seed=0))  # seed 1's evaluation scores in seed 0's space
     lq = result["latent_quality"]
     assert lq["entropy"]["reference"] == 2.0

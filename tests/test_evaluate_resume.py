@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from avae import config, run, trainer
+from avae import config, evaluation, run, trainer
 from avae.cli import main
 from avae.errors import AvaeError
 from avae.evaluation import evaluate
@@ -44,14 +44,14 @@ class Squares:
 
 def with_factors(monkeypatch):
     """The run's MNIST with the Squares factors beside it, and the disentanglement metrics at TINY sizes."""
-    load_data = run.load_data
+    load_data = evaluation.load_data
 
     def load(cfg, **kwargs):
         data = load_data(cfg, **kwargs)
         data.factor_grid = Squares()
         return data
 
-    monkeypatch.setattr(run, "load_data", load)
+    monkeypatch.setattr(evaluation, "load_data", load)
     monkeypatch.setitem(disentangle.PRESETS, "fast", TINY)
 
 

@@ -20,7 +20,7 @@ import torch
 
 from avae import Callback, config, hardware, nets, run, trainer
 from avae.cli import main
-from avae.data import ArrayImages, to_float
+from avae.data import ArrayImages, load_data, to_float
 from avae.models import DataSpec, TrainContext, build_model
 
 DEVICE = os.environ.get("AVAE_TEST_DEVICE", "cuda")
@@ -111,8 +111,8 @@ def test_kde_and_losses_stay_float32_under_bfloat16_autocast(device):
     device = torch.device(device)
     spec = DataSpec((1, 32, 32), "gaussian", (0.0, 1.0), 2000)
     torch.manual_seed(0)
-    model = build_model({"name": "avae", "latent_dim": 16, "width": 0.25, "kde_size": 200}, spec).to(device)
-    model.params.kde_precision, model.params.kde_channels_last, model.params.kde_batch = "bfloat16", True, 128
+    model = build_model({"name": "avae", "latent_dim": 16, "width": 0.25, "kde_size": 200, "kde_precision": "bfloat16",
+                         "kde_channels_last": True, "kde_batch": 128}, spec).to(device)
     images = ArrayImages(np.random.default_rng(0).integers(0, 256, (600, 1, 32, 32), dtype=np.uint8))
 
     def prepare(uint8, memory_format=None):
@@ -169,7 +169,7 @@ def test_evaluate_of_a_gpu_trained_run_gives_the_cpu_numbers(mnist_root, tmp_pat
     assert abs(lg["entropy"]["entropy"] - lc["entropy"]["entropy"]) < ENTROPY_TOLERANCE
 
     # one checkpoint encoded on either device: the same codes (the GPU run opened on the GPU and on the CPU)
-    x = to_float(torch.from_numpy(run.load_data(config.resolve(None, tiny(mnist_root))).val.images(np.arange(100)).numpy()))
+    x = to_float(torch.from_numpy(load_data(config.resolve(None, tiny(mnist_root))).val.images(np.arange(100)).numpy()))
     on_cpu = run.load(tmp_path / "gpu", device="cpu").encode(x)
     on_gpu = run.load(tmp_path / "gpu", device=DEVICE).encode(x.to(DEVICE)).cpu()
     assert float((on_gpu - on_cpu).norm() / on_cpu.norm()) < CODES_TOLERANCE

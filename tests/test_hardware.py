@@ -1,4 +1,5 @@
 """`auto` settings resolved for the machine at hand, and the inference encoder of the KDE refresh."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,6 +13,8 @@ from torch import nn
 
 from avae import config, hardware, nets, run, trainer
 from avae.errors import AvaeError
+from avae.data import load_data
+from avae.models import seeded_model
 
 
 def tiny(root, *extra):
@@ -52,8 +55,8 @@ def test_inference_encoder_gives_the_eval_encoders_codes(arch, shape, channels_l
                                    ["model.kde_batch=1000", "model.kde_channels_last=false"]])
 def test_kde_refresh_follows_the_current_weights(mnist_root, tmp_path, calls):
     cfg = config.resolve(None, tiny(mnist_root, "model.kde_precision=float32", *calls))
-    data = run.load_data(cfg)
-    model = trainer.seeded_model(cfg, data)
+    data = load_data(cfg)
+    model = seeded_model(cfg, data)
     loop = trainer.Trainer(cfg, tmp_path, data, model)
     model.on_epoch_start(loop.context, np.arange(len(data.train)))
 
@@ -128,7 +131,7 @@ def test_bfloat16_counts_as_native_only_where_the_kernels_may_use_it(monkeypatch
 def test_choices_are_measured_once_and_cached(mnist_root, monkeypatch, tmp_path):
     monkeypatch.setenv("AVAE_CACHE_DIR", str(tmp_path / "cache"))
     cfg = config.resolve(None, tiny(mnist_root))
-    model = trainer.seeded_model(cfg, run.load_data(cfg))
+    model = seeded_model(cfg, load_data(cfg))
     monkeypatch.setattr(hardware, "busy_cores", lambda: 0.0)
     first = hardware.fastest(model, torch.device("cpu"), 50)
     assert first["train_precision"] in ("float32", "bfloat16") and first["inference_batch"] in hardware.INFERENCE_BATCHES
@@ -149,7 +152,7 @@ def test_choices_are_measured_once_and_cached(mnist_root, monkeypatch, tmp_path)
 def test_a_busy_machine_takes_the_rules_and_every_later_run_the_same_choice(mnist_root, monkeypatch, tmp_path):
     monkeypatch.setenv("AVAE_CACHE_DIR", str(tmp_path / "cache"))
     cfg = config.resolve(None, tiny(mnist_root))
-    model = trainer.seeded_model(cfg, run.load_data(cfg))
+    model = seeded_model(cfg, load_data(cfg))
     monkeypatch.setattr(hardware, "busy_cores", lambda: 100.0)
     monkeypatch.setattr(hardware, "_measure", lambda *a: pytest.fail("timings taken on a busy machine"))
     busy = hardware.fastest(model, torch.device("cpu"), 50)
@@ -159,9 +162,9 @@ def test_a_busy_machine_takes_the_rules_and_every_later_run_the_same_choice(mnis
     monkeypatch.setattr(hardware, "busy_cores", lambda: 0.0)
     assert hardware.fastest(model, torch.device("cpu"), 50) == busy  # quiet now, but one comparison keeps one choice
     # the VAE's encoder has twice the outputs, and shares the AVAE's choice
-    common = ("latent_dim", "width", "arch", "encoder", "decoder")
-    vae_cfg = {**cfg, "model": {k: v for k, v in cfg["model"].items() if k in common} | {"name": "vae"}}
-    vae = trainer.seeded_model(config.validate(vae_cfg), run.load_data(cfg))
+    sections = cfg.to_dict()
+    vae_cfg = {**sections, "model": dataclasses.asdict(cfg.model) | {"name": "vae"}}  # the common settings alone
+    vae = seeded_model(config.resolve(vae_cfg), load_data(cfg))
     assert hardware.fastest(vae, torch.device("cpu"), 50) == busy
 
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from avae import benchmark, launchers
+from avae import benchmark, launchers, performance
 from avae.cli import main
 
 SETTINGS = {"data.train_size": 200, "data.val_size": 50, "model.latent_dim": 2, "model.width": 0.125,
@@ -36,7 +36,7 @@ def setup(tmp_path_factory, mnist_root):
     """The suite file, its CLI arguments, and the sequential run's records (the reference)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AVAE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))  # as conftest's, for this scope
-        mp.setattr(benchmark, "gemm_peak", lambda *a, **k: 100.0)  # the results' peak figure, not what is tested
+        mp.setattr(performance, "gemm_peak", lambda *a, **k: 100.0)  # the results' peak figure, not what is tested
         folder = tmp_path_factory.mktemp("launchers")
         suite = folder / "tiny.yaml"
         suite.write_text(yaml.safe_dump(SUITE))
@@ -51,7 +51,7 @@ def setup(tmp_path_factory, mnist_root):
 
 @pytest.fixture(autouse=True)
 def _no_peak(monkeypatch):
-    monkeypatch.setattr(benchmark, "gemm_peak", lambda *a, **k: 100.0)
+    monkeypatch.setattr(performance, "gemm_peak", lambda *a, **k: 100.0)
 
 
 def records(where):
@@ -246,7 +246,7 @@ def test_a_failing_run_is_named_with_its_log_and_the_others_finish(tmp_path, mni
 
 
 def test_a_job_that_dies_is_named_from_its_log(tmp_path):
-    task = launchers.RunTask(name="d-m-s0", run_dir=str(tmp_path), overrides=(), seed=0, evaluate={}, command=())
+    task = launchers.RunTask(name="d-m-s0", run_dir=str(tmp_path), settings={}, seed=0, evaluate={}, command=())
     task.log.write_text("=== d-m-s0: started x\n=== d-m-s0: failed after 1.0 s: old error\n")
     offset = task.log.stat().st_size
     with open(task.log, "a") as f:
@@ -258,7 +258,7 @@ def test_a_job_that_dies_is_named_from_its_log(tmp_path):
         f.write("=== d-m-s0: finished in 3.5 s\n")
     assert launchers.outcome_from_log(task, offset) == launchers.Outcome("d-m-s0", True, 3.5, None, str(task.log))
     # a job that never wrote its run's log is named with the engine's log, and the error of the trace it quotes
-    gone = launchers.RunTask(name="d-m-s1", run_dir=str(tmp_path / "never"), overrides=(), seed=0, evaluate={},
+    gone = launchers.RunTask(name="d-m-s1", run_dir=str(tmp_path / "never"), settings={}, seed=0, evaluate={},
                              command=())
     trace = ("Job (task=0) failed during processing with trace:\n----\nTraceback (most recent call last):\n"
              '  File "x.py", line 1, in <module>\n    import avae\nImportError: no avae here\n\n----\n'
@@ -321,7 +321,7 @@ class FakeEngine(launchers.Launcher):
 
 
 def fake_tasks(tmp_path, n):
-    return [launchers.RunTask(name=f"run{i}", run_dir=str(tmp_path), overrides=(), seed=0, evaluate={}, command=())
+    return [launchers.RunTask(name=f"run{i}", run_dir=str(tmp_path), settings={}, seed=0, evaluate={}, command=())
             for i in range(n)]
 
 

@@ -18,6 +18,7 @@ from avae.metrics import marginal_likelihood as ml
 from avae.models import DataSpec, build_model
 from avae.models.vae import VAE
 from avae.user_nets import UserNetworks
+from avae.data import load_data
 from fixtures import blobs, write_mnist
 
 SHAPE = (1, 2, 2)  # D = 4 pixels
@@ -190,10 +191,10 @@ def vae_run(tmp_path_factory):
 
 
 def open_run(run_dir):
-    model = run.open_model(run_dir, False)
+    model = run.open_model(run.read_record(run_dir), False)
     run.load_weights(model, run_dir, "last")
     cfg, _ = run.read(run_dir)
-    data = run.load_data(cfg, cut=False)
+    data = load_data(cfg, cut=False)
     return model.eval().requires_grad_(False), data.test.images(np.arange(40)).numpy()
 
 
@@ -234,7 +235,7 @@ def test_evaluate_reports_the_likelihood_of_a_vae(vae_run, capsys):
     assert section["neg_elbo_nats"] >= section["nll_nats"] > 0
     assert "likelihood" in result["timings_s"]
     model, _ = open_run(vae_run)
-    images = run.load_data(run.read(vae_run)[0], cut=False).test.images(np.arange(50)).numpy()
+    images = load_data(run.read(vae_run)[0], cut=False).test.images(np.arange(50)).numpy()
     again = ml.estimate(model, images, 30, seed=0)  # the evaluation's seed, its own stream
     assert section["nll_nats"] == pytest.approx(again["nll_nats"], rel=1e-9)
     assert section["neg_elbo_nats"] == pytest.approx(again["neg_elbo_nats"], rel=1e-9)

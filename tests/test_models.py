@@ -12,8 +12,9 @@ from torch import nn
 from avae import config, run, schema, trainer
 from avae.cli import main
 from avae.errors import AvaeError
-from avae.models import MODELS, DataSpec, ModelSettings, build_model
+from avae.models import MODELS, DataSpec, ModelSettings, build_model, seeded_model
 from avae.models import regularisers as R
+from avae.data import load_data
 from test_train import metrics, tiny
 
 BASELINES = ["vae", "beta_vae", "beta_tcvae", "factor_vae", "dip_vae", "wae", "rae", "aae"]
@@ -222,8 +223,8 @@ def test_rae_penalties_known_values():
 # --- discriminators ----------------------------------------------------------------------------------
 def built(root, tmp_path, name, *extra):
     cfg = config.resolve(None, tiny(root, *extra, model=name))
-    data = run.load_data(cfg)
-    model = trainer.seeded_model(cfg, data)
+    data = load_data(cfg)
+    model = seeded_model(cfg, data)
     return trainer.Trainer(cfg, tmp_path, data, model)
 
 
@@ -295,8 +296,9 @@ def test_aae_discriminator_tells_shifted_codes_from_the_prior():
 def test_every_dataset_preset_gives_valid_settings_for_every_model(dataset):
     for name in BASELINES:
         cfg = config.resolve(None, [f"data.name={dataset}", f"model.name={name}"])
-        specific = {k: v for k, v in cfg["model"].items() if k not in schema.fields(ModelSettings)}
+        specific = {k: v for k, v in cfg.to_dict()["model"].items() if k not in schema.fields(ModelSettings)}
         MODELS[name].Params(**specific)  # no unknown key
+        assert isinstance(cfg.params, MODELS[name].Params)
 
 
 PAPER = {  # paper-notes §5–§6 (E Table XI, AAE on CelebA from version I, Table X)
@@ -317,7 +319,7 @@ def test_paper_defaults_per_dataset(key):
     name, setting = key.split(".")
     for dataset, value in PAPER[key].items():
         cfg = config.resolve(None, [f"data.name={dataset}", f"model.name={name}"])
-        assert cfg["model"][setting] == value, (dataset, key)
+        assert getattr(cfg.params, setting) == value, (dataset, key)
 
 
 def test_params_dataclasses_hold_generic_defaults():

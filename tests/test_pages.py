@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from avae import benchmark, pages
+from avae import benchmark, config, pages
 from avae.cli import main
-from avae.metrics.catalogue import describe
+from avae.metrics.catalogue import LOWER_IS_BETTER, describe, headlines
 from pagecheck import check_page
 
 RESULTS = Path(__file__).parents[1] / "benchmarks" / "results" / "paper-cpu.json"
@@ -32,8 +32,8 @@ def test_catalogue_labels_and_directions():
     assert describe("sample_quality.*.prd.recall").arrow == "↑"
     assert describe("latent_quality.entropy.reference").arrow == ""  # a reference, neither way better
     assert describe("sample_quality.N.prd.params.beta") is None
-    assert benchmark.LOWER_IS_BETTER >= {"fd_N", "gaussian_kl", "collapsed_axes", "mse_per_pixel", "epoch_s"}
-    assert not benchmark.LOWER_IS_BETTER & {"prd_precision_N", "entropy", "entropy_reference", "mig"}
+    assert LOWER_IS_BETTER >= {"fd_N", "gaussian_kl", "collapsed_axes", "mse_per_pixel", "epoch_s"}
+    assert not LOWER_IS_BETTER & {"prd_precision_N", "entropy", "entropy_reference", "mig"}
 
 
 def test_heat_table_names_rows_and_columns():
@@ -54,6 +54,14 @@ def close(a, b):
     return a == b
 
 
+def recorded_settings(settings) -> dict:
+    """A record's settings as the mapping a Job holds (records written before suites passed settings as
+    values hold them as `--set` strings, section.key=YAML value)."""
+    if isinstance(settings, dict):
+        return settings
+    return {key: config.load_yaml(value) for key, _, value in (item.partition("=") for item in settings)}
+
+
 def test_committed_results_agree_with_their_records_and_the_command_they_name():
     """The committed JSON is consistent in itself, whatever values a re-run gives: the command it
     records plans exactly its runs, and every number it reports follows from its records."""
@@ -65,8 +73,8 @@ def test_committed_results_agree_with_their_records_and_the_command_they_name():
     assert argv[:3] == ["avae", "benchmark", "--suite"] and len(argv) == 4 and argv[3] == suite["name"]
     assert RESULTS.name == f"{benchmark.results_stem(suite)}.json"
     planned = benchmark.plan(benchmark.load_suite(argv[3]))
-    assert [(j.dataset, j.model, j.seed, j.overrides) for j in planned] == [
-        (r["dataset"], r["model"], r["seed"], r["settings"]) for r in records]
+    assert [(j.dataset, j.model, j.seed, list(j.settings.items())) for j in planned] == [
+        (r["dataset"], r["model"], r["seed"], list(recorded_settings(r["settings"]).items())) for r in records]
     assert [(j.dataset, j.model, j.seed) for j in benchmark.plan(suite)] == [
         (r["dataset"], r["model"], r["seed"]) for r in records]
     for r in records:  # each record is its own run's: config, evaluation and training agree
@@ -76,7 +84,7 @@ def test_committed_results_agree_with_their_records_and_the_command_they_name():
             r["dataset"], r["model"], r["run_dir"])
         assert len(t["epoch_times_s"]) == len(t["steps"]) == cfg["train"]["epochs"] == t["final"]["epoch"]
         assert t["epoch_s"] == pytest.approx(sum(t["epoch_times_s"]) / len(t["epoch_times_s"]))
-        assert close(benchmark.headlines(r["evaluation"], t), r["headline"]), r["run_dir"]
+        assert close(headlines(r["evaluation"], t), r["headline"]), r["run_dir"]
     # the summary is the records' mean, population std and count over the suite's seeds
     assert close(benchmark.summarise(records), payload["summary"])
     assert list(payload["summary"]) == [exp["dataset"] for exp in suite["experiments"]]
@@ -131,7 +139,7 @@ def test_committed_results_page_renders_from_its_json_with_its_runs_pictures(tmp
     with_paper = 0
     for dataset in datasets:
         by_model = payload["summary"][dataset]["fd_N"]
-        paper = benchmark.paper_reference(dataset)["values"].get("fd_N", {})
+        paper = pages.paper_reference(dataset)["values"].get("fd_N", {})
         with_paper += bool(paper)
         cells = [pages.mean_std(*by_model[m][:2]) + (f" [{paper[m]}]" if m in paper else "") for m in sorted(by_model)]
         assert f"| fd_N ↓ | {' | '.join(cells)} |" in md, dataset

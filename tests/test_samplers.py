@@ -12,6 +12,7 @@ import avae
 from avae import run, samplers
 from avae.cli import SAMPLERS_HELP, main
 from avae.errors import AvaeError
+from avae.data import load_data
 
 
 def fails(capsys, *argv, says):
@@ -197,7 +198,7 @@ def test_fit_sampler_prints_its_report_and_saves_a_weights_only_file(run_dir, ca
 def test_the_codes_are_a_fixed_seeded_subset_encoded_as_posterior_means(run_dir):
     model = avae.load(run_dir)
     cfg, spec = run.read(run_dir)
-    train = run.load_data(cfg).train
+    train = load_data(cfg).train
     train_idx, heldout_idx = samplers.codes.pick(len(train), 300, 0.1, seed=1)
     assert len(train_idx) == 270 and len(heldout_idx) == 30 and not set(train_idx) & set(heldout_idx)
     again = samplers.codes.pick(len(train), 300, 0.1, seed=1)
@@ -217,7 +218,7 @@ def test_prior_is_the_models_own_sampler_bitwise(run_dir, capsys, tmp_path):
                        model.sample_latent(9, torch.Generator().manual_seed(2)))
     assert main(["sample", str(run_dir), "-n", "12", "--out", str(tmp_path / "a")]) == 0
     assert main(["sample", str(run_dir), "-n", "12", "--sampler", "prior", "--out", str(tmp_path / "b")]) == 0
-    assert np.array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    assert np.array_equal(np.load(tmp_path / "a" / "samples.npy"), np.load(tmp_path / "b" / "samples.npy"))
     # what `avae evaluate --samplers` draws: prior's codes are those of the model's own sampling
     drawn = samplers.sample_codes(run_dir, "prior,gmm", model, 20, seed=5)
     assert np.array_equal(drawn["prior"], model.sample_latent(20, torch.Generator().manual_seed(5)).double().numpy())
@@ -236,7 +237,7 @@ def test_a_fitted_sampler_draws_through_load_sample_and_the_command(run_dir, cap
     assert "6 samples (codes drawn by gmm: a Gaussian mixture" in capsys.readouterr().out
     from avae.report import to_uint8
 
-    assert np.array_equal(np.load(tmp_path / "s.npy"), to_uint8(images, model.spec.value_range))
+    assert np.array_equal(np.load(tmp_path / "s" / "samples.npy"), to_uint8(images, model.spec.value_range))
 
 
 def test_export_writes_the_gmm_as_tensors_and_refuses_the_neural_samplers(run_dir, capsys, tmp_path):
@@ -281,7 +282,7 @@ def test_a_sampler_fitted_for_another_checkpoint_is_refused(run_dir, capsys, tmp
     assert f"fit it again with `avae fit-sampler {other} --sampler gmm`" in err
     with pytest.raises(AvaeError, match="fitted for another checkpoint"):
         avae.load(other).sample(2, sampler="gmm")
-    model = run.open_model(other, False)  # a model that avae.load did not open knows no run
+    model = run.open_model(run.read_record(other), False)  # a model that avae.load did not open knows no run
     with pytest.raises(AvaeError, match="not opened with avae.load"):
         model.sample(2, sampler="gmm")
     fails(capsys, "sample", run_dir, "--sampler", "gmm", "--checkpoint", "best", "--out", tmp_path / "b",

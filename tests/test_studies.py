@@ -19,6 +19,11 @@ def studies():
     return module
 
 
+def resolved(overrides: list[str] = (), settings: dict | None = None) -> dict:
+    """A run's resolved config as its config.yaml holds it."""
+    return config.load_yaml(config.dump(config.resolve(None, overrides, settings)))
+
+
 def setting(settings: list[str], key: str) -> str:
     values = [s.split("=", 1)[1] for s in settings if s.startswith(key + "=")]
     assert len(values) == 1, (key, settings)
@@ -38,11 +43,11 @@ def test_budget_runs_carry_their_budget_and_span_ten_times_with_paper_cpu(studie
                 float(setting(settings, "model.width"))) == (epochs, images, width)
         assert setting(settings, "model.name") == labels["model"] and setting(settings, "data.name") == labels["dataset"]
         assert labels["budget_units"] == epochs * images * width
-        assert config.resolve(None, settings)["train"]["seed"] == labels["seed"]
+        assert resolved(settings)["train"]["seed"] == labels["seed"]
         units.add(labels["budget_units"])
     for job in plan(load_suite("paper-cpu")):  # the largest budget: paper-cpu's runs
         if job.dataset in studies.BUDGET_MODELS:
-            units.add(studies.budget_units(config.resolve(None, job.overrides)))
+            units.add(studies.budget_units(resolved(settings=job.settings)))
     assert len(units) >= 3 and max(units) / min(units) >= 10
 
 
@@ -61,11 +66,11 @@ def test_fashion_studies_cover_their_axes(studies):
 
 def test_long_kde_size_runs_are_paper_cpus_fashion_avae_but_for_m(studies):
     paper = next(j for j in plan(load_suite("paper-cpu")) if (j.dataset, j.model, j.seed) == ("fashion_mnist", "avae", 0))
-    reference = config.resolve(None, paper.overrides)
+    reference = resolved(settings=paper.settings)
     long = studies.runs("kde_size_long", [0])
     assert [labels["m"] for _, _, labels in long] == studies.LONG_KDE_SIZES
     for _, settings, labels in long:
-        cfg = config.resolve(None, settings)
+        cfg = resolved(settings)
         assert cfg["model"]["kde_size"] == labels["m"]
         cfg["model"]["kde_size"] = reference["model"]["kde_size"]
         assert cfg == reference

@@ -53,7 +53,7 @@ def needs(trackers, name):
 
 def expected_params(run_dir):
     """What every tracker should hold: config.yaml, flattened."""
-    return tracker_params(config.load_yaml((run_dir / "config.yaml").read_text()))
+    return tracker_params(run.read(run_dir)[0])
 
 
 # ---------------------------------------------------------------- config.yaml: the whole configuration
@@ -97,7 +97,7 @@ def test_config_yaml_holds_every_setting_for_own_images_and_arrays(tmp_path, mak
     # `auto` settings made concrete for the machine at hand
     assert cfg["train"]["precision"] in ("float32", "bfloat16") and isinstance(cfg["train"]["channels_last"], bool)
     assert cfg["model"]["kde_precision"] in ("float32", "bfloat16")
-    assert config.resolve(cfg) == cfg  # it resolves to itself: nothing left implicit for a preset to change
+    assert config.resolve(cfg).to_dict() == cfg  # it resolves to itself: nothing left implicit for a preset to change
 
 
 def test_config_yaml_of_a_built_in_dataset_holds_every_setting(tracked_run):
@@ -105,7 +105,7 @@ def test_config_yaml_of_a_built_in_dataset_holds_every_setting(tracked_run):
     cfg = config.load_yaml((run_dir / "config.yaml").read_text())
     assert {section: set(values) for section, values in cfg.items()} == declared("avae")
     assert cfg["model"]["sigma0_sq"] == 200.0 and cfg["model"]["arch"] == "mnist"  # the mnist preset's
-    assert config.resolve(cfg) == cfg
+    assert config.resolve(cfg).to_dict() == cfg
 
 
 # ---------------------------------------------------------------- the parameters every tracker gets
@@ -113,9 +113,9 @@ def test_config_yaml_of_a_built_in_dataset_holds_every_setting(tracked_run):
 def test_tracker_params_are_the_flattened_config_as_scalars():
     cfg = config.resolve(None, ["data.name=mnist", "model.name=aae", "data.root=" + "x" * 600])
     params = tracker_params(cfg)
-    assert set(params) == set(config.flatten(cfg))
-    assert params["train.lr"] == 5e-4 and params["model.adv_weight"] == cfg["model"]["adv_weight"]
-    assert params["model.disc_hidden"] == json.dumps(cfg["model"]["disc_hidden"]) and params["data.train_size"] == "null"
+    assert set(params) == set(config.flatten(cfg.to_dict()))
+    assert params["train.lr"] == 5e-4 and params["model.adv_weight"] == cfg.params.adv_weight
+    assert params["model.disc_hidden"] == json.dumps(cfg.params.disc_hidden) and params["data.train_size"] == "null"
     assert params["data.options.download"] is False and params["train.progress"] is True
     assert len(params["data.root"]) == 500 and params["data.root"].endswith("…")  # MLflow's limit; config.yaml keeps it
     assert all(isinstance(v, (bool, int, float, str)) for v in params.values())
@@ -340,7 +340,7 @@ def test_an_evaluation_goes_on_without_a_tracker_package_or_record(tracked_run, 
     run_dir, trackers, result = tracked_run
     copy = tmp_path / "r"
     shutil.copytree(run_dir, copy)
-    cfg = config.load_yaml((copy / "config.yaml").read_text())
+    cfg, _ = run.read(copy)
     before = sorted(p.name for p in (copy / "tensorboard").iterdir()) if trackers["tensorboard"] else []
     with monkeypatch.context() as patched:
         patched.setattr(callbacks, "installed", lambda name: False)
@@ -352,6 +352,7 @@ def test_an_evaluation_goes_on_without_a_tracker_package_or_record(tracked_run, 
         assert sorted(p.name for p in (copy / "tensorboard").iterdir()) == before  # nothing written
     if trackers["mlflow"]:
         (copy / "trackers.json").unlink()  # a run trained before trackers.json recorded its MLflow run
-        callbacks.log_evaluation(copy, {**cfg, "train": {**cfg["train"], "tensorboard": False, "wandb": False}}, result)
+        callbacks.log_evaluation(copy, dataclasses.replace(cfg, train=dataclasses.replace(
+            cfg.train, tensorboard=False, wandb=False)), result)
         (note,) = capsys.readouterr().err.splitlines()
         assert note.startswith("note: the evaluation is not logged to MLflow:") and "records no MLflow run" in note

@@ -13,8 +13,9 @@ import torch
 
 from avae import config, trainer
 from avae.atomic import save_file
-from avae.run import load_data
+from avae.data import load_data
 from avae.cli import main
+from avae.models import seeded_model
 
 
 def tiny(root, *extra, model="avae"):
@@ -54,7 +55,7 @@ def test_training_lowers_the_loss_and_sets_sigma_from_validation(mnist_root, tmp
 def test_kde_set_is_drawn_fresh_each_epoch_and_disjoint_from_sgd(mnist_root, tmp_path):
     cfg = config.resolve(None, tiny(mnist_root, "train.epochs=1"))
     data = load_data(cfg)
-    model = trainer.seeded_model(cfg, data)
+    model = seeded_model(cfg, data)
     loop = trainer.Trainer(cfg, tmp_path, data, model)
     seen = []
     for epoch in range(2):
@@ -70,7 +71,7 @@ def test_kde_set_is_drawn_fresh_each_epoch_and_disjoint_from_sgd(mnist_root, tmp
 
 def test_avae_samples_from_the_shrunken_prior(mnist_root):
     cfg = config.resolve(None, tiny(mnist_root))
-    model = trainer.seeded_model(cfg, load_data(cfg))
+    model = seeded_model(cfg, load_data(cfg))
     z = model.sample_latent(20000, torch.Generator().manual_seed(0))
     assert z.var(0).mean().item() == pytest.approx(1 - model.h**2, rel=0.03)
     assert model.latent_variance == pytest.approx(1 - model.h**2)
@@ -80,7 +81,7 @@ def test_initial_weights_follow_the_seed_and_the_model(mnist_root):
     """Same model and seed: the same weights; models with the same networks at one seed: independent draws."""
     def networks(model, seed):
         cfg = config.resolve(None, tiny(mnist_root, f"train.seed={seed}", model=model))
-        state = trainer.seeded_model(cfg, load_data(cfg)).state_dict()
+        state = seeded_model(cfg, load_data(cfg)).state_dict()
         return {k: v for k, v in state.items() if k.startswith(("encoder", "decoder")) and v.is_floating_point()}
 
     avae, again, rae, other_seed = networks("avae", 1), networks("avae", 1), networks("rae", 1), networks("avae", 2)
@@ -164,7 +165,7 @@ def test_sample_command_writes_png_and_npy(mnist_root, tmp_path, capsys):
     assert images.shape == (10, 1, 32, 32) and images.dtype == np.uint8
     assert (run_dir / "samples.png").is_file()
     assert main(["sample", str(run_dir), "-n", "10", "--seed", "3", "--out", str(tmp_path / "again")]) == 0
-    assert np.array_equal(np.load(tmp_path / "again.npy"), images)  # same seed, same images
+    assert np.array_equal(np.load(tmp_path / "again" / "samples.npy"), images)  # same seed, same images
 
 
 def test_plain_autoencoder_trains_and_samples_from_a_fitted_gaussian(mnist_root, tmp_path):

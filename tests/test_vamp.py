@@ -259,14 +259,14 @@ def test_the_pseudo_inputs_optimizer_resumes_exactly():
 def test_a_run_trains_saves_and_loads_the_same_sampler(mnist_root, tmp_path):
     cfg = config.resolve(None, tiny(mnist_root, "train.epochs=1", "train.figures_every=1", "train.lr=2e-3",
                                     "model.components=10", model="vamp"))
-    assert cfg["model"]["components"] == 10 and cfg["model"]["pseudo_lr"] == 5e-4
+    assert cfg.params.components == 10 and cfg.params.pseudo_lr == 5e-4
     run_dir = trainer.start(cfg, tmp_path / "vamp")
     (m,) = metrics(run_dir)
     for key in ("train_loss", "train_kl", "val_loss", "val_kl", "val_recon"):
         assert math.isfinite(m[key]), key
     assert {p.name for p in (run_dir / "figures" / "epoch_001").iterdir()} >= {"samples.png", "latents.png"}
 
-    initial = run.open_model(run_dir, False).pseudo_inputs
+    initial = run.open_model(run.read_record(run_dir), False).pseudo_inputs
     a, b = run.load(run_dir), run.load(run_dir)
     saved = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert torch.equal(a.pseudo_inputs, saved["model"]["pseudo_inputs"]) and not torch.equal(a.pseudo_inputs, initial)

@@ -3,12 +3,13 @@
 The public API (each name imported on first use, so `import avae` stays fast). One function per
 command, each doing what the command does (`avae.api`):
 
-  train(config, out=None, overrides=(), callbacks=()) `avae train`; returns the run directory
+  train(config, out=None, overrides=(), ...)          `avae train`; returns the run directory (also takes
+                                                      data= tensors, arrays or Datasets, encoder=/decoder= modules)
   resume(run_dir, callbacks=(), trust_code=False)     `avae train --resume`; returns the run directory
   evaluate(run_dir, n=10000, seed=0, ...)             `avae evaluate`; returns the results dict
   sample(run_dir, n, seed=0, sampler="prior", ...)    `avae sample`; returns uint8 images (N, C, H, W)
   export(run_dir, out=None, checkpoint="last", ...)   `avae export`; returns the folder written
-  compare(run_dirs, html=None)                        `avae compare`; returns the comparison
+  compare(run_dirs, out=None)                         `avae compare`; returns the comparison
   load(run_dir, checkpoint="last", device="cpu")      a trained model: encode, decode, reconstruct, sample
   bandwidth(latent_dim, kde_size)                     h_opt, the corrected h and the sampling std
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from . import report, run, samplers
-from .comparison import compare as _compare, write_html
+from .comparison import COMPARISON, compare as _compare, write_html
 from .errors import AvaeError
 from .evaluation import evaluate
 from .exporter import export
@@ -42,10 +42,12 @@ def sample(run_dir, n: int, *, seed: int = 0, checkpoint: str = "last", sampler=
     return np.concatenate(images)
 
 
-def compare(run_dirs, html: str | Path | None = None) -> dict:
+def compare(run_dirs, out: str | Path | None = None) -> dict:
     """`avae compare`: the evaluation results of several runs side by side (refused where they
-    are not comparable), with the settings that differ; `html`: also write the page there."""
+    are not comparable), with the settings that differ; `out`: also write comparison.html into
+    that folder."""
+    folder = run.make_folder(run.as_path(out, "out")) if out is not None else None  # refused before any work
     comparison = _compare(run_dirs)
-    if html is not None:
-        write_html(run.as_path(html, "html"), comparison)
+    if folder is not None:
+        write_html(folder / COMPARISON, comparison)
     return comparison

@@ -4,7 +4,8 @@ A suite (configs/suites/<name>.yaml) lists experiments: a dataset, its models, s
 all of them and settings per model. Runs live in <runs>/<suite>/<dataset>-<model>-s<seed>; a
 finished and evaluated run is skipped, an interrupted one resumes, so the command can be called
 again until the suite is complete. Results: <results>/<suite>.json (one record per run),
-<results>/<suite>.md (mean ± std tables, the paper's numbers beside ours) and <results>/<suite>.html.
+<results>/<suite>.md (mean ± std tables, the paper's numbers beside ours) and <results>/<suite>.html,
+both written by `avae.pages`; the speed figures are measured by `avae.performance`.
 
 Samplers (`--samplers prior,gmm` or the suite's `evaluate: {samplers: ...}`): a run's samples are
 scored once per sampler; a finished run not yet scored with all of them has each missing sampler
@@ -20,7 +21,6 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import sys
 import time
 import traceback
@@ -32,81 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, atomic, config, hardware, launchers, pages, run, samplers, trainer
+from . import __version__, atomic, config, launchers, pages, performance, run, samplers, trainer
 from .errors import AvaeError
 from .evaluation import evaluate
-from .metrics.catalogue import Metric, describe
+from .metrics.catalogue import HEADLINES, SAMPLER_HEADLINES, headlines, sampler_headlines
 from .schema import setting
-
-# headline metrics: short name → path in evaluate.json (or metrics.jsonl for training numbers)
-HEADLINES = {
-    "fd_N": "sample_quality.N.frechet_distance",
-    "fd_REC": "sample_quality.REC.frechet_distance",
-    "fd_INT": "sample_quality.INT.frechet_distance",
-    "prd_precision_N": "sample_quality.N.prd.precision",
-    "prd_recall_N": "sample_quality.N.prd.recall",
-    "density_N": "sample_quality.N.density_coverage.density",
-    "coverage_N": "sample_quality.N.density_coverage.coverage",
-    "entropy": "latent_quality.entropy.entropy",
-    "entropy_reference": "latent_quality.entropy.reference",  # l/2, the entropy of whitened N(0, I) codes
-    "entropy_gaussian": "latent_quality.entropy.gaussian_reference",  # the estimator on true N(0, I) samples
-    # latent fit against the distribution the model samples from (the target), and against N(0, I)
-    "gaussian_kl": "latent_quality.gaussian_kl_to_sampling_distribution",
-    "gaussian_kl_prior": "latent_quality.gaussian_kl_to_prior",
-    "norm_ks": "latent_quality.norm_chi2_test.ks_statistic",
-    "norm_ks_prior": "latent_quality.norm_chi2_test_prior.ks_statistic",
-    "collapsed_axes": "latent_quality.collapsed_axes.count",
-    "mse_per_pixel": "latent_quality.reconstruction.mse_per_pixel",
-    "sse_per_image": "latent_quality.reconstruction.sse_per_image",
-    "factor_vae": "disentanglement.factor_vae.score",
-    "pca_factor_vae": "disentanglement.pca_factor_vae.score",
-    "mig": "disentanglement.mig.score",
-    "pca_mig": "disentanglement.pca_mig.score",
-    "beta_vae": "disentanglement.beta_vae.score",
-    "dci_disentanglement": "disentanglement.dci.disentanglement",
-    "sap": "disentanglement.sap.score",
-    "epoch_s": "training.epoch_s",
-    "images_per_s": "training.images_per_s",
-}
-TARGETS_NOTE = (
-    "Latent fit: `gaussian_kl` is the KL of a Gaussian fitted to held-out codes to the distribution the model "
-    "samples from (AVAE N(0, (1−h²)I); RAE and AE the Gaussian fitted to their training codes; the others "
-    "N(0, I)), `norm_ks` the Kolmogorov–Smirnov statistic of the codes' squared Mahalanobis norm under that "
-    "distribution against χ²_l; `gaussian_kl_prior` and `norm_ks_prior` are the same against N(0, I). "
-    "`entropy_reference` is l/2; `entropy_gaussian` is what the same whitened-entropy estimator gives on true "
-    "N(0, I) samples of the same l and n.")
-
-
-def headline_metrics() -> dict[str, Metric]:
-    """Each headline's label and direction, from the metric catalogue (its key where the catalogue has none)."""
-    return {name: describe(path) or Metric(name) for name, path in HEADLINES.items()}
-
-
-LOWER_IS_BETTER = {name for name, metric in headline_metrics().items() if metric.better == "lower"}
-
-# each sampler's headline metrics: short name → path in evaluate.json's samplers.NAME
-SAMPLER_HEADLINES = {
-    "fd_N": "sample_quality.frechet_distance",
-    "prd_precision_N": "sample_quality.prd.precision",
-    "prd_recall_N": "sample_quality.prd.recall",
-    "sliced_ks": "latent_fit.sliced_ks",
-    "codes_log_likelihood": "latent_fit.log_likelihood_per_dim",
-}
-SAMPLERS_NOTE = (
-    "Each sampler's codes decoded and scored like the model's own samples (the N set; `prior` is the model's own "
-    "sampler); `sliced_ks` (sliced Kolmogorov–Smirnov distance of its codes to held-out codes) and "
-    "`codes_log_likelihood` (mean log density of held-out codes per dimension, nats; – where it has no density) "
-    "measure its fit to the codes.")
-
-
-def sampler_metrics() -> dict[str, Metric]:
-    """Each sampler headline's label and direction, from the metric catalogue."""
-    out = {}
-    for name, path in SAMPLER_HEADLINES.items():
-        image_set = path.startswith("sample_quality.")
-        where = f"sample_quality.N.{path.split('.', 1)[1]}" if image_set else f"samplers.*.{path}"
-        out[name] = describe(where) or Metric(name)
-    return out
 
 
 def suite_samplers(suite: dict) -> list[str]:
@@ -122,7 +52,6 @@ def with_samplers(suite: dict, names: str | None) -> dict:
     if chosen == suite_samplers(suite):
         return suite
     return {**suite, "evaluate": {**(suite.get("evaluate") or {}), "samplers": ",".join(chosen)}}
-BENCHMARK_PICTURES = ("samples", "reconstructions", "latents")  # of each model's first seed; the rest is per run
 
 
 @dataclass
@@ -130,7 +59,7 @@ class Job:
     dataset: str
     model: str
     seed: int
-    overrides: list[str] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)  # dotted name → value, for config.resolve(settings=...)
     resources: dict = field(default_factory=dict)  # what the run asks of its engine (launchers.Resources)
 
     @property
@@ -185,7 +114,7 @@ def load_suite(name: str) -> dict:
     suite["name"] = suite.get("name") or Path(str(name)).stem
     for job in plan(suite):
         try:
-            config.resolve(None, job.overrides)
+            config.resolve(None, settings=job.settings)
         except AvaeError as e:
             raise AvaeError(f"suite {path}, run {job.name}: {e}") from None
     return suite
@@ -206,24 +135,19 @@ def _experiment(i: int, exp: dict) -> dict:
     return exp
 
 
-def _override(key: str, value) -> str:
-    """A suite setting as a --set override that reads back as the same value (null stays null, not 'None')."""
-    return f"{key}={'null' if value is None else value}"
-
-
 def plan(suite: dict) -> list[Job]:
     """Every run of a suite; two runs of one name (one model listed twice for a dataset) are refused."""
     jobs: dict[str, Job] = {}
     for exp in suite["experiments"]:
-        shared = [_override(k, v) for k, v in (exp.get("settings") or {}).items()]
+        shared = exp.get("settings") or {}
         for model in exp["models"]:
-            own = [_override(k, v) for k, v in ((exp.get("model_settings") or {}).get(model) or {}).items()]
+            own = (exp.get("model_settings") or {}).get(model) or {}
             for seed in exp.get("seeds") or suite.get("seeds", [0]):
-                overrides = [f"data.name={exp['dataset']}", f"model.name={model}", f"train.seed={seed}",
-                             "train.progress=false", *shared, *own]
+                settings = {"data.name": exp["dataset"], "model.name": model, "train.seed": seed,
+                            "train.progress": False, **shared, **own}
                 resources = launchers.merge(suite.get("resources"), exp.get("resources"),
                                             (exp.get("model_resources") or {}).get(model))
-                job = Job(exp["dataset"], model, seed, overrides, resources)
+                job = Job(exp["dataset"], model, seed, settings, resources)
                 if job.name in jobs:
                     raise AvaeError(f"suite {suite.get('name')} has run {job.name} twice (model {model} on "
                                     f"{exp['dataset']} with seed {seed}); list each model once per dataset, or put "
@@ -263,7 +187,8 @@ def run_suite(name: str, runs_root: Path = Path("benchmarks/runs"), results_root
                             "cause and call the command again, which resumes the failed runs and writes the results")
     records = [_record(folder / job.name, job, names) for job in jobs]
     given = ",".join(names) if names != suite_samplers(load_suite(name)) else None  # named in the command
-    return write_results(suite, records, Path(results_root), performance(records, trust_code), samplers=given)
+    return write_results(suite, records, Path(results_root), performance.measure(records, trust_code),
+                         samplers=given)
 
 
 def _suite_jobs(name: str, datasets: list[str] | None, resources: dict | None,
@@ -300,7 +225,7 @@ def _task(job: Job, suite_name: str, folder: Path, data_root: str | None, suite:
           trust_code: bool) -> launchers.RunTask:
     root = str(Path(data_root).expanduser().resolve()) if data_root else None
     return launchers.RunTask(
-        name=job.name, run_dir=str((folder / job.name).resolve()), overrides=tuple(job.overrides), seed=job.seed,
+        name=job.name, run_dir=str((folder / job.name).resolve()), settings=dict(job.settings), seed=job.seed,
         evaluate=dict(suite.get("evaluate") or {}), data_root=root, trust_code=trust_code,
         resources=dict(job.resources),
         command=tuple(_job_command(job, suite_name, folder.parent, root, trust_code, _samplers_flag(suite))))
@@ -399,11 +324,11 @@ def _train_and_evaluate(task: launchers.RunTask, rank: int) -> None:
         if run.has_checkpoint(run_dir):
             trainer.resume(run_dir, trust_code=task.trust_code)
         else:  # never started, or ended before its first checkpoint (its files are kept aside)
-            extra = [f"data.root={task.data_root}"] if task.data_root else []
-            trainer.start(config.resolve(None, [*task.overrides, *extra]), run_dir)
+            extra = {"data.root": task.data_root} if task.data_root else {}
+            trainer.start(config.resolve(None, settings={**task.settings, **extra}), run_dir)
     if rank != 0:
         return
-    threads = run.read(run_dir)[0]["train"].get("threads") or task.threads
+    threads = run.read(run_dir)[0].train.threads or task.threads
     if threads:  # scored with the threads it trained with, whichever process scores it
         torch.set_num_threads(threads)
     _fit_samplers(run_dir, names, task)
@@ -452,32 +377,12 @@ def _record(run_dir: Path, job: Job, names: list[str] | None = None) -> dict:
         "final": epochs[-1],
     }
     record = {"dataset": job.dataset, "model": job.model, "seed": job.seed, "run_dir": str(run_dir),
-              "settings": job.overrides, "config": config.load_yaml((run_dir / "config.yaml").read_text()),
+              "settings": job.settings, "config": config.load_yaml((run_dir / run.CONFIG).read_text()),
               "headline": headlines(result, training)}
     if names and names != ["prior"]:  # each sampler's numbers, only where more than the model's own is asked
         record["samplers"] = {name: sampler_headlines((result.get("samplers") or {}).get(name) or {})
                               for name in names}
     return {**record, "training": training, "evaluation": result}
-
-
-def sampler_headlines(scores: dict) -> dict:
-    """The SAMPLER_HEADLINES values present in one sampler's entry of evaluate.json."""
-    found = {k: lookup(scores, path) for k, path in SAMPLER_HEADLINES.items()}
-    return {k: v for k, v in found.items() if v is not None}
-
-
-def headlines(evaluation: dict, training: dict) -> dict:
-    """The HEADLINES values present in one run's evaluation and training summary."""
-    found = {k: lookup({**evaluation, "training": training}, path) for k, path in HEADLINES.items()}
-    return {k: v for k, v in found.items() if v is not None}
-
-
-def lookup(tree: dict, path: str):
-    for key in path.split("."):
-        if not isinstance(tree, dict) or key not in tree:
-            return None
-        tree = tree[key]
-    return tree if isinstance(tree, (int, float)) else None
 
 
 def summarise(records: list[dict]) -> dict:
@@ -503,224 +408,6 @@ def summarise_samplers(records: list[dict]) -> dict:
                 for m in SAMPLER_HEADLINES if m in metrics} for d, metrics in table.items()}
 
 
-def paper_results() -> dict:
-    return config.load_yaml((resources.files("avae") / "configs" / "paper_results.yaml").read_text())
-
-
-def paper_reference(dataset: str, paper: dict | None = None) -> dict:
-    """{"values": {metric: {model: value}}, "note": what they are comparable to} for a benchmark dataset."""
-    paper = paper or paper_results()
-    compared = paper["compared"].get(dataset)
-    if compared is None:
-        return {"values": {}, "note": ""}
-    return {"values": paper[compared["source"]], "note": compared["note"]}
-
-
-def markdown(suite: dict, summary: dict, sampler_summary: dict | None = None) -> str:
-    paper = paper_results()
-    part = f" ({', '.join(suite['datasets'])})" if suite.get("datasets") else ""
-    lines = [f"# Benchmark suite `{suite['name']}`{part}", "", str(suite.get("description", "")).strip(), "",
-             "Mean ± std over seeds (population std). ↑ higher is better, ↓ lower is better. In brackets: the "
-             "paper's value (see each dataset's note for what it compares to).", "", TARGETS_NOTE, ""]
-    for dataset, metrics in summary.items():
-        models = sorted({m for by_model in metrics.values() for m in by_model})
-        reference = paper_reference(dataset, paper)
-        lines += [f"## {dataset}", "", reference["note"], "", "| metric | " + " | ".join(models) + " |",
-                  "|---|" + "---|" * len(models)]
-        for metric, by_model in metrics.items():
-            cells = []
-            for model in models:
-                if model not in by_model:
-                    cells.append("–")
-                    continue
-                mean, std, _ = by_model[model]
-                ref = reference["values"].get(metric, {}).get(model)
-                cells.append(pages.mean_std(mean, std) + (f" [{ref}]" if ref is not None else ""))
-            arrow = headline_metrics().get(metric, Metric(metric)).arrow
-            lines.append(f"| {metric}{' ' + arrow if arrow else ''} | " + " | ".join(cells) + " |")
-        lines += ["", *_claims_markdown(dataset, claims(metrics)), ""]
-        lines += _samplers_markdown(dataset, (sampler_summary or {}).get(dataset))
-    return "\n".join(lines) + "\n"
-
-
-def sampler_rows(table: dict) -> list[tuple[str, str]]:
-    """(model, sampler) rows of a dataset's sampler summary, models and samplers in the order first met."""
-    rows: dict = {}
-    for by_model in table.values():
-        for model, by_sampler in by_model.items():
-            for sampler in by_sampler:
-                rows.setdefault((model, sampler), None)
-    models = list(dict.fromkeys(model for model, _ in rows))
-    return sorted(rows, key=lambda row: models.index(row[0]))
-
-
-def _samplers_markdown(dataset: str, table: dict | None) -> list[str]:
-    """A dataset's table of samplers: rows model × sampler, columns the sampler metrics."""
-    if not table:
-        return []
-    metrics = sampler_metrics()
-    columns = [m for m in SAMPLER_HEADLINES if m in table]
-    lines = [f"### {dataset}: samplers", "", SAMPLERS_NOTE, "",
-             "| model | sampler | " + " | ".join(f"{m} {metrics[m].arrow}".strip() for m in columns) + " |",
-             "|---|---|" + "---|" * len(columns)]
-    for model, sampler in sampler_rows(table):
-        cells = [pages.mean_std(*table[m][model][sampler][:2]) if sampler in table[m].get(model, {}) else "–"
-                 for m in columns]
-        lines.append(f"| {model} | {sampler} | " + " | ".join(cells) + " |")
-    return lines + [""]
-
-
-# metrics on which the paper reports the AVAE best (paper-notes §8–9); each is checked on our numbers
-# (gaussian_kl and norm_ks each against the model's own sampling distribution)
-CLAIMED_BEST = ("fd_N", "prd_precision_N", "prd_recall_N", "entropy", "gaussian_kl", "norm_ks", "collapsed_axes",
-                "pca_factor_vae", "pca_mig")
-
-
-def claims(metrics: dict) -> list[dict]:
-    """For each claimed metric: the AVAE against the best other model, and whether the gap exceeds the spread."""
-    out = []
-    for metric in CLAIMED_BEST:
-        by_model = metrics.get(metric, {})
-        if "avae" not in by_model or len(by_model) < 2:
-            continue
-        sign = 1 if metric in LOWER_IS_BETTER else -1
-        rival = min((m for m in by_model if m != "avae"), key=lambda m: sign * by_model[m][0])
-        (a, sa, _), (b, sb, _) = by_model["avae"], by_model[rival]
-        if a == b:
-            verdict = "level with"
-        else:
-            verdict = "ahead of" if sign * (a - b) < 0 else "behind"
-            if abs(a - b) <= sa + sb:
-                verdict += " (within the seeds' spread)"
-        out.append({"metric": metric, "avae": (a, sa), "rival": rival, "other": (b, sb),
-                    "ratio": a / b if b else None, "verdict": verdict, "reference": _reference(metric, metrics)})
-    return out
-
-
-def _claims_markdown(dataset: str, rows: list[dict]) -> list[str]:
-    out = [f"- {c['metric']}: AVAE {pages.mean_std(*c['avae'])}, {c['verdict']} the best other model, {c['rival']} "
-           f"{pages.mean_std(*c['other'])}" + ("" if c["ratio"] is None else f", ratio {c['ratio']:.3g}")
-           + (f" ({c['reference']})" if c["reference"] else "") + "."
-           for c in rows]
-    if out:
-        out.insert(0, f"The paper reports the AVAE best on these metrics; on {dataset} here:")
-    return out
-
-
-def _reference(metric: str, metrics: dict) -> str:
-    """For the entropy: the estimator's value on true Gaussian samples and l/2, beside the models'."""
-    gaussian, half_l = metrics.get("entropy_gaussian", {}), metrics.get("entropy_reference", {})
-    if metric != "entropy" or not half_l:
-        return ""
-    estimator = f"{next(iter(gaussian.values()))[0]:.4g} on true N(0, I) samples, " if gaussian else ""
-    return f"reference: {estimator}l/2 = {next(iter(half_l.values()))[0]:.4g}"
-
-
-# --- performance ------------------------------------------------------------------------------
-def gemm_peak(dtype: torch.dtype, device: str = "cpu", repeats: int = 5) -> float:
-    """Measured matrix-multiply throughput of this machine, GFLOP/s (best of `repeats`)."""
-    n = 8192 if device == "cuda" else 2048
-    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
-
-    def matmul():
-        a @ b
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    matmul()  # warm-up
-    best = min(hardware.seconds_of(matmul) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def step_flops(run_dir: Path, trust_code: bool = False) -> dict:
-    """FLOPs of one training step (forward + backward) and, for the AVAE, of one KDE re-encoding."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    cfg, spec = run.read(run_dir)
-    model = run.open_model(run_dir, trust_code)
-    batch = torch.rand(cfg["train"].get("batch_size", 100), *spec.shape)
-    if hasattr(model, "kde_codes"):
-        m = model.params.kde_size
-        model.kde_codes = torch.randn(m, model.latent_dim)
-        with FlopCounterMode(display=False) as refresh:
-            with torch.no_grad():
-                model.encoder(torch.rand(min(m, 1000), *spec.shape))
-        refresh_flops = refresh.get_total_flops() * m / min(m, 1000)
-    with FlopCounterMode(display=False) as step:
-        model.training_loss(batch)["loss"].backward()
-    out = {"step": step.get_total_flops()}
-    if hasattr(model, "kde_codes"):
-        out["kde_refresh"] = refresh_flops
-        out["refresh_every"] = model.params.kde_refresh_every
-    return out
-
-
-def performance(records: list[dict], trust_code: bool = False) -> dict:
-    """Epoch-time ratios, the re-encoding share, bandwidth time, images/s and FLOP/s against the GEMM peak."""
-    from .kde_bandwidth import bandwidth
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # where `train.device: auto` trains
-    peaks = {"float32": gemm_peak(torch.float32, device), "bfloat16": gemm_peak(torch.bfloat16, device)}
-    out: dict = {"device": device, "gemm_peak_gflops": peaks, "datasets": {}}
-    for dataset in sorted({r["dataset"] for r in records}):
-        rows = [r for r in records if r["dataset"] == dataset]
-        by_model: dict = {}
-        for r in rows:
-            t = r["training"]
-            flops = step_flops(Path(r["run_dir"]), trust_code)
-            steps = sum(t["steps"])
-            total = flops["step"] * steps
-            if "kde_refresh" in flops:
-                total += flops["kde_refresh"] * sum(-(-s // flops["refresh_every"]) for s in t["steps"])
-            entry = by_model.setdefault(r["model"], {"epoch_s": [], "images_per_s": [], "gflops_per_s": []})
-            entry["epoch_s"].append(t["epoch_s"])
-            entry["images_per_s"].append(t["images_per_s"])
-            entry["gflops_per_s"].append(total / sum(t["train_times_s"]) / 1e9)
-            if t["kde_refresh_s"]:
-                entry.setdefault("kde_refresh_share", []).append(sum(t["kde_refresh_s"]) / sum(t["train_times_s"]))
-        summary = {m: {k: float(np.mean(v)) for k, v in e.items()} for m, e in by_model.items()}
-        for m in summary:  # the torch threads of the model's epochs: a speed is per thread count
-            counts = {t for r in rows if r["model"] == m for t in r["training"].get("threads", [])}
-            summary[m]["threads"] = "–".join(map(str, sorted(t for t in counts if t is not None))) or "?"
-        for m in summary.values():
-            m["percent_of_float32_peak"] = 100 * m["gflops_per_s"] / peaks["float32"]
-        ds = {"models": summary}
-        if "avae" in summary and "vae" in summary:
-            ds["avae_epoch_over_vae"] = summary["avae"]["epoch_s"] / summary["vae"]["epoch_s"]
-        avae = next((r for r in rows if r["model"] == "avae"), None)
-        if avae is not None:
-            l, m = avae["config"]["model"]["latent_dim"], avae["config"]["model"]["kde_size"]
-            ds["bandwidth_estimation_s"] = hardware.seconds_of(lambda: bandwidth(l, m, cache=False))
-        out["datasets"][dataset] = ds
-    return out
-
-
-def performance_markdown(perf: dict) -> str:
-    peaks = perf["gemm_peak_gflops"]
-    lines = ["## Performance", "", f"Measured {perf['device']} GEMM peak: {peaks['float32']:.0f} GFLOP/s float32, "
-             f"{peaks['bfloat16']:.0f} GFLOP/s bfloat16.", ""]
-    for dataset, ds in perf["datasets"].items():
-        lines += [f"### {dataset}", ""]
-        if "avae_epoch_over_vae" in ds:
-            lines.append(f"- AVAE epoch time over the VAE's: {ds['avae_epoch_over_vae']:.2f}")
-        if "bandwidth_estimation_s" in ds:
-            lines.append(f"- Bandwidth estimation: {ds['bandwidth_estimation_s']:.2f} s")
-        lines += ["", "| model | threads | epoch (s) | images/s | GFLOP/s | % of float32 peak | re-encoding share |",
-                  "|---|---|---|---|---|---|---|"]
-        for name, m in sorted(ds["models"].items()):
-            share = f"{100 * m['kde_refresh_share']:.0f} %" if "kde_refresh_share" in m else "–"
-            lines.append(f"| {name} | {m.get('threads', '?')} | {m['epoch_s']:.1f} | {m['images_per_s']:.0f} | "
-                         f"{m['gflops_per_s']:.1f} | {m['percent_of_float32_peak']:.0f} | {share} |")
-        lines.append("")
-    return "\n".join(lines) + "\n"
-
-
-def _machine() -> dict:
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "gpu": gpu}
-
-
 def results_stem(suite: dict) -> str:
     part = suite.get("datasets")
     return suite["name"] + (f"-{'-'.join(part)}" if part else "")
@@ -733,10 +420,10 @@ def write_results(suite: dict, records: list[dict], results_root: Path, perf: di
     results_root.mkdir(parents=True, exist_ok=True)
     part = suite.get("datasets")
     stem = results_stem(suite)
-    machine = _machine()
+    machine = performance.machine()
     hours = {"train": sum(sum(r["training"]["epoch_times_s"]) for r in records) / 3600,
              "evaluate": sum(sum(r["evaluation"]["timings_s"].values()) for r in records) / 3600}
-    store_pictures(records, results_root, f"{stem}-pictures")
+    pages.store_pictures(records, results_root, f"{stem}-pictures")
     payload = {"suite": suite, "records": records, "summary": summarise(records)}
     if any("samplers" in r for r in records):
         payload["sampler_summary"] = summarise_samplers(records)
@@ -747,46 +434,8 @@ def write_results(suite: dict, records: list[dict], results_root: Path, perf: di
                 + (f" --samplers {samplers}" if samplers else "")}
     out = results_root / f"{stem}.json"
     run.write_json(out, payload)
-    write_pages(payload, results_root)
+    pages.write_pages(payload, out)
     return out
-
-
-def store_pictures(records: list[dict], results_root: Path, folder: str) -> None:
-    """Copy each model's first-seed evaluation pictures beside the results; the record keeps their hashes.
-
-    A picture is copied only if it is byte for byte the one its evaluation wrote (evaluate.json holds
-    its SHA-256), so the page shows the pictures of the very evaluation its tables report.
-    """
-    first = {}
-    for r in records:
-        first.setdefault((r["dataset"], r["model"]), r)
-    (results_root / folder).mkdir(exist_ok=True)
-    for r in first.values():
-        run_dir, figures = Path(r["run_dir"]), r["evaluation"].get("figures", {})
-        r["pictures"] = {}
-        for kind in BENCHMARK_PICTURES:
-            if kind not in figures or not pages.picture_intact(figures[kind], run_dir):
-                continue
-            target = results_root / folder / f"{r['dataset']}-{r['model']}-s{r['seed']}-{kind}.png"
-            shutil.copyfile(run_dir / figures[kind]["file"], target)
-            r["pictures"][kind] = {"title": figures[kind]["title"], **pages.picture(target, results_root)}
-
-
-def write_pages(payload: dict, results_root: Path) -> None:
-    """<stem>.md (for diffs and terminals) and <stem>.html (for people), both from the results payload."""
-    stem, records, machine, hours = (results_stem(payload["suite"]), payload["records"], payload["machine"],
-                                     payload["compute_hours"])
-    where = f"{machine['cpus']} CPU cores" + (f" and a {machine['gpu']}" if machine["gpu"] else "")
-    table = (markdown(payload["suite"], payload["summary"], payload.get("sampler_summary"))
-             + f"\nCommand: `{payload['command']}`. Compute: "
-             f"{hours['train']:.2f} h training and {hours['evaluate']:.2f} h evaluation, {len(records)} runs on "
-             f"{where}.\n\n" + performance_markdown(payload["performance"]))
-    (results_root / f"{stem}.md").write_text(table)
-    paper = paper_results()
-    pages.write_benchmark_page(results_root / f"{stem}.html", payload, headline_metrics(),
-                               {d: paper_reference(d, paper) for d in payload["summary"]},
-                               {d: claims(metrics) for d, metrics in payload["summary"].items()},
-                               sampler_metrics())
 
 
 def rewrite_pages(name: str, results_root: Path, datasets: list[str] | None = None) -> Path:
@@ -797,5 +446,5 @@ def rewrite_pages(name: str, results_root: Path, datasets: list[str] | None = No
     path = Path(results_root) / f"{results_stem(suite)}.json"
     if not path.is_file():
         raise AvaeError(f"no results {path} to rewrite pages from; run `avae benchmark --suite {name}` first")
-    write_pages(json.loads(path.read_text()), Path(results_root))
+    pages.write_pages(json.loads(path.read_text()), path)
     return path

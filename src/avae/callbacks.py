@@ -97,7 +97,7 @@ class Figures(Callback):
         every, epochs = info.settings.figures_every, info.settings.epochs
         if not every or (end.epoch % every and end.epoch != epochs):
             return
-        folder = run.subfolder(run.subfolder(info.run_dir, "figures"), f"epoch_{end.epoch:03d}")
+        folder = run.subfolder(run.subfolder(info.run_dir, run.FIGURES), f"epoch_{end.epoch:03d}")
         model, vr = info.model, info.value_range
         model.eval()
         with torch.no_grad():
@@ -188,12 +188,12 @@ TRACKERS = "trackers.json"  # RUN_DIR/trackers.json: {"mlflow": {"run_id", "trac
 NOT_SCORES = {"params", "kde_size_for_h", "samples", "n", "dims", "fit"}  # settings a score was computed with, not scores
 
 
-def tracker_params(cfg: dict) -> dict[str, bool | int | float | str]:
+def tracker_params(cfg: config.Config) -> dict[str, bool | int | float | str]:
     """The resolved configuration as every tracker gets it (W&B config, MLflow params, TensorBoard
     hparams): dotted names as `--set` spells them (`train.lr`, `model.sigma0_sq`), each value a
     bool, number or string; null, lists and empty mappings as JSON text ("null", "[1024, 1024]",
     "{}"), and a text longer than MAX_PARAM_CHARS cut there with "…" (config.yaml keeps it whole)."""
-    return {_tracker_name(key): _param_value(value) for key, value in config.flatten(cfg).items()}
+    return {_tracker_name(key): _param_value(value) for key, value in config.flatten(cfg.to_dict()).items()}
 
 
 def _tracker_name(key: str) -> str:
@@ -231,7 +231,7 @@ def _collect_scores(value, name: str, out: dict) -> None:
         out[name] = float(value)
 
 
-def _hparams_start(run_dir: Path, cfg: dict):
+def _hparams_start(run_dir: Path, cfg: config.Config):
     """The hparams plugin's session start: the configuration as hyper-parameters. No experiment
     summary is written, so TensorBoard's HPARAMS tab takes every scalar of the run as a metric of
     it: the epochs' (their last values are the final ones) and, after `avae evaluate`, eval/...."""
@@ -362,7 +362,7 @@ def _safe_id(run_dir: Path) -> str:
 WANDB_PROJECT = "avae"
 
 
-def _wandb_run(run_dir: Path, cfg: dict):
+def _wandb_run(run_dir: Path, cfg: config.Config):
     """The run's W&B run, started or continued (the id trackers.json records, else one from the folder name)."""
     import wandb
 
@@ -398,15 +398,15 @@ def _remember(run_dir: Path, tracker: str, entry: dict) -> None:
     run.write_json(run_dir / TRACKERS, {**_trackers_file(run_dir), tracker: entry})
 
 
-def log_evaluation(run_dir: Path, cfg: dict, result: dict) -> None:
+def log_evaluation(run_dir: Path, cfg: config.Config, result: dict) -> None:
     """Add an evaluation's scores (`evaluation_metrics`) to each tracker the run was trained with:
     TensorBoard scalars at the evaluated checkpoint's epoch in RUN_DIR/tensorboard (so also metrics
     in its HPARAMS tab), the MLflow run's metrics at that step, the W&B run's summary. A tracker
     whose package is missing, or that fails, gets a one-line note on stderr; the evaluation stands."""
-    run_dir, settings = Path(run_dir), cfg.get("train") or {}
+    run_dir = Path(run_dir)
     trackers = [(setting, name, log) for setting, name, log in (
         ("tensorboard", "TensorBoard", _evaluation_to_tensorboard), ("mlflow", "MLflow", _evaluation_to_mlflow),
-        ("wandb", "W&B", _evaluation_to_wandb)) if settings.get(setting)]
+        ("wandb", "W&B", _evaluation_to_wandb)) if getattr(cfg.train, setting)]
     if not trackers:
         return
     metrics = evaluation_metrics(result)
@@ -422,7 +422,7 @@ def log_evaluation(run_dir: Path, cfg: dict, result: dict) -> None:
             print(f"note: the evaluation is not logged to {name}: {run.first_line(e)}", file=sys.stderr)
 
 
-def _evaluation_to_tensorboard(run_dir: Path, cfg: dict, metrics: dict, step: int) -> None:
+def _evaluation_to_tensorboard(run_dir: Path, cfg: config.Config, metrics: dict, step: int) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(str(run_dir / "tensorboard")) as writer:
@@ -430,7 +430,7 @@ def _evaluation_to_tensorboard(run_dir: Path, cfg: dict, metrics: dict, step: in
             writer.add_scalar(key, value, step)
 
 
-def _evaluation_to_mlflow(run_dir: Path, cfg: dict, metrics: dict, step: int) -> None:
+def _evaluation_to_mlflow(run_dir: Path, cfg: config.Config, metrics: dict, step: int) -> None:
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
@@ -442,7 +442,7 @@ def _evaluation_to_mlflow(run_dir: Path, cfg: dict, metrics: dict, step: int) ->
     client.log_batch(recorded["run_id"], metrics=[Metric(key, value, now, step) for key, value in metrics.items()])
 
 
-def _evaluation_to_wandb(run_dir: Path, cfg: dict, metrics: dict, step: int) -> None:
+def _evaluation_to_wandb(run_dir: Path, cfg: config.Config, metrics: dict, step: int) -> None:
     wandb_run = _wandb_run(run_dir, cfg)
     try:
         wandb_run.summary.update(metrics)

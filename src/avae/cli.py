@@ -129,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-n", type=_flag(int, {"minimum": 1}), default=64, help="number of images")
     s.add_argument("--seed", type=_flag(int, schema.SEED), default=0, help="seed of the codes drawn")
     s.add_argument("--checkpoint", choices=["last", "best"], default="last", help="checkpoint to load")
-    s.add_argument("--out", help="output path prefix (default RUN_DIR/samples)")
+    s.add_argument("--out", help="folder to write samples.npy and samples.png into (default RUN_DIR)")
     s.add_argument("--sampler", default="prior", help=f"what the codes are drawn from: {SAMPLERS_HELP}")
     _trust_flag(s)
     s.set_defaults(run=_sample)
@@ -164,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="evaluation results of several runs side by side, with the settings that differ")
     c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    c.add_argument("--html", default="comparison.html", help="page to write (default comparison.html)")
+    c.add_argument("--out", default=".", help="folder to write comparison.html into (default the current folder)")
     c.set_defaults(run=_compare)
 
     x = sub.add_parser("export", help="weights, config, encoder and decoder programs (torch.export) and the sampler's "
@@ -280,13 +280,13 @@ def _train(args) -> int:
     return _finished(trainer.start(cfg, Path(args.out) if args.out else trainer.default_run_dir(cfg)))
 
 
-def _resolved(args) -> dict:
+def _resolved(args):
     """The configuration the flags of `avae train` (and `avae config`) ask for."""
     from . import config
 
     if args.data_root is not None and not args.data_root.strip():  # _absolute would turn "" into the current folder
         raise AvaeError("--data-root is empty; give the folder or file that holds the data, or leave the flag out")
-    overrides = list(args.set)
+    flags = {}  # as values: a path is never read back as YAML
     for (key, value), flag in zip((("data.name", args.dataset), ("model.name", args.model), ("train.epochs", args.epochs),
                                    ("train.seed", args.seed), ("data.root", _absolute(args.data_root))),
                                   ("--dataset", "--model", "--epochs", "--seed", "--data-root")):
@@ -294,8 +294,8 @@ def _resolved(args) -> dict:
             continue
         if any(item.partition("=")[0].strip() == key for item in args.set):
             raise AvaeError(f"{flag} and --set {key}=... both set {key}; give it once")
-        overrides.append(f"{key}={value}")
-    return config.resolve(args.config, overrides)
+        flags[key] = value
+    return config.resolve(args.config, list(args.set), flags)
 
 
 def _config(args) -> int:
@@ -325,11 +325,13 @@ def _demo(args) -> int:
 def _finished(run_dir: Path) -> int:
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
-    figures = sorted((run_dir / "figures").glob("epoch_*"))
+    from . import run
+
+    figures = sorted((run_dir / run.FIGURES).glob("epoch_*"))
     print(f"run finished: {run_dir}")
     if figures:
         print(f"pictures: {figures[-1]}/ (samples.png, reconstructions.png, latents.png, norms.png)")
-    print(f"metrics: {run_dir / 'metrics.jsonl'}")
+    print(f"metrics: {run_dir / run.METRICS}")
     print(f"next: `avae evaluate {run_dir}` scores it; `avae sample {run_dir} -n 64` draws new images")
     return 0
 
@@ -342,16 +344,16 @@ def _sample(args) -> int:
     from .samplers import sampler_class
 
     run_dir = Path(args.run_dir)
-    prefix = Path(args.out) if args.out else run_dir / "samples"
-    if prefix.is_dir():
-        raise AvaeError(f"--out {prefix} is a folder; give a path prefix such as {prefix / 'samples'}")
+    out = Path(args.out) if args.out else run_dir
+    if out.exists() and not out.is_dir():
+        raise AvaeError(f"--out {out} is a file, not a folder; give the folder to write samples.npy and samples.png into")
     images = sample(run_dir, args.n, seed=args.seed, checkpoint=args.checkpoint, sampler=args.sampler,
                     trust_code=args.trust_code)
-    run.make_folder(prefix.parent)
-    atomic.save_file(lambda tmp: np.save(tmp, images), prefix.with_suffix(".npy"))
-    report.save_grid(prefix.with_suffix(".png"), images[:256])
+    run.make_folder(out)
+    atomic.save_file(lambda tmp: np.save(tmp, images), out / "samples.npy")
+    report.save_grid(out / "samples.png", images[:256])
     drawn = f"{args.sampler}: {sampler_class(args.sampler).description}"
-    print(f"{len(images)} samples (codes drawn by {drawn}): {prefix.with_suffix('.npy')} and {prefix.with_suffix('.png')}")
+    print(f"{len(images)} samples (codes drawn by {drawn}): {out / 'samples.npy'} and {out / 'samples.png'}")
     return 0
 
 
@@ -383,11 +385,11 @@ def _evaluate(args) -> int:
 
 def _compare(args) -> int:
     from .api import compare
-    from .comparison import text_table
+    from .comparison import COMPARISON, text_table
 
-    comparison = compare(args.run_dirs, args.html)
+    comparison = compare(args.run_dirs, args.out)
     print(text_table(comparison))
-    print(f"written: {args.html}")
+    print(f"written: {Path(args.out) / COMPARISON}")
     return 0
 
 

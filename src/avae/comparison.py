@@ -4,15 +4,15 @@ dataset evaluated alike (feature space, n, split, checkpoint) are compared: numb
 evaluations are not comparable, so such runs are refused with what differs."""
 from __future__ import annotations
 
-import dataclasses
 import html
 import json
 from pathlib import Path
 
 from . import config, pages, run
-from .benchmark import HEADLINES, headline_metrics, lookup
 from .errors import AvaeError
-from .metrics.catalogue import Metric, describe
+from .metrics.catalogue import HEADLINES, Metric, describe, headline_metrics, lookup
+
+COMPARISON = "comparison.html"  # what `avae compare --out FOLDER` writes there
 
 
 def compare(run_dirs) -> dict:
@@ -32,8 +32,7 @@ def compare(run_dirs) -> dict:
             results.append(json.loads(path.read_text()))
         except ValueError:
             raise AvaeError(f"{path} is corrupt; run `avae evaluate {run_dir}` again") from None
-        train_settings = dataclasses.asdict(config.TrainConfig.from_dict(cfg["train"]))  # defaults included
-        configs.append(config.flatten({**cfg, "train": train_settings}))
+        configs.append(config.flatten(cfg.to_dict()))
     evaluated = _evaluated_alike(results)
     metrics = {name: [lookup(r, where) for r in results] for name, where in HEADLINES.items()}
     fitted = dict.fromkeys(s for r in results for s in r.get("samplers", {}) if s != "prior")

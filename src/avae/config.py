@@ -71,7 +71,7 @@ def _check_size(data) -> None:
             pending.extend(value)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataSettings:
     name: str = setting("dsprites")
     root: str | None = setting(None)
@@ -82,7 +82,7 @@ class DataSettings:
     options: dict = setting(factory=dict)  # the dataset's own options (each loader checks their names)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     epochs: int = setting(10, minimum=1)
     batch_size: int = setting(100, minimum=2)
@@ -198,10 +198,13 @@ def _presets() -> dict:
     return found
 
 
-def resolve(config: str | Path | dict | None = None, overrides: list[str] = (), settings: dict | None = None) -> dict:
-    """The full, validated configuration for a run. `config` is a YAML path, a preset name or a dict of sections;
-    `overrides` are `--set` strings (section.key=YAML value), `settings` the same as values
+def resolve(config: "str | Path | dict | Config | None" = None, overrides: list[str] = (),
+            settings: dict | None = None) -> "Config":
+    """The full, validated configuration for a run. `config` is a YAML path, a preset name, a dict of sections
+    or a Config; `overrides` are `--set` strings (section.key=YAML value), `settings` the same as values
     ({"model.width": 0.5, "data.root": None}), applied after them."""
+    if isinstance(config, Config):
+        config = config.to_dict()
     if isinstance(config, dict):
         user = copy.deepcopy(config)
     else:
@@ -225,26 +228,45 @@ def resolve(config: str | Path | dict | None = None, overrides: list[str] = (), 
     cfg = _merge(cfg, {"model": per_model.get(model, {})})
     cfg = _merge(cfg, user)
     cfg = _merge(cfg, patch)
-    return complete(validate(cfg))
+    return Config.from_dict(cfg)
 
 
-def complete(cfg: dict) -> dict:
-    """A valid config with every default written out (each section's settings, the model's Params):
-    what a run records in config.yaml and reports to its trackers, so nothing is left implicit."""
-    from .data.base import dataset_options
-    from .models import MODELS, ModelSettings
+@dataclass(frozen=True)
+class Config:
+    """A run's whole configuration, every default written out: resolved once (`resolve`), then passed
+    along unchanged; a changed setting is a new Config (`dataclasses.replace`). Its YAML form is the
+    sections data, model (the common settings and the model's own Params together) and train."""
 
-    params = MODELS[cfg["model"]["name"]].Params
-    data = {**dataclasses.asdict(DataSettings()), **cfg["data"]}
-    return validate({
-        "data": {**data, "options": dataset_options(data["name"], data["options"] or {})},
-        "model": {**dataclasses.asdict(ModelSettings()), **dataclasses.asdict(params()), **cfg["model"]},
-        "train": {**dataclasses.asdict(TrainConfig()), **cfg["train"]},
-    })
+    data: DataSettings
+    model: "ModelSettings"  # the settings every model has
+    params: object  # the chosen model's own settings: an instance of MODELS[model.name].Params
+    train: TrainConfig
+
+    @classmethod
+    def from_dict(cls, tree) -> "Config":
+        """A config from its sections (as config.yaml holds them), checked, with every default filled in."""
+        from .data.base import dataset_options
+        from .models import MODELS, ModelSettings
+
+        cfg = validate(tree)
+        data = {**dataclasses.asdict(DataSettings()), **cfg["data"]}
+        data["options"] = dataset_options(data["name"], data["options"] or {})
+        model = cfg["model"]
+        common = schema.fields(ModelSettings)
+        return cls(data=DataSettings(**data),
+                   model=ModelSettings(**{k: v for k, v in model.items() if k in common}),
+                   params=MODELS[model["name"]].Params(**{k: v for k, v in model.items() if k not in common}),
+                   train=TrainConfig(**cfg["train"]))
+
+    def to_dict(self) -> dict:
+        """The sections as plain values: what config.yaml holds and `from_dict` reads back to an equal Config."""
+        return copy.deepcopy({"data": dataclasses.asdict(self.data),
+                              "model": {**dataclasses.asdict(self.model), **dataclasses.asdict(self.params)},
+                              "train": dataclasses.asdict(self.train)})
 
 
 def defaults() -> dict:
-    """The built-in config: every data and common model setting, no train setting (TrainConfig's apply)."""
+    """The built-in sections: every data and common model setting, no train setting (TrainConfig's apply)."""
     from .models import ModelSettings
 
     return {"data": dataclasses.asdict(DataSettings()), "model": dataclasses.asdict(ModelSettings()), "train": {}}
@@ -347,8 +369,8 @@ def _merge(base: dict, patch: dict) -> dict:
     return out
 
 
-def dump(cfg: dict) -> str:
-    return yaml.safe_dump(cfg, sort_keys=False)
+def dump(cfg: "Config | dict") -> str:
+    return yaml.safe_dump(cfg.to_dict() if isinstance(cfg, Config) else cfg, sort_keys=False)
 
 
 def flatten(cfg: dict, prefix: str = "") -> dict:

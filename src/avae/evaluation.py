@@ -15,11 +15,13 @@ import numpy as np
 import torch
 
 from . import __version__, atomic, pages, report, run, schema
-from .kde_bandwidth import bandwidth
-from .config import EVALUATE_DEFAULTS, TrainConfig, check_evaluate_settings
-from .data import check_unchanged, to_float
-from .samplers import load_for_run, parse_names, sliced_ks
+from .callbacks import log_evaluation
+from .config import EVALUATE_DEFAULTS, check_evaluate_settings
+from .data import check_unchanged, load_data, to_float
+from .data.given import GivenData
 from .errors import AvaeError
+from .kde_bandwidth import bandwidth
+from .samplers import load_for_run, parse_names, sliced_ks
 from .metrics import generative, latent, marginal_likelihood
 from .metrics.features import InceptionFeatures, RandomFeatures, classifier_features, has_targets
 
@@ -47,19 +49,21 @@ def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 class Evaluation:
     """Everything needed to score one run: model, data, held-out images, feature space."""
 
-    def __init__(self, run_dir: Path, n: int, seed: int, checkpoint: str, split: str | None, trust_code: bool):
+    def __init__(self, run_dir: Path, n: int, seed: int, checkpoint: str, split: str | None, trust_code: bool,
+                 given: GivenData | None = None):
         self.run_dir, self.n, self.seed = run.as_path(run_dir, "run_dir"), n, seed
-        self.cfg, self.spec = run.read(self.run_dir)
-        self.model = run.open_model(self.run_dir, trust_code)
+        record = run.read_record(self.run_dir)
+        self.cfg, self.spec = record.cfg, record.spec
+        self.model = run.open_model(record, trust_code)
         state = run.load_weights(self.model, self.run_dir, checkpoint)
         self.model.eval().requires_grad_(False)
         # how far training got (a run may be scored before it has finished)
-        self.trained = {"status": run.status(self.run_dir), "epochs_done": state["epoch"],
-                        "epochs": self.cfg["train"].get("epochs", TrainConfig.epochs)}
-        self.data = run.load_data(self.cfg, cut=False)
-        check_unchanged(self.data, run.recorded_data(self.run_dir))
+        self.trained = {"status": record.status, "epochs_done": state["epoch"],
+                        "epochs": self.cfg.train.epochs}
+        self.data = load_data(self.cfg, cut=False, given=given)
+        check_unchanged(self.data, record.data)
         # the layout the run trained in (`auto` chose it by measuring the run's nets on this kind of CPU)
-        self.layout = torch.channels_last if self.cfg["train"].get("channels_last") else torch.contiguous_format
+        self.layout = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.layout)
         self.split = split or ("test" if self.data.test is not None else "val")
         held_out = getattr(self.data, self.split, None)
@@ -121,7 +125,7 @@ def evaluate(run_dir, *, n: int = D.n, seed: int = D.seed, features: str = D.fea
              entropy_kde_size: int = D.entropy_kde_size, classifier_images: int = D.classifier_images,
              classifier_epochs: int = D.classifier_epochs, samplers: str = D.samplers,
              likelihood_samples: int = D.likelihood_samples, likelihood_images: int = D.likelihood_images,
-             progress: bool = D.progress, trust_code: bool = False) -> dict:
+             progress: bool = D.progress, trust_code: bool = False, data=None, val_data=None) -> dict:
     """Score a run; writes RUN_DIR/evaluate.json, RUN_DIR/evaluation/*.png and evaluate.html.
 
     `features`: classifier, random, inception, or auto (classifier where the data have labels or
@@ -130,6 +134,7 @@ def evaluate(run_dir, *, n: int = D.n, seed: int = D.seed, features: str = D.fea
     fit-sampler`. `likelihood_samples`: K of the importance-sampled log-likelihood of the first
     `likelihood_images` held-out images, for models with a Gaussian encoder and a prior density (0: not
     computed; avae.metrics.marginal_likelihood). `trust_code`: open a run that names its own network classes.
+    `data`, `val_data`: the images of a run trained on Python objects (`avae.train(data=...)`), as given then.
     Until it ends, the evaluation keeps each finished phase in RUN_DIR/evaluation/partial/: one stopped
     by Ctrl-C or an error says so on stderr, and the same call again continues where it stopped.
     """
@@ -141,7 +146,7 @@ def evaluate(run_dir, *, n: int = D.n, seed: int = D.seed, features: str = D.fea
     check_evaluate_settings(given)
     schema.check_value("trust_code", trust_code, bool, {})
     names = parse_names(samplers)
-    ev = Evaluation(run_dir, n, seed, checkpoint, split, trust_code)
+    ev = Evaluation(run_dir, n, seed, checkpoint, split, trust_code, GivenData(data, val_data) if data is not None else None)
     # every sampler found (and fitted for this checkpoint) before anything is computed or written;
     # the checkpoint file hashed once for all of them
     sha256 = run.checkpoint_sha256(ev.run_dir, checkpoint) if names != ["prior"] else None
@@ -173,9 +178,9 @@ def evaluate(run_dir, *, n: int = D.n, seed: int = D.seed, features: str = D.fea
         phases.report_stop(error, _same_command(run_dir, {**given, "trust_code": trust_code}), steps.line_open)
         raise
     run.write_json(ev.run_dir / run.EVALUATION, result)
-    pages.write_evaluation_page(ev.run_dir / "evaluate.html", result)
+    pages.write_evaluation_page(ev.run_dir / run.EVALUATION_PAGE, result)
     phases.remove()
-    from .callbacks import log_evaluation; log_evaluation(ev.run_dir, ev.cfg, result)  # noqa: E702 (the run's trackers)
+    log_evaluation(ev.run_dir, ev.cfg, result)  # to the run's trackers
     return result
 
 
@@ -235,7 +240,7 @@ def _scores(ev: Evaluation, steps: _Steps, checkpoint: str, settings: dict, fitt
         result["disentanglement"], directions = timed("disentanglement", _disentanglement, ev,
                                                       settings["disentanglement"], steps, talks=steps.progress)
     result["timings_s"] = steps.timings
-    folder = run.subfolder(ev.run_dir, "evaluation")
+    folder = run.subfolder(ev.run_dir, run.EVALUATION_FOLDER)
     atomic.remove_stale_temporaries(ev.run_dir, folder)
     figures = _figures(ev, codes, sets_u8, folder, directions)
     result["figures"] = {path.stem: {"title": title, **pages.picture(path, ev.run_dir)}
@@ -348,7 +353,7 @@ class Phases:
 
     def __init__(self, run_dir: Path, key: dict):
         self.key = json.loads(json.dumps(key, default=str))  # as key.json holds it
-        self.run_dir, self.parent = run_dir, run_dir / "evaluation" / PARTIAL
+        self.run_dir, self.parent = run_dir, run_dir / run.EVALUATION_FOLDER / PARTIAL
         self.folder = self.parent / hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:16]
         for path in (self.parent.parent, self.parent, self.folder):
             if path.is_symlink():
@@ -397,7 +402,7 @@ class Phases:
         if not self.writable:
             return
         try:
-            folder = run.subfolder(run.subfolder(run.subfolder(self.run_dir, "evaluation"), PARTIAL), self.folder.name)
+            folder = run.subfolder(run.subfolder(run.subfolder(self.run_dir, run.EVALUATION_FOLDER), PARTIAL), self.folder.name)
             if not (folder / "key.json").is_file():
                 run.write_json(folder / "key.json", self.key)
             record = {"seconds": seconds, "value": value}
@@ -479,7 +484,8 @@ def _phase_key(ev: Evaluation, settings: dict) -> dict:
     metric sizes and the versions that compute them."""
     from importlib.metadata import PackageNotFoundError, version
 
-    key = {"weights": _weights_digest(ev.model.state_dict()), "model": ev.cfg["model"], "data": ev.cfg["data"],
+    sections = ev.cfg.to_dict()
+    key = {"weights": _weights_digest(ev.model.state_dict()), "model": sections["model"], "data": sections["data"],
            "data_info": ev.data.info, "split": ev.split, "n": ev.n, "seed": ev.seed, **settings}
     weights = settings["inception_weights"]
     if settings["features"] != "inception":

@@ -79,7 +79,7 @@ def export(run_dir, out=None, checkpoint: str = "last", *, trust_code: bool = Fa
         sampler_tensors = model.sampler_tensors()
     out = run.subfolder(run_dir, "export") if default else run.make_folder(out)  # no link inside a run
     atomic.save_file(lambda path: torch.save(model.state_dict(), path), out / "weights.pt")
-    atomic.save_file(lambda path: shutil.copyfile(run_dir / run.CONFIG, path), out / "config.yaml")
+    atomic.save_file(lambda path: shutil.copyfile(run_dir / run.CONFIG, path), out / run.CONFIG)
     run.write_json(out / "data_spec.json", asdict(spec))
     for name, program in programs.items():
         atomic.save_file(lambda path: torch.export.save(program, path), out / name)

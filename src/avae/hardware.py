@@ -16,6 +16,7 @@ Threads are not cached: they follow the cores that other work leaves free, read 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -152,16 +153,15 @@ def _busy_seconds() -> float | None:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def apply(cfg: dict, model, choices: dict) -> dict:
-    """Replace the `auto` settings of a run's config (in place) and of its model by the choices
-    of `fastest`; returns {"section.setting": value} of what was chosen."""
-    train, chosen = cfg["train"], {}
-    for key, value in (("precision", choices["train_precision"]), ("channels_last", choices["channels_last"])):
-        if train.get(key) in (AUTO, None):  # channels_last and threads spell auto as null
-            train[key] = chosen[f"train.{key}"] = value
-    for key, value in model.resolve_auto(choices).items():
-        cfg["model"][key] = chosen[f"model.{key}"] = value
-    return chosen
+def apply(cfg, model, choices: dict):
+    """The Config with its `auto` settings (and its model's) made concrete by the choices of `fastest`
+    (the model's params become new ones too), and {"section.setting": value} of what was chosen."""
+    train = {key: value for key, value in (("precision", choices["train_precision"]),
+                                           ("channels_last", choices["channels_last"]))
+             if getattr(cfg.train, key) in (AUTO, None)}  # channels_last and threads spell auto as null
+    own = model.resolve_auto(choices)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train), params=model.params)
+    return cfg, {**{f"train.{k}": v for k, v in train.items()}, **{f"model.{k}": v for k, v in own.items()}}
 
 
 def fastest(model, device: torch.device, batch_size: int, progress: bool = False) -> dict:

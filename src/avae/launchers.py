@@ -51,7 +51,7 @@ class RunTask:
 
     name: str
     run_dir: str
-    overrides: tuple[str, ...]
+    settings: dict  # the run's config settings, dotted name → value (config.resolve's `settings`)
     seed: int
     evaluate: dict
     command: tuple[str, ...]  # `avae benchmark ... --only NAME` (under torchrun for a run of several GPUs)

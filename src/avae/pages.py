@@ -1,4 +1,4 @@
-"""The HTML pages people read: one run's evaluation, and a benchmark suite's results.
+"""The HTML pages people read: one run's evaluation, and a benchmark suite's results (and its Markdown).
 
 Both are built from the JSON results (evaluate.json, <suite>.json), never from the Markdown.
 Labels, units and directions come from metrics/catalogue.py.
@@ -8,10 +8,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import shutil
 from html import escape
+from importlib import resources
 from pathlib import Path
 
-from .metrics.catalogue import AXES, IMAGE_SETS, describe
+from . import config
+from .metrics.catalogue import (AXES, CLAIMED_BEST, IMAGE_SETS, LOWER_IS_BETTER, SAMPLER_HEADLINES, SAMPLERS_NOTE,
+                                TARGETS_NOTE, Metric, describe, headline_metrics, sampler_metrics)
 from .atomic import save_file
 
 STYLE = """
@@ -277,7 +281,7 @@ def write_benchmark_page(path: Path, payload: dict, metrics: dict, references: d
     """<suite>.html from the results payload.
 
     `metrics`: {headline: catalogue Metric}; `references`: {dataset: {"values": {metric: {model: v}},
-    "note": str}}; `claims`: {dataset: [claim rows from benchmark.claims]}; `sampler_metrics`: {sampler
+    "note": str}}; `claims`: {dataset: [its rows of claims()]}; `sampler_metrics`: {sampler
     headline: Metric} of the payload's sampler_summary, where it has one. Pictures are files beside
     the page whose SHA-256 the records hold; one that changed since is left out with a note.
     """
@@ -432,3 +436,173 @@ def _pictures(records: list[dict], dataset: str, base: Path) -> str:
         title = next(r["pictures"][kind].get("title", kind) for r in shown if kind in r["pictures"])
         out.append(f"<h3>{escape(title)}</h3><div class='grid'>{''.join(figures)}</div>")
     return "".join(out)
+
+
+# --- a benchmark suite's pages: <stem>.md and <stem>.html beside its results JSON --------------------
+BENCHMARK_PICTURES = ("samples", "reconstructions", "latents")  # of each model's first seed; the rest is per run
+
+
+def write_pages(payload: dict, results: Path) -> None:
+    """<stem>.md (for diffs and terminals) and <stem>.html (for people) beside the results JSON
+    `results` (<stem>.json), both from its payload."""
+    results = Path(results)
+    records, machine, hours = payload["records"], payload["machine"], payload["compute_hours"]
+    where = f"{machine['cpus']} CPU cores" + (f" and a {machine['gpu']}" if machine["gpu"] else "")
+    table = (markdown(payload["suite"], payload["summary"], payload.get("sampler_summary"))
+             + f"\nCommand: `{payload['command']}`. Compute: "
+             f"{hours['train']:.2f} h training and {hours['evaluate']:.2f} h evaluation, {len(records)} runs on "
+             f"{where}.\n\n" + performance_markdown(payload["performance"]))
+    results.with_suffix(".md").write_text(table)
+    paper = paper_results()
+    write_benchmark_page(results.with_suffix(".html"), payload, headline_metrics(),
+                         {d: paper_reference(d, paper) for d in payload["summary"]},
+                         {d: claims(metrics) for d, metrics in payload["summary"].items()},
+                         sampler_metrics())
+
+
+def store_pictures(records: list[dict], results_root: Path, folder: str) -> None:
+    """Copy each model's first-seed evaluation pictures beside the results; the record keeps their hashes.
+
+    A picture is copied only if it is byte for byte the one its evaluation wrote (evaluate.json holds
+    its SHA-256), so the page shows the pictures of the very evaluation its tables report.
+    """
+    first = {}
+    for r in records:
+        first.setdefault((r["dataset"], r["model"]), r)
+    (results_root / folder).mkdir(exist_ok=True)
+    for r in first.values():
+        run_dir, figures = Path(r["run_dir"]), r["evaluation"].get("figures", {})
+        r["pictures"] = {}
+        for kind in BENCHMARK_PICTURES:
+            if kind not in figures or not picture_intact(figures[kind], run_dir):
+                continue
+            target = results_root / folder / f"{r['dataset']}-{r['model']}-s{r['seed']}-{kind}.png"
+            shutil.copyfile(run_dir / figures[kind]["file"], target)
+            r["pictures"][kind] = {"title": figures[kind]["title"], **picture(target, results_root)}
+
+
+def paper_results() -> dict:
+    return config.load_yaml((resources.files("avae") / "configs" / "paper_results.yaml").read_text())
+
+
+def paper_reference(dataset: str, paper: dict | None = None) -> dict:
+    """{"values": {metric: {model: value}}, "note": what they are comparable to} for a benchmark dataset."""
+    paper = paper or paper_results()
+    compared = paper["compared"].get(dataset)
+    if compared is None:
+        return {"values": {}, "note": ""}
+    return {"values": paper[compared["source"]], "note": compared["note"]}
+
+
+def markdown(suite: dict, summary: dict, sampler_summary: dict | None = None) -> str:
+    paper = paper_results()
+    part = f" ({', '.join(suite['datasets'])})" if suite.get("datasets") else ""
+    lines = [f"# Benchmark suite `{suite['name']}`{part}", "", str(suite.get("description", "")).strip(), "",
+             "Mean ± std over seeds (population std). ↑ higher is better, ↓ lower is better. In brackets: the "
+             "paper's value (see each dataset's note for what it compares to).", "", TARGETS_NOTE, ""]
+    for dataset, metrics in summary.items():
+        models = sorted({m for by_model in metrics.values() for m in by_model})
+        reference = paper_reference(dataset, paper)
+        lines += [f"## {dataset}", "", reference["note"], "", "| metric | " + " | ".join(models) + " |",
+                  "|---|" + "---|" * len(models)]
+        for metric, by_model in metrics.items():
+            cells = []
+            for model in models:
+                if model not in by_model:
+                    cells.append("–")
+                    continue
+                mean, std, _ = by_model[model]
+                ref = reference["values"].get(metric, {}).get(model)
+                cells.append(mean_std(mean, std) + (f" [{ref}]" if ref is not None else ""))
+            arrow = headline_metrics().get(metric, Metric(metric)).arrow
+            lines.append(f"| {metric}{' ' + arrow if arrow else ''} | " + " | ".join(cells) + " |")
+        lines += ["", *_claims_markdown(dataset, claims(metrics)), ""]
+        lines += _samplers_markdown(dataset, (sampler_summary or {}).get(dataset))
+    return "\n".join(lines) + "\n"
+
+
+def sampler_rows(table: dict) -> list[tuple[str, str]]:
+    """(model, sampler) rows of a dataset's sampler summary, models and samplers in the order first met."""
+    rows: dict = {}
+    for by_model in table.values():
+        for model, by_sampler in by_model.items():
+            for sampler in by_sampler:
+                rows.setdefault((model, sampler), None)
+    models = list(dict.fromkeys(model for model, _ in rows))
+    return sorted(rows, key=lambda row: models.index(row[0]))
+
+
+def _samplers_markdown(dataset: str, table: dict | None) -> list[str]:
+    """A dataset's table of samplers: rows model × sampler, columns the sampler metrics."""
+    if not table:
+        return []
+    metrics = sampler_metrics()
+    columns = [m for m in SAMPLER_HEADLINES if m in table]
+    lines = [f"### {dataset}: samplers", "", SAMPLERS_NOTE, "",
+             "| model | sampler | " + " | ".join(f"{m} {metrics[m].arrow}".strip() for m in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for model, sampler in sampler_rows(table):
+        cells = [mean_std(*table[m][model][sampler][:2]) if sampler in table[m].get(model, {}) else "–"
+                 for m in columns]
+        lines.append(f"| {model} | {sampler} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def claims(metrics: dict) -> list[dict]:
+    """For each claimed metric: the AVAE against the best other model, and whether the gap exceeds the spread."""
+    out = []
+    for metric in CLAIMED_BEST:
+        by_model = metrics.get(metric, {})
+        if "avae" not in by_model or len(by_model) < 2:
+            continue
+        sign = 1 if metric in LOWER_IS_BETTER else -1
+        rival = min((m for m in by_model if m != "avae"), key=lambda m: sign * by_model[m][0])
+        (a, sa, _), (b, sb, _) = by_model["avae"], by_model[rival]
+        if a == b:
+            verdict = "level with"
+        else:
+            verdict = "ahead of" if sign * (a - b) < 0 else "behind"
+            if abs(a - b) <= sa + sb:
+                verdict += " (within the seeds' spread)"
+        out.append({"metric": metric, "avae": (a, sa), "rival": rival, "other": (b, sb),
+                    "ratio": a / b if b else None, "verdict": verdict, "reference": _reference(metric, metrics)})
+    return out
+
+
+def _claims_markdown(dataset: str, rows: list[dict]) -> list[str]:
+    out = [f"- {c['metric']}: AVAE {mean_std(*c['avae'])}, {c['verdict']} the best other model, {c['rival']} "
+           f"{mean_std(*c['other'])}" + ("" if c["ratio"] is None else f", ratio {c['ratio']:.3g}")
+           + (f" ({c['reference']})" if c["reference"] else "") + "."
+           for c in rows]
+    if out:
+        out.insert(0, f"The paper reports the AVAE best on these metrics; on {dataset} here:")
+    return out
+
+
+def _reference(metric: str, metrics: dict) -> str:
+    """For the entropy: the estimator's value on true Gaussian samples and l/2, beside the models'."""
+    gaussian, half_l = metrics.get("entropy_gaussian", {}), metrics.get("entropy_reference", {})
+    if metric != "entropy" or not half_l:
+        return ""
+    estimator = f"{next(iter(gaussian.values()))[0]:.4g} on true N(0, I) samples, " if gaussian else ""
+    return f"reference: {estimator}l/2 = {next(iter(half_l.values()))[0]:.4g}"
+
+
+def performance_markdown(perf: dict) -> str:
+    peaks = perf["gemm_peak_gflops"]
+    lines = ["## Performance", "", f"Measured {perf['device']} GEMM peak: {peaks['float32']:.0f} GFLOP/s float32, "
+             f"{peaks['bfloat16']:.0f} GFLOP/s bfloat16.", ""]
+    for dataset, ds in perf["datasets"].items():
+        lines += [f"### {dataset}", ""]
+        if "avae_epoch_over_vae" in ds:
+            lines.append(f"- AVAE epoch time over the VAE's: {ds['avae_epoch_over_vae']:.2f}")
+        if "bandwidth_estimation_s" in ds:
+            lines.append(f"- Bandwidth estimation: {ds['bandwidth_estimation_s']:.2f} s")
+        lines += ["", "| model | threads | epoch (s) | images/s | GFLOP/s | % of float32 peak | re-encoding share |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, m in sorted(ds["models"].items()):
+            share = f"{100 * m['kde_refresh_share']:.0f} %" if "kde_refresh_share" in m else "–"
+            lines.append(f"| {name} | {m.get('threads', '?')} | {m['epoch_s']:.1f} | {m['images_per_s']:.0f} | "
+                         f"{m['gflops_per_s']:.1f} | {m['percent_of_float32_peak']:.0f} | {share} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"

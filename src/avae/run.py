@@ -16,88 +16,24 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import math
 import os
 import platform
-import zlib
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import __version__, config as config_mod, schema, user_nets
-from .config import TrainConfig
-from .data import ArrayImages, Dataset, ImageSet, Subset, load_dataset
 from .atomic import LINK_ADVICE, remove_stale_temporaries, save_file
 from .errors import AvaeError
-from .models import DataSpec, Model, build_model
+from .models import DataSpec, Model, new_model
 
 CONFIG, INFO, METRICS, CHECKPOINTS = "config.yaml", "run.json", "metrics.jsonl", "checkpoints"
-EVALUATION = "evaluate.json"  # what `avae evaluate` writes into the run directory
+FIGURES, PREVIOUS = "figures", "previous"  # the figures of each epoch; earlier files of a run started again
+# what `avae evaluate` writes into the run directory: the results, their page, the figures and unfinished phases
+EVALUATION, EVALUATION_PAGE, EVALUATION_FOLDER = "evaluate.json", "evaluate.html", "evaluation"
 NEW_RUN = "start a new run with `avae train --out NEW_DIR`"
-
-
-# --- data and model of a config -------------------------------------------------------------
-def load_data(cfg: dict, *, cut: bool = True) -> Dataset:
-    """The dataset of a config; with `cut`, the training and validation sets cut to the sizes asked
-    (and, when small, held in memory)."""
-    dc = cfg["data"]
-    data = load_dataset(dc["name"], root=dc.get("root"), seed=dc.get("split_seed", 0), **(dc.get("options") or {}))
-    if not cut:
-        return data
-    train_size, val_size = dc.get("train_size"), dc.get("val_size")
-    if train_size is not None:
-        if not isinstance(train_size, int) or not 1 <= train_size <= len(data.train):
-            raise AvaeError(f"data.train_size must be between 1 and {len(data.train)}, got {train_size!r}")
-        pick = np.random.default_rng([cfg["train"].get("seed", 0), 2]).choice(len(data.train), train_size, replace=False)
-        data.train = data.train.subset(np.sort(pick))
-    if val_size is not None:
-        if not isinstance(val_size, int) or not 1 <= val_size <= len(data.val):
-            raise AvaeError(f"data.val_size must be between 1 and {len(data.val)}, got {val_size!r}")
-        data.val = data.val.subset(np.arange(val_size))
-    batch_size = cfg["train"].get("batch_size", TrainConfig.batch_size)
-    if len(data.train) < batch_size:
-        raise AvaeError(f"the training split holds {len(data.train)} images, fewer than train.batch_size {batch_size}; "
-                        "lower train.batch_size or add images")
-    data.train, data.val = _held(data.train), _held(data.val)
-    return data
-
-
-HELD_BYTES = 1 << 29  # a set cut to at most this size is read (or rendered) once and kept in memory
-
-
-def _held(images: ImageSet) -> ImageSet:
-    """A cut set as one array: every epoch reads it again, and rendered sets are slow to read."""
-    if not isinstance(images, Subset) or len(images) * math.prod(images.shape) > HELD_BYTES:
-        return images
-    return ArrayImages(images.images(np.arange(len(images))).numpy())
-
-
-def data_spec(data: Dataset) -> DataSpec:
-    return DataSpec(
-        shape=tuple(data.shape),
-        likelihood=data.likelihood,
-        value_range=tuple(data.value_range),
-        train_size=len(data.train),
-        has_factors=data.factor_grid is not None,
-    )
-
-
-def initial_seed(cfg: dict) -> int:
-    """torch's seed for a model's initial weights, from train.seed and the model's name: models trained
-    at one seed start from independent draws, so one unlucky draw is not shared by every model with
-    the same networks (the data subset and order stay common to all models at a seed)."""
-    name = str(cfg["model"].get("name", ""))
-    return int(np.random.SeedSequence([cfg["train"].get("seed", 0), zlib.crc32(name.encode())]).generate_state(1)[0])
-
-
-def new_model(cfg: dict, spec: DataSpec) -> Model:
-    """The model of a config with its initial weights; torch's global RNG is left as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(initial_seed(cfg))
-        return build_model(cfg["model"], spec)
 
 
 def as_path(value, what: str) -> Path:
@@ -143,7 +79,7 @@ def lock(run_dir: Path):
         handle.close()
 
 
-def create(run_dir: Path, cfg: dict, spec: DataSpec, dataset_info: dict, auto: dict, code: dict) -> None:
+def create(run_dir: Path, cfg: config_mod.Config, spec: DataSpec, dataset_info: dict, auto: dict, code: dict) -> None:
     """config.yaml and a 'running' run.json. A run that ended before its first checkpoint is started
     again, its earlier files kept aside in RUN_DIR/previous/N/ (never appended to)."""
     if (run_dir / INFO).exists():
@@ -177,10 +113,10 @@ def has_checkpoint(run_dir: Path) -> bool:
 
 def _set_aside(run_dir: Path) -> None:
     """Move a run's files into the first free RUN_DIR/previous/N/."""
-    previous = subfolder(run_dir, "previous")
+    previous = subfolder(run_dir, PREVIOUS)
     number = 1 + max((int(p.name) for p in previous.iterdir() if p.name.isdigit()), default=0)
     kept = subfolder(previous, str(number))
-    for name in (CONFIG, INFO, METRICS, CHECKPOINTS, "figures"):
+    for name in (CONFIG, INFO, METRICS, CHECKPOINTS, FIGURES):
         if os.path.lexists(run_dir / name):
             os.replace(run_dir / name, kept / name)
 
@@ -198,16 +134,47 @@ def mark_failed(run_dir: Path, reason: str) -> None:
 
 
 # --- reading a run ----------------------------------------------------------------------------
-def read(run_dir: Path) -> tuple[dict, DataSpec]:
+@dataclass(frozen=True)
+class Record:
+    """What a run directory says of itself, read once per command: config.yaml and run.json."""
+
+    run_dir: Path
+    cfg: config_mod.Config
+    spec: DataSpec
+    info: dict  # run.json
+
+    @property
+    def status(self) -> str | None:
+        return self.info.get("status")
+
+    @property
+    def data(self) -> dict:
+        """The description of its data that the run recorded when it started (run.json's dataset_info)."""
+        return self.info.get("dataset_info", {})
+
+    @property
+    def code(self) -> dict:
+        """Where its own network classes were imported from (run.json's code)."""
+        return self.info.get("code") or {}
+
+
+def read(run_dir: Path) -> tuple[config_mod.Config, DataSpec]:
     """The config and data spec of an existing run directory (checked: a damaged file is named)."""
+    record = read_record(run_dir)
+    return record.cfg, record.spec
+
+
+def read_record(run_dir: Path) -> Record:
+    """config.yaml and run.json of an existing run directory (checked: a damaged file is named)."""
     cfg_path, info_path = run_dir / CONFIG, run_dir / INFO
     if not cfg_path.is_file() or not info_path.is_file():
         raise AvaeError(f"{run_dir} is not a run directory (no config.yaml/run.json); give a folder made by `avae train`")
     try:
-        cfg = config_mod.validate(config_mod.load_yaml(cfg_path.read_text()))
+        cfg = config_mod.Config.from_dict(config_mod.load_yaml(cfg_path.read_text()))
     except (ValueError, config_mod.yaml.YAMLError, AvaeError) as e:
         raise AvaeError(f"{cfg_path} is damaged ({first_line(e)}); {NEW_RUN}") from None
-    return cfg, _data_spec(info(run_dir), info_path)
+    record = info(run_dir)
+    return Record(run_dir, cfg, _data_spec(record, info_path), record)
 
 
 def info(run_dir: Path) -> dict:
@@ -245,11 +212,6 @@ def _data_spec(record: dict, path: Path) -> DataSpec:
     return spec
 
 
-def recorded_data(run_dir: Path) -> dict:
-    """The description of its data that a run recorded when it started (run.json's dataset_info)."""
-    return info(run_dir).get("dataset_info", {})
-
-
 def load(run_dir, checkpoint: str = "last", device: str | torch.device = "cpu", *, trust_code: bool = False) -> Model:
     """The trained model of a run directory (`checkpoint` 'last' or 'best') on `device`, in eval mode
     with its parameters frozen: `encode`, `decode`, `reconstruct` and `sample` work on float images
@@ -259,17 +221,17 @@ def load(run_dir, checkpoint: str = "last", device: str | torch.device = "cpu", 
     if checkpoint not in ("last", "best"):
         raise AvaeError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
     device = _device(device)
-    model = open_model(run_dir, trust_code)
+    model = open_model(read_record(run_dir), trust_code)
     load_weights(model, run_dir, checkpoint)
     model.origin = Origin(run_dir, checkpoint, checkpoint_sha256(run_dir, checkpoint))
     return model.to(device).eval().requires_grad_(False)
 
 
-def open_model(run_dir: Path, trust_code: bool) -> Model:
+def open_model(record: Record, trust_code: bool) -> Model:
     """A run's model with its initial weights, its own network classes imported only on the user's word."""
-    cfg, spec = read(run_dir)
-    with user_nets.trusted(run_dir, cfg["model"], info(run_dir).get("code") or {}, trust_code):
-        return new_model(cfg, spec)
+    with user_nets.trusted(record.run_dir, record.cfg.model, record.code, trust_code):
+        given = user_nets.load_given(record.run_dir) if user_nets.is_given(record.cfg.model) else None
+        return new_model(record.cfg, record.spec, given)
 
 
 def _device(name) -> torch.device:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -17,25 +18,26 @@ from tqdm import tqdm
 
 from . import callbacks as reporting, config as config_mod, hardware, run, user_nets
 from .callbacks import Callback, EpochEnd, RunInfo
-from .config import TrainConfig
-from .data import Dataset, ImageSet, check_unchanged, to_float
+from .config import Config
+from .data import Dataset, ImageSet, check_unchanged, load_data, to_float
+from .data.given import NAME as GIVEN, GivenData
 from .distributed import Dist, from_environment
 from .errors import AvaeError
-from .models import Model, TrainContext, build_model
+from .models import Model, TrainContext, data_spec, seeded_model
 
 
 # --- the loop -----------------------------------------------------------------------------------
 class Trainer:
     """Trains a model; under torchrun each rank takes its share of every global batch."""
 
-    def __init__(self, cfg: dict, run_dir: Path, data: Dataset, model: Model, dist: Dist | None = None,
+    def __init__(self, cfg: Config, run_dir: Path, data: Dataset, model: Model, dist: Dist | None = None,
                  callbacks: list[Callback] | None = None):
-        self.cfg, self.run_dir, self.data, self.model = cfg, Path(run_dir), data, model
+        self.run_dir, self.data, self.model = Path(run_dir), data, model
         self.dist = dist or Dist()
-        requested = TrainConfig.from_dict(cfg["train"])  # `auto` settings not yet made concrete
-        self.device = _device(requested.device, self.dist)
-        self.auto = self._resolve_auto(max(1, requested.batch_size // self.dist.world))
-        self.settings = TrainConfig.from_dict(cfg["train"])
+        self.device = _device(cfg.train.device, self.dist)
+        # the config with its `auto` settings made concrete (what config.yaml records), and the record of the choice
+        self.cfg, self.auto = self._resolve_auto(cfg, max(1, cfg.train.batch_size // self.dist.world))
+        self.settings = self.cfg.train
         self.seed = self.settings.seed
         self.threads = self._set_threads()
         if self.dist.enabled and self.settings.batch_size < 2 * self.dist.world:
@@ -60,22 +62,22 @@ class Trainer:
         if callbacks is None:
             callbacks = reporting.from_settings(self.settings) if self.dist.is_main else []
         self.callbacks = callbacks
-        self.info = RunInfo(run_dir=self.run_dir, config=cfg, settings=self.settings, model=model,
+        self.info = RunInfo(run_dir=self.run_dir, config=self.cfg, settings=self.settings, model=model,
                             val_images=data.val, value_range=data.value_range, prepare=self.prepare, seed=self.seed)
 
-    def _resolve_auto(self, rank_batch: int) -> dict:
-        """Settings left at `auto` made concrete in the config: decided on rank 0 for this
-        machine and each rank's batch size, the same on every rank. Returns the record of the
-        choice for run.json."""
-        progress = self.cfg["train"].get("progress", True)
+    def _resolve_auto(self, cfg: Config, rank_batch: int) -> tuple[Config, dict]:
+        """The config with its settings left at `auto` made concrete: decided on rank 0 for this
+        machine and each rank's batch size, the same on every rank; and the record of the choice
+        for run.json."""
+        progress = cfg.train.progress
         choices = self.dist.broadcast(hardware.fastest(self.model, self.device, rank_batch, progress)
                                       if self.dist.is_main else None)
-        chosen = hardware.apply(self.cfg, self.model, choices)
+        cfg, chosen = hardware.apply(cfg, self.model, choices)
         facts = hardware.machine()
         if chosen and self.dist.is_main and progress:
             settings = ", ".join(f"{k}={str(v).lower()}" for k, v in chosen.items())
             tqdm.write(f"auto: {settings} ({facts['cpu']}, {facts['capability']}; {choices['basis']})")
-        return {"chosen": chosen, "basis": choices["basis"], "seconds": choices["seconds"], "machine": facts}
+        return cfg, {"chosen": chosen, "basis": choices["basis"], "seconds": choices["seconds"], "machine": facts}
 
     def _set_threads(self) -> int:
         """train.threads, or under `auto` the cores other work leaves free now (read every epoch)."""
@@ -336,67 +338,92 @@ def _device(name: str, dist: Dist) -> torch.device:
 
 
 # --- entry points -------------------------------------------------------------------------------
-def seeded_model(cfg: dict, data: Dataset) -> Model:
-    """A new model for training: its initial weights, and torch's global noise stream after them
-    (VAE noise, prior draws; checkpoints save and restore it), follow from train.seed and the model."""
-    torch.manual_seed(run.initial_seed(cfg))
-    return build_model(cfg["model"], run.data_spec(data))
+def default_run_dir(cfg: Config) -> Path:
+    return Path(f"runs/{cfg.data.name}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def default_run_dir(cfg: dict) -> Path:
-    return Path(f"runs/{cfg['data']['name']}-{cfg['model']['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
+def train(config: Config | dict | str | Path | None = None, out: str | Path | None = None, *,
+          overrides: list[str] = (), callbacks: list[Callback] = (), data=None, val_data=None,
+          encoder: nn.Module | None = None, decoder: nn.Module | None = None) -> Path:
+    """Train as `avae train` does, from a Config, a config dict, a YAML file or a preset name (with
+    `--set`-style overrides), into `out` (default runs/DATASET-MODEL-TIME); returns the run directory.
+    `callbacks` report after the built-in ones.
+
+    `data` (and optionally `val_data`): images as a tensor or NumPy array ((N, H, W), (N, C, H, W) or
+    (N, H, W, C); uint8 or floats in [0, 1]), an (images, labels) pair, or a torch Dataset of images or
+    (image, label) items, in place of a named dataset (avae.data.given). `encoder`, `decoder`: your own
+    networks as nn.Module instances, in place of the built-in ones (avae.user_nets). Such a run records
+    what it can (the images' shapes and hash; the networks pickled with their code) and needs the same
+    data again to resume or be evaluated."""
+    settings = {}
+    if data is not None:
+        settings["data.name"] = GIVEN
+    elif val_data is not None:
+        raise AvaeError("val_data= goes with data=; give the training images as data=")
+    if (encoder is None) != (decoder is None):
+        raise AvaeError("give both encoder= and decoder= (nn.Module instances), or neither")
+    if encoder is not None:
+        settings |= {"model.encoder": user_nets.given_spec(encoder, "encoder"),
+                     "model.decoder": user_nets.given_spec(decoder, "decoder")}
+    cfg = config_mod.resolve(config, list(overrides), settings)
+    given = GivenData(data, val_data) if data is not None else None
+    networks = user_nets.GivenNetworks(encoder, decoder) if encoder is not None else None
+    return start(cfg, run.as_path(out, "out") if out is not None else default_run_dir(cfg), callbacks,
+                 given=given, networks=networks)
 
 
-def train(config: dict | str | Path, out: str | Path | None = None, *, overrides: list[str] = (),
-                callbacks: list[Callback] = ()) -> Path:
-    """Train as `avae train` does, from a config dict, a YAML file or a preset name (with `--set`-style
-    overrides), into `out` (default runs/<dataset>-<model>-<time>); returns the run directory.
-    `callbacks` report after the built-in ones."""
-    cfg = config_mod.resolve(config, list(overrides))
-    return start(cfg, run.as_path(out, "out") if out is not None else default_run_dir(cfg), callbacks)
-
-
-def start(cfg: dict, run_dir: Path, callbacks: list[Callback] = ()) -> Path:
+def start(cfg: Config, run_dir: Path, callbacks: list[Callback] = (), *, given: GivenData | None = None,
+          networks: user_nets.GivenNetworks | None = None) -> Path:
     """Validate everything, then create the run directory (rank 0) and train."""
     dist = from_environment()
     try:
-        return _start(cfg, Path(run_dir), dist, callbacks)
+        return _start(cfg, Path(run_dir), dist, callbacks, given, networks)
     finally:
         dist.close()  # after _start has returned, so no DistributedDataParallel outlives the group
 
 
-def _start(cfg: dict, run_dir: Path, dist: Dist, callbacks) -> Path:
-    data = run.load_data(cfg)
+def _start(cfg: Config, run_dir: Path, dist: Dist, callbacks, given: GivenData | None,
+           networks: user_nets.GivenNetworks | None) -> Path:
+    data = load_data(cfg, given=given)
     with user_nets.search_path([os.getcwd()]):  # the user's own config: their networks may lie beside it
-        model = seeded_model(cfg, data)
+        model = seeded_model(cfg, data, networks)
     run_dir = Path(dist.broadcast(str(run_dir)))  # one folder, even if ranks' clocks named it differently
     # checks the device, makes `auto` settings concrete; a missing tracker package fails before the folder exists
     trainer = Trainer(cfg, run_dir, data, model, dist, _reporters(cfg, dist, callbacks))
     with run.lock(run.make_folder(run_dir)) if dist.is_main else nullcontext():
         if dist.is_main:
-            run.create(run_dir, cfg, run.data_spec(data), data.info, trainer.auto, user_nets.code_record(cfg["model"]))
+            run.create(run_dir, trainer.cfg, data_spec(data), data.info, trainer.auto, user_nets.code_record(cfg.model))
+            if networks is not None:
+                user_nets.save_given(run_dir, networks)
+            if given is not None or networks is not None:
+                print(f"note: {_needs(run_dir, given is not None, networks is not None)}", file=sys.stderr)
         dist.barrier()
         trainer.fit()  # which seeds each rank's torch randomness from the position under torchrun
     return run_dir
 
 
-def resume(run_dir: Path, callbacks: list[Callback] = (), *, trust_code: bool = False) -> Path:
+def resume(run_dir: Path, callbacks: list[Callback] = (), *, trust_code: bool = False, data=None,
+           val_data=None) -> Path:
     """Continue a run from its last checkpoint (`avae train --resume`); a run naming its own network
-    classes needs `trust_code=True`."""
+    classes (or given them as instances) needs `trust_code=True`, a run given its images in Python
+    the same `data` (and `val_data`) again."""
     dist = from_environment()
     try:
-        return _resume(run.as_path(run_dir, "run_dir"), dist, callbacks, trust_code)
+        given = GivenData(data, val_data) if data is not None else None
+        return _resume(run.as_path(run_dir, "run_dir"), dist, callbacks, trust_code, given)
     finally:
         dist.close()
 
 
-def _resume(run_dir: Path, dist: Dist, callbacks, trust_code: bool) -> Path:
-    cfg, _ = run.read(run_dir)
+def _resume(run_dir: Path, dist: Dist, callbacks, trust_code: bool, given: GivenData | None) -> Path:
+    record = run.read_record(run_dir)
+    cfg = record.cfg
     run.check_resumable(run_dir)
-    data = run.load_data(cfg)
-    check_unchanged(data, run.recorded_data(run_dir))
-    with user_nets.trusted(run_dir, cfg["model"], run.info(run_dir).get("code") or {}, trust_code):
-        model = seeded_model(cfg, data)
+    data = load_data(cfg, given=given)
+    check_unchanged(data, record.data)
+    with user_nets.trusted(run_dir, cfg.model, record.code, trust_code):
+        networks = user_nets.load_given(run_dir) if user_nets.is_given(cfg.model) else None
+        model = seeded_model(cfg, data, networks)
     trainer = Trainer(cfg, run_dir, data, model, dist, _reporters(cfg, dist, callbacks))
     with run.lock(run_dir) if dist.is_main else nullcontext():
         trainer.resume()
@@ -404,8 +431,16 @@ def _resume(run_dir: Path, dist: Dist, callbacks, trust_code: bool) -> Path:
     return run_dir
 
 
-def _reporters(cfg: dict, dist: Dist, extra) -> list[Callback]:
+def _needs(run_dir: Path, data: bool, networks: bool) -> str:
+    """What resuming and evaluating a run given Python objects will need from the caller, in one line."""
+    asks = ["data=... (and val_data=...) as given now"] if data else []
+    asks += ["trust_code=True (its networks are kept, with their code, in "
+             f"{run_dir / user_nets.NETWORKS})"] if networks else []
+    return f"avae.resume({run_dir}, ...) and avae.evaluate({run_dir}, ...) will need " + " and ".join(asks)
+
+
+def _reporters(cfg: Config, dist: Dist, extra) -> list[Callback]:
     """Rank 0 reports: the callbacks the train section asks for, then `extra`."""
     extra = reporting.check_callbacks(extra)
-    return reporting.from_settings(TrainConfig.from_dict(cfg["train"])) + extra if dist.is_main else []
+    return reporting.from_settings(cfg.train) + extra if dist.is_main else []
 

@@ -12,15 +12,24 @@ decoder maps codes (B, l) to raw outputs (B, C, H, W) that the likelihood turns 
 (sigmoid, or tanh for [−1, 1] data). Everything else — the loop, run directory, resume, figures,
 evaluation — is the same as with the built-in networks.
 
+Or the networks themselves, as `nn.Module` instances: `avae.train(encoder=..., decoder=...)`. The
+config then names their classes with `given: true`; the run keeps the two modules, pickled with
+their classes' code (cloudpickle, by value for the user's own modules), in RUN_DIR/networks.pkl,
+and a copy of those modules' source files in RUN_DIR/code/, so the run opens from any folder.
+
 Building such a model runs the user's code, so it happens only on the user's word: training from
 their own config imports from the current folder (as `python -m` does); a run directory opened
-later (sample, evaluate, export, resume, `avae.load`) imports its classes only with
-`--trust-code` / `trust_code=True`, and then first from the folders recorded when it was trained.
+later (sample, evaluate, export, resume, `avae.load`) imports its classes or unpickles its networks
+only with `--trust-code` / `trust_code=True`, and then first from the folders recorded when it was
+trained.
 """
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
+import pickle
+import shutil
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,8 +38,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .atomic import save_file
 from .errors import AvaeError
 from .schema import show
+
+NETWORKS, CODE = "networks.pkl", "code"  # in the run directory of networks given as instances
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,73 @@ class UserNetworks:
         decoder = _instance(self.decoder, "decoder", shape=tuple(shape), latent_dim=latent_dim)
         _check_shapes(encoder, decoder, tuple(shape), latent_dim, encoder_outputs)
         return encoder, decoder
+
+
+@dataclass(frozen=True)
+class GivenNetworks:
+    """An encoder and a decoder given as instances: used as they are, after the same shape check."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def build(self, shape: tuple[int, int, int], latent_dim: int, encoder_outputs: int) -> tuple[nn.Module, nn.Module]:
+        _check_shapes(self.encoder, self.decoder, tuple(shape), latent_dim, encoder_outputs)
+        return self.encoder, self.decoder
+
+
+def given_spec(network, key: str) -> dict:
+    """What a config records of a network given as an instance: its class, marked as given."""
+    if not isinstance(network, nn.Module):
+        raise AvaeError(f"{key} must be a torch.nn.Module instance, got {show(network)}")
+    cls = type(network)
+    return {"class": f"{cls.__module__}:{cls.__qualname__}", "given": True}
+
+
+def is_given(model) -> bool:
+    """Whether a model's settings name networks given as instances (kept in RUN_DIR/networks.pkl)."""
+    return any(isinstance(spec, dict) and spec.get("given") for spec in (model.encoder, model.decoder))
+
+
+def save_given(run_dir: Path, networks: GivenNetworks) -> None:
+    """networks.pkl (the two modules with their classes' code) and code/ (their modules' source files)."""
+    import cloudpickle
+
+    modules = {type(net).__module__: sys.modules.get(type(net).__module__) for net in (networks.encoder, networks.decoder)}
+    own = [module for module in modules.values() if module is not None and _users(module)]
+    for module in own:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        payload = cloudpickle.dumps({"encoder": networks.encoder, "decoder": networks.decoder})
+    finally:
+        for module in own:
+            cloudpickle.unregister_pickle_by_value(module)
+    save_file(lambda tmp: tmp.write_bytes(payload), run_dir / NETWORKS)
+    for module in own:
+        source = inspect.getsourcefile(module) if getattr(module, "__file__", None) else None
+        if source:
+            (run_dir / CODE).mkdir(exist_ok=True)
+            save_file(lambda tmp: shutil.copyfile(source, tmp), run_dir / CODE / Path(source).name)
+
+
+def load_given(run_dir: Path) -> GivenNetworks:
+    """The networks a run was given (call only on the user's word: unpickling runs their code)."""
+    path = Path(run_dir) / NETWORKS
+    try:
+        with search_path([Path(run_dir) / CODE]):
+            saved = pickle.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise AvaeError(f"{path} is missing: this run's networks were given as instances and are kept there; "
+                        "put the file back") from None
+    except Exception as e:  # whatever unpickling the user's classes raises
+        raise AvaeError(f"{path} cannot be opened ({type(e).__name__}: {e}); it needs the packages its "
+                        "networks import") from None
+    return GivenNetworks(saved["encoder"], saved["decoder"])
+
+
+def _users(module) -> bool:
+    """A module of the user's (pickled by value), not one of an installed package or of avae."""
+    name, file = module.__name__, getattr(module, "__file__", None) or ""
+    return not name.startswith(("torch", "avae")) and "site-packages" not in file and "dist-packages" not in file
 
 
 def _spec(value, key: str) -> dict:
@@ -71,9 +150,9 @@ def import_class(path: str, key: str) -> type:
     return found
 
 
-def class_names(model_config: dict) -> list[str]:
-    """The 'module:Class' names of the user's networks in a model section (none for built-in networks)."""
-    specs = [model_config.get(key) for key in ("encoder", "decoder")]
+def class_names(model) -> list[str]:
+    """The 'module:Class' names of the user's networks in a model's settings (none for built-in networks)."""
+    specs = [model.encoder, model.decoder]
     named = [spec.get("class") if isinstance(spec, dict) else spec for spec in specs if spec is not None]
     return [name if isinstance(name, str) else show(name) for name in named]
 
@@ -91,11 +170,11 @@ def search_path(folders):
                 sys.path.remove(folder)
 
 
-def code_record(model_config: dict) -> dict:
+def code_record(model) -> dict:
     """Where the user's network modules were imported from at training time, for run.json:
     {module: {"file", "root" (the folder that imports it)}}."""
     record = {}
-    for name in class_names(model_config):
+    for name in class_names(model):
         module_name = name.partition(":")[0]
         file = getattr(sys.modules.get(module_name), "__file__", None)
         if file is None:
@@ -107,10 +186,10 @@ def code_record(model_config: dict) -> dict:
 
 
 @contextmanager
-def trusted(where, model_config: dict, record: dict, trust_code: bool):
+def trusted(where, model, record: dict, trust_code: bool):
     """Building a received run's model: refused in one line when it names the user's network classes
     and the user has not said to trust them; otherwise imports search the recorded folders first."""
-    names = class_names(model_config)
+    names = class_names(model)
     if names and not trust_code:
         raise AvaeError(f"{where} names its own network classes ({', '.join(names)}); opening it runs their code: "
                         "pass --trust-code (trust_code=True) only for a run whose code you trust")

@@ -172,7 +172,7 @@ def _check_floats(images: np.ndarray, path: Path) -> None:
 
 @dataclass(frozen=True)
 class ArrayOptions(Settings):
-    """data.options of an array file; see the README's "Your own images". `labels`: auto, none or the labels' key."""
+    """data.options of an array file; see docs/datasets.md, "Your own images". `labels`: auto, none or the labels' key."""
 
     key: str | None = setting(None)  # the images' array in an .npz (None: `images`, else its only array)
     layout: str = setting("auto", choices=LAYOUTS)  # nhwc or nchw; auto: from where the 1 or 3 channels are
@@ -180,7 +180,7 @@ class ArrayOptions(Settings):
 
 @register_dataset("array", lambda root: f"your .npy/.npz file: {named_root(root) or '--data-root FILE'}", ArrayOptions)
 def load_array(root, seed, options: ArrayOptions) -> Dataset:
-    """Images in a .npy or .npz file; see the README's "Your own images" for the options."""
+    """Images in a .npy or .npz file; see docs/datasets.md, "Your own images" for the options."""
     root = named_root(root)
     if root is None:
         raise AvaeError("dataset 'array' needs an array file: pass --data-root FILE.npy|FILE.npz (or set AVAE_DATA_ROOT)")

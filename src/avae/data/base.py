@@ -95,6 +95,9 @@ def check_unchanged(data: Dataset, recorded: dict) -> None:
     before, now = recorded.get("fingerprint"), data.info.get("fingerprint")
     if before is None or before == now:
         return
+    if data.name == "python":
+        raise AvaeError("the images given differ from those this run was trained on (their SHA-256 differs); "
+                        "pass the same data= and val_data= as when it was trained")
     then, there = recorded.get("source", {}), data.info.get("source", {})
     size = {"files": "{} files", "shape": "shape {}"}
     change = next((f"{size[k].format(then[k])} then, {size[k].format(there[k])} now" for k in size

@@ -102,7 +102,7 @@ def reject_options(dataset: str, options: dict) -> None:
     if options:
         raise AvaeError(
             f"dataset '{dataset}' has no option {', '.join(map(option, sorted(options)))}; remove it "
-            "(`avae datasets` lists the datasets; the README's Datasets section gives each one's options)"
+            "(`avae datasets` lists the datasets; docs/datasets.md gives each one's options)"
         )
 
 

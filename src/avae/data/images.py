@@ -148,7 +148,7 @@ def _folder_labels(files: list[str], mode: str, root: Path, min_classes: int) ->
 
 @dataclass(frozen=True)
 class ImagesOptions(Settings):
-    """data.options of a folder of images; see the README's "Your own images"."""
+    """data.options of a folder of images; see docs/datasets.md, "Your own images"."""
 
     labels: str = setting("auto", choices=LABELS)  # auto: the class subfolders where the folder has them; folders; none
 
@@ -156,7 +156,7 @@ class ImagesOptions(Settings):
 @register_dataset("images", lambda root: f"your folder of images: {named_root(root) or '--data-root DIR'}",
                   ImagesOptions)
 def load_images(root, seed, options: ImagesOptions) -> Dataset:
-    """A folder of images; see the README's "Your own images" for the options."""
+    """A folder of images; see docs/datasets.md, "Your own images" for the options."""
     root = named_root(root)
     if root is None:
         raise AvaeError("dataset 'images' needs a folder of images: pass --data-root DIR (or set AVAE_DATA_ROOT)")

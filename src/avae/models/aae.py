@@ -27,7 +27,7 @@ class AAE(Discriminated, Model):
     name = "aae"
     description = "adversarial autoencoder: recon_scale·recon + β·adversarial loss of a latent discriminator vs N(0,I)"
 
-    @dataclass
+    @dataclass(frozen=True)
     class Params:
         recon_scale: float = setting(0.05, above=0)  # the paper's RECONS-SCALAR
         adv_weight: float = setting(1.0, minimum=0)  # the paper's β on the adversarial term

@@ -46,7 +46,7 @@ class Autoencoder(FittedGaussianSampler, Model):
     name = "ae"
     description = "plain deterministic autoencoder (reconstruction only), sampled from a fitted Gaussian"
 
-    @dataclass
+    @dataclass(frozen=True)
     class Params:
         pass
 

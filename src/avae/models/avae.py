@@ -2,6 +2,7 @@
 the codes of m training images, is pulled towards N(0, I) by a KL estimate (paper §1–§4)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ class AVAE(Model):
     sampler = "N(0, (1−h²)I) with the bias-corrected bandwidth h"
     divergence_hint = " or model.sigma0_sq (σ₀²) too small"
 
-    @dataclass
+    @dataclass(frozen=True)
     class Params:
         kde_size: int = setting(10000, **schema.KDE_SIZE)  # m, images in the KDE set (redrawn every epoch)
         kde_refresh_every: int = setting(10, minimum=1)  # k, steps between re-encodings of the KDE set
@@ -75,13 +76,11 @@ class AVAE(Model):
 
     # --- hooks ----------------------------------------------------------------------------
     def resolve_auto(self, choices):
-        p, chosen = self.params, {}
-        for name, auto, choice in (("kde_precision", "auto", "inference_precision"),
-                                   ("kde_channels_last", None, "inference_channels_last"),
-                                   ("kde_batch", None, "inference_batch")):
-            if getattr(p, name) == auto:
-                setattr(p, name, choices[choice])
-                chosen[name] = choices[choice]
+        chosen = {name: choices[choice] for name, auto, choice in (
+            ("kde_precision", "auto", "inference_precision"),
+            ("kde_channels_last", None, "inference_channels_last"),
+            ("kde_batch", None, "inference_batch")) if getattr(self.params, name) == auto}
+        self.params = dataclasses.replace(self.params, **chosen)
         return chosen
 
     def on_epoch_start(self, ctx, order):

@@ -20,7 +20,7 @@ from ..distributed import Dist
 from ..errors import AvaeError
 from ..likelihood import Likelihood
 from ..schema import setting
-from ..user_nets import UserNetworks
+from ..user_nets import GivenNetworks, UserNetworks
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class DataSpec:
     has_factors: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelSettings:
     """The settings every model has (its Params add its own)."""
 
@@ -74,17 +74,19 @@ class Model(nn.Module):
     divergence_hint: ClassVar[str] = ""  # what else may make the loss non-finite (named when training diverges)
     origin = None  # avae.run.Origin where avae.load opened the model: `sample` finds its run's samplers there
 
-    @dataclass
+    @dataclass(frozen=True)
     class Params:
         """Model-specific settings (a subclass replaces this with its own dataclass)."""
 
-    def __init__(self, spec: DataSpec, latent_dim: int, arch: str | UserNetworks | None, width: float, params):
-        """`arch`: a built-in network's name (None: the paper's for the image shape) or the user's classes."""
+    def __init__(self, spec: DataSpec, latent_dim: int, arch: str | UserNetworks | GivenNetworks | None, width: float,
+                 params):
+        """`arch`: a built-in network's name (None: the paper's for the image shape), the user's classes or
+        the user's networks as instances."""
         super().__init__()
         self.spec, self.latent_dim, self.params = spec, latent_dim, params
         self.likelihood = Likelihood(spec.likelihood, spec.value_range)
         outputs = latent_dim * self.codes_per_latent
-        if isinstance(arch, UserNetworks):
+        if isinstance(arch, (UserNetworks, GivenNetworks)):
             self.arch = "user"
             self.encoder, self.decoder = arch.build(spec.shape, latent_dim, outputs)
         else:
@@ -180,7 +182,7 @@ class Model(nn.Module):
 
     def resolve_auto(self, choices: dict) -> dict:
         """Make this model's settings left at `auto` concrete from `avae.hardware.fastest`'s
-        choices; returns them ({setting: value}) for the run's config."""
+        choices (self.params becomes a new Params); returns them ({setting: value}) for the run's config."""
         return {}
 
     def on_epoch_start(self, ctx: TrainContext, order: np.ndarray) -> np.ndarray:
@@ -226,15 +228,3 @@ def check_model_section(values) -> dict:
         raise AvaeError(f"model '{name}' has no setting {', '.join('model.' + key for key in unknown)}; its settings are: "
                         f"{', '.join(sorted(own)) or 'none'} (and {', '.join(common)})")
     return schema.check_fields("model", {**common, **own}, values)
-
-
-def build_model(config: dict, spec: DataSpec) -> Model:
-    """A model from the `model` section of a config."""
-    values = check_model_section(config)
-    cls = MODELS[values["name"]]
-    settings = ModelSettings(**{k: v for k, v in values.items() if k in schema.fields(ModelSettings)})
-    params = cls.Params(**{k: v for k, v in values.items() if k not in schema.fields(ModelSettings)})
-    arch = settings.arch
-    if settings.encoder is not None or settings.decoder is not None:  # the user's networks replace arch
-        arch = UserNetworks.from_config(settings.encoder, settings.decoder)
-    return cls(spec, settings.latent_dim, arch, settings.width, params)

@@ -16,7 +16,7 @@ class BetaTCVAE(GaussianVAE):
     name = "beta_tcvae"
     description = "β-TCVAE (Chen et al. 2018): α·MI + β·TC + γ·dim-KL, minibatch-stratified estimates"
 
-    @dataclass
+    @dataclass(frozen=True)
     class Params:
         beta: float = setting(2.0, minimum=0)  # weight of the total correlation
         alpha: float = setting(1.0, minimum=0)  # weight of the index-code mutual information

@@ -15,7 +15,7 @@ class DIPVAE(GaussianVAE):
     name = "dip_vae"
     description = "DIP-VAE-I (Kumar et al. 2018): VAE + λ_od·Σoff-diag² + λ_d·Σ(diag−1)² of Cov[μ(x)]"
 
-    @dataclass
+    @dataclass(frozen=True)
     class Params:
         lambda_od: float = setting(10.0, minimum=0)  # off-diagonal weight
         lambda_d: float = setting(100.0, minimum=0)  # diagonal weight (DIP-VAE-I: 10·λ_od)

@@ -26,7 +26,7 @@ class FactorVAE(Discriminated, GaussianVAE):
     name = "factor_vae"
     description = "FactorVAE (Kim & Mnih 2018): VAE + γ·TC, TC from a discriminator on permuted codes"
 
-    @dataclass
+    @dataclass(frozen=True)
     class Params:
         gamma: float = setting(10.0, minimum=0)  # weight of the total correlation
         disc_hidden: list = setting(factory=lambda: [1000] * 6, items={"kind": int, "minimum": 1, "maximum": 65536}, min_length=1)

@@ -19,7 +19,7 @@ class RAE(FittedGaussianSampler, Model):
     name = "rae"
     description = "RAE-L2: recon + β·½‖z‖² + λ·‖decoder weights‖², sampled from a Gaussian fitted to codes"
 
-    @dataclass
+    @dataclass(frozen=True)
     class Params:
         code_weight: float = setting(1e-4, minimum=0)  # β
         decoder_l2: float = setting(1e-7, minimum=0)  # λ

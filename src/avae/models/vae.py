@@ -59,7 +59,7 @@ class VAE(GaussianVAE):
     name = "vae"
     description = "VAE: Gaussian encoder (mean, log-variance), reconstruction + closed-form KL to N(0,I)"
 
-    @dataclass
+    @dataclass(frozen=True)
     class Params:
         pass
 
@@ -73,7 +73,7 @@ class BetaVAE(GaussianVAE):
     name = "beta_vae"
     description = "β-VAE (Higgins et al. 2017): reconstruction + β·KL to N(0,I)"
 
-    @dataclass
+    @dataclass(frozen=True)
     class Params:
         beta: float = setting(4.0, minimum=0)  # Higgins et al.'s dSprites value
 

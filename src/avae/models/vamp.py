@@ -69,7 +69,7 @@ class VampVAE(GaussianVAE):
                    "encoder's posteriors at K learnt pseudo-inputs")
     sampler = "the VampPrior: the encoder's posterior at one of K learnt pseudo-inputs"
 
-    @dataclass
+    @dataclass(frozen=True)
     class Params:
         components: int = setting(500, minimum=1, maximum=65536)  # K, the number of pseudo-inputs (the paper's 500)
         pseudo_lr: float = setting(5e-4, above=0)  # Adam learning rate of the pseudo-inputs (the paper's, for all weights)

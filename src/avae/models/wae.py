@@ -23,7 +23,7 @@ class WAE(Model):
     name = "wae"
     description = "WAE-MMD: recon_scale·recon + λ·MMD²(codes, N(0,I)), multi-scale IMQ kernel, unbiased"
 
-    @dataclass
+    @dataclass(frozen=True)
     class Params:
         recon_scale: float = setting(0.05, above=0)
         mmd_weight: float = setting(10.0, minimum=0)  # λ

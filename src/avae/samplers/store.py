@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from .. import __version__, atomic, run, schema
-from ..data import check_unchanged
+from ..data import check_unchanged, load_data
+from ..data.given import GivenData
 from ..errors import AvaeError
 from . import codes as codes_mod
 from .base import SAMPLERS, FitReport, Sampler, need, sampler_class, settings_of
@@ -45,10 +46,11 @@ def path_of(run_dir: Path, name: str, checkpoint: str = "last") -> Path:
 
 def fit_sampler(run_dir, sampler: str, settings: dict | None = None, *, codes: int = FIT_CODES,
                 heldout: float = HELDOUT, seed: int = 0, checkpoint: str = "last", trust_code: bool = False,
-                progress: bool = False) -> Fitted:
+                progress: bool = False, data=None, val_data=None) -> Fitted:
     """Fit sampler `sampler` (settings: {name: value}) to the codes of a fixed, seeded subset of
     the run's training images (`codes` of them at most, a `heldout` share held out to score it),
-    and save it as RUN_DIR/samplers/NAME-CHECKPOINT.pt; returns it with its report."""
+    and save it as RUN_DIR/samplers/NAME-CHECKPOINT.pt; returns it with its report. `data`,
+    `val_data`: the images of a run trained on Python objects, as given then."""
     run_dir = run.as_path(run_dir, "run_dir")
     cls = sampler_class(sampler)
     values = settings_of(cls, settings)
@@ -59,14 +61,16 @@ def fit_sampler(run_dir, sampler: str, settings: dict | None = None, *, codes: i
     seed = schema.check_value("seed", seed, int, schema.SEED)
     schema.check_value("checkpoint", checkpoint, str, {"choices": CHECKPOINTS})
     schema.check_value("trust_code", trust_code, bool, {})
-    cfg, spec = run.read(run_dir)
+    record = run.read_record(run_dir)
+    cfg, spec = record.cfg, record.spec
     sha256 = run.checkpoint_sha256(run_dir, checkpoint)
-    model = run.open_model(run_dir, trust_code)
+    model = run.open_model(record, trust_code)
     run.load_weights(model, run_dir, checkpoint)
     model.eval().requires_grad_(False)
-    data = run.load_data(cfg)  # the training split as the run trained on it
-    check_unchanged(data, run.recorded_data(run_dir))
-    layout = torch.channels_last if cfg["train"].get("channels_last") else torch.contiguous_format
+    # the training split as the run trained on it
+    data = load_data(cfg, given=GivenData(data, val_data) if data is not None else None)
+    check_unchanged(data, record.data)
+    layout = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     model.to(memory_format=layout)
     z = codes_mod.of_images(model, data.train, spec.value_range, size=codes, heldout=heldout, seed=seed, layout=layout)
     if run.checkpoint_sha256(run_dir, checkpoint) != sha256:
