@@ -1,4 +1,4 @@
-"""The README's own-loop recipe ("The AVAE in your own loop") on 2-D toy data: which settings decide
+"""The own-loop recipe of docs/python-api.md ("The AVAE in your own loop") on 2-D toy data: which settings decide
 whether the codes reach the sampler N(0, (1−h²)I).
 
 Two data sets, 2,000 points each (1,800 train, 200 validation), standardised: a noisy ring (radius 1,
@@ -30,7 +30,7 @@ from torch import nn
 import avae
 from avae import hardware, run
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"  # where the recipe is written
 SEEDS = range(5)
 HELD_OUT = 4000
 OLD = {"depth": 1, "every": 10, "sigma_min": 0.0, "m": 200, "lr": 3e-3, "epochs": 30}

@@ -96,7 +96,7 @@ def test_aggregate_kl_is_the_kde_kl_with_the_avaes_settings():
 
 @pytest.mark.parametrize("latent_dim", [16, 64])
 def test_the_kl_estimate_is_below_zero_at_the_target_and_above_it_for_shrunken_codes(latent_dim):
-    """As the README explains: at the sampler, E[estimate] = −KL(q ‖ q̂) < 0; codes shrunk towards 0 score above 0."""
+    """As docs/method.md explains: at the sampler, E[estimate] = −KL(q ‖ q̂) < 0; codes shrunk towards 0 score above 0."""
     kl, gen = avae.AggregateKL(latent_dim, 1000), torch.Generator().manual_seed(0)
 
     def estimate(scale):

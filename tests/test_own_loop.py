@@ -1,4 +1,4 @@
-"""The README's own-loop recipe ("The AVAE in your own loop") brings the codes of 2-D toy data to the
+"""The own-loop recipe of docs/python-api.md ("The AVAE in your own loop") brings the codes of 2-D toy data to the
 AVAE's sampler, and `avae.latent_fit` scores codes against a sampler: known answers and refusals."""
 import dataclasses
 import math
@@ -13,12 +13,12 @@ from scipy import stats
 import avae
 from avae.metrics import latent
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-# KS distance of ‖z‖²/(1−h²) to χ²_2 on 4,000 held-out codes. The README's loop: 0.015–0.067 over 5 seeds of
+PYTHON_API = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
+# KS distance of ‖z‖²/(1−h²) to χ²_2 on 4,000 held-out codes. The documented loop: 0.015–0.067 over 5 seeds of
 # each set; the recipe before (one hidden layer, re-encoding every 10 steps, no σ floor, m = 200): 0.27–0.51
 # (benchmarks/own_loop_toy.py).
 KS_BOUND = 0.1
-KL_BOUND = 0.05  # Gaussian-fit KL to N(0, (1−h²)I), nats; README loop ≤ 0.021, the recipe before ≥ 0.13
+KL_BOUND = 0.05  # Gaussian-fit KL to N(0, (1−h²)I), nats; documented loop ≤ 0.021, the recipe before ≥ 0.13
 
 
 def ring(n, gen):
@@ -33,11 +33,11 @@ def three_gaussians(n, gen):
 
 
 def readme_loop(data, seed):
-    """Run the README's own-loop block as written, its data lines replaced by `data` and its seed by `seed`."""
-    section = README.read_text().split("The AVAE in your own loop", 1)[1]
+    """Run the documented own-loop block as written, its data lines replaced by `data` and its seed by `seed`."""
+    section = PYTHON_API.read_text().split("The AVAE in your own loop", 1)[1]
     block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     head, anchor, tail = block.partition("data = (data - data.mean(0)) / data.std(0)\n")
-    assert anchor and "torch.manual_seed(0)" in head, "the README's loop no longer starts from data and a seed"
+    assert anchor and "torch.manual_seed(0)" in head, "the documented loop no longer starts from data and a seed"
     imports = "".join(line + "\n" for line in head.splitlines() if line.startswith(("import ", "from ")))
     namespace = {"toy_data": data}
     exec(f"{imports}torch.manual_seed({seed})\ndata = toy_data\n{anchor}{tail}", namespace)
