@@ -12,7 +12,7 @@ import avae
 from avae import callbacks, config, run
 from avae.callbacks import evaluation_metrics, installed, tracker_params
 from avae.cli import main
-from avae.config import DataSettings, TrainConfig
+from avae.config import DataSettings, TrainSettings
 from avae.models import MODELS, ModelSettings
 from fixtures import pictures, write_image_folder
 
@@ -64,7 +64,7 @@ def declared(model_name):
         return {f.name for f in dataclasses.fields(cls)}
 
     return {"data": names(DataSettings), "model": names(ModelSettings) | names(MODELS[model_name].Params),
-            "train": names(TrainConfig)}
+            "train": names(TrainSettings)}
 
 
 def own_images(tmp_path):

@@ -53,7 +53,7 @@ class RunInfo:
 
     run_dir: Path
     config: dict  # the resolved config, as written to config.yaml
-    settings: config.TrainConfig  # its train section: epochs, figures_every, ...
+    settings: config.TrainSettings  # its train section: epochs, figures_every, ...
     model: torch.nn.Module  # trained in place: a callback that switches it to eval mode switches it back
     val_images: ImageSet  # the validation images (uint8, by index)
     value_range: tuple[float, float]  # what the model's float images span

@@ -103,21 +103,21 @@ SAMPLERS_HELP = ("prior (the model's own), gaussian, gmm, flow (pip install 'ava
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .config import EVALUATE_DEFAULTS as D, EVALUATE_SETTINGS as EVALUATE, TrainConfig
+    from .config import EVALUATE_DEFAULTS as D, EVALUATE_SETTINGS as EVALUATE, TrainSettings
     from .launchers import LAUNCHERS, Resources
 
     p = _Parser(prog="avae", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model (the AVAE or a baseline) into a run directory")
-    _config_flags(t, TrainConfig)
+    _config_flags(t, TrainSettings)
     t.add_argument("--out", help="run directory (default runs/<dataset>-<model>-<time>)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     _trust_flag(t)
     t.set_defaults(run=_train)
 
     f = sub.add_parser("config", help="print the whole configuration that `avae train` with these flags would use")
-    _config_flags(f, TrainConfig)
+    _config_flags(f, TrainSettings)
     f.set_defaults(run=_config)
 
     d = sub.add_parser("demo", help="the default job: AVAE on procedural dSprites, no download")
@@ -246,13 +246,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config_flags(parser, TrainConfig) -> None:
+def _config_flags(parser, TrainSettings) -> None:
     """The flags that choose a configuration (`avae train`, `avae config`)."""
     parser.add_argument("--config", help="YAML file or preset name (e.g. demo)")
     parser.add_argument("--dataset", help="dataset name (its preset supplies the paper's settings)")
     parser.add_argument("--model", help="model name, see `avae models`")
-    parser.add_argument("--epochs", type=_setting_flag(TrainConfig, "epochs"), help="train.epochs (default: the config's)")
-    parser.add_argument("--seed", type=_setting_flag(TrainConfig, "seed"), help="train.seed (default: the config's, else 0)")
+    parser.add_argument("--epochs", type=_setting_flag(TrainSettings, "epochs"), help="train.epochs (default: the config's)")
+    parser.add_argument("--seed", type=_setting_flag(TrainSettings, "seed"), help="train.seed (default: the config's, else 0)")
     parser.add_argument("--data-root", help="folder holding the dataset's files (else $AVAE_DATA_ROOT); for the "
                         "images dataset the folder of images, for array the .npy/.npz file")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")

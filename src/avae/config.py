@@ -83,7 +83,7 @@ class DataSettings:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainSettings:
     epochs: int = setting(10, minimum=1)
     batch_size: int = setting(100, minimum=2)
     lr: float = setting(5e-4, above=0)
@@ -104,10 +104,6 @@ class TrainConfig:
     tensorboard: bool = setting(False)  # scalars and figures per epoch in RUN_DIR/tensorboard (avae[tensorboard])
     wandb: bool = setting(False)  # Weights & Biases, offline unless WANDB_MODE is set (avae[wandb])
     mlflow: bool = setting(False)  # MLflow, a file store in RUN_DIR/mlruns unless MLFLOW_TRACKING_URI is set (avae[mlflow])
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        return cls(**check_section("train", cls, values))
 
 
 @dataclass(frozen=True)
@@ -180,7 +176,7 @@ def validate(cfg) -> dict:
     if missing:
         raise AvaeError(f"config has no section {', '.join(missing)}; sections are: {', '.join(SECTIONS)}")
     return {"data": check_section("data", DataSettings, cfg["data"]), "model": check_model_section(cfg["model"]),
-            "train": check_section("train", TrainConfig, cfg["train"])}
+            "train": check_section("train", TrainSettings, cfg["train"])}
 
 
 def preset_names() -> list[str]:
@@ -240,7 +236,7 @@ class Config:
     data: DataSettings
     model: "ModelSettings"  # the settings every model has
     params: object  # the chosen model's own settings: an instance of MODELS[model.name].Params
-    train: TrainConfig
+    train: TrainSettings
 
     @classmethod
     def from_dict(cls, tree) -> "Config":
@@ -256,7 +252,7 @@ class Config:
         return cls(data=DataSettings(**data),
                    model=ModelSettings(**{k: v for k, v in model.items() if k in common}),
                    params=MODELS[model["name"]].Params(**{k: v for k, v in model.items() if k not in common}),
-                   train=TrainConfig(**cfg["train"]))
+                   train=TrainSettings(**cfg["train"]))
 
     def to_dict(self) -> dict:
         """The sections as plain values: what config.yaml holds and `from_dict` reads back to an equal Config."""
@@ -266,7 +262,7 @@ class Config:
 
 
 def defaults() -> dict:
-    """The built-in sections: every data and common model setting, no train setting (TrainConfig's apply)."""
+    """The built-in sections: every data and common model setting, no train setting (TrainSettings' defaults apply)."""
     from .models import ModelSettings
 
     return {"data": dataclasses.asdict(DataSettings()), "model": dataclasses.asdict(ModelSettings()), "train": {}}
