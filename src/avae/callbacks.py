@@ -256,6 +256,8 @@ class TensorBoard(Callback):
     """Scalars per epoch and the figures as images, and the configuration as hyper-parameters (the
     HPARAMS tab, the run's scalars its metrics), in RUN_DIR/tensorboard/."""
 
+    setting, label = "tensorboard", "TensorBoard"  # its train setting (and package), its name in notes
+
     def __init__(self):
         _require("tensorboard", "tensorboard")
 
@@ -282,10 +284,21 @@ class TensorBoard(Callback):
         if hasattr(self, "writer"):  # (started)
             self.writer.close()
 
+    @staticmethod
+    def add_evaluation(run_dir: Path, cfg: config.Config, metrics: dict, step: int) -> None:
+        """Add an evaluation's scores to the run this tracker recorded."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(run_dir / "tensorboard")) as writer:
+            for key, value in metrics.items():
+                writer.add_scalar(key, value, step)
+
 
 class WandB(Callback):
     """Weights & Biases: the config, scalars per epoch and the figures; offline (files under
     RUN_DIR/wandb, `wandb sync` uploads them) unless WANDB_MODE is set."""
+
+    setting, label = "wandb", "W&B"
 
     def __init__(self):
         _require("wandb", "wandb")
@@ -307,10 +320,21 @@ class WandB(Callback):
         if hasattr(self, "run"):
             self.run.finish(exit_code=1)
 
+    @staticmethod
+    def add_evaluation(run_dir: Path, cfg: config.Config, metrics: dict, step: int) -> None:
+        """Add an evaluation's scores to the run this tracker recorded."""
+        wandb_run = _wandb_run(run_dir, cfg)
+        try:
+            wandb_run.summary.update(metrics)
+        finally:
+            wandb_run.finish()
+
 
 class MLflow(Callback):
     """MLflow: the config as parameters, scalars per epoch and the figures as artifacts; a file
     store in RUN_DIR/mlruns unless MLFLOW_TRACKING_URI is set."""
+
+    setting, label = "mlflow", "MLflow"
 
     def __init__(self):
         _require("mlflow", "mlflow")
@@ -352,6 +376,22 @@ class MLflow(Callback):
 
         if hasattr(self, "run"):
             mlflow.end_run("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+
+    @staticmethod
+    def add_evaluation(run_dir: Path, cfg: config.Config, metrics: dict, step: int) -> None:
+        """Add an evaluation's scores to the run this tracker recorded."""
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+
+        recorded = _recorded(run_dir, "mlflow")
+        if not recorded.get("run_id"):
+            raise AvaeError(f"{run_dir / TRACKERS} records no MLflow run (the run was trained by an earlier avae)")
+        client = MlflowClient(recorded.get("tracking_uri") or _own_store(run_dir))
+        now = int(time.time() * 1000)
+        client.log_batch(recorded["run_id"], metrics=[Metric(key, value, now, step) for key, value in metrics.items()])
+
+
+TRACKER_CALLBACKS = (TensorBoard, WandB, MLflow)  # each switched on by its train setting
 
 
 def _safe_id(run_dir: Path) -> str:
@@ -404,50 +444,20 @@ def log_evaluation(run_dir: Path, cfg: config.Config, result: dict) -> None:
     in its HPARAMS tab), the MLflow run's metrics at that step, the W&B run's summary. A tracker
     whose package is missing, or that fails, gets a one-line note on stderr; the evaluation stands."""
     run_dir = Path(run_dir)
-    trackers = [(setting, name, log) for setting, name, log in (
-        ("tensorboard", "TensorBoard", _evaluation_to_tensorboard), ("mlflow", "MLflow", _evaluation_to_mlflow),
-        ("wandb", "W&B", _evaluation_to_wandb)) if getattr(cfg.train, setting)]
+    trackers = [tracker for tracker in TRACKER_CALLBACKS if getattr(cfg.train, tracker.setting)]
     if not trackers:
         return
     metrics = evaluation_metrics(result)
     step = int((result.get("trained") or {}).get("epochs_done") or len(run.read_metrics(run_dir)))
-    for module, name, log in trackers:  # (each setting is named after its package)
-        if not installed(module):
-            print(f"note: the evaluation is not logged to {name}: the '{module}' package is not installed "
-                  f"(pip install 'avae[{module}]')", file=sys.stderr)
+    for tracker in trackers:  # (each setting is named after its package)
+        if not installed(tracker.setting):
+            print(f"note: the evaluation is not logged to {tracker.label}: the '{tracker.setting}' package is not "
+                  f"installed (pip install 'avae[{tracker.setting}]')", file=sys.stderr)
             continue
         try:
-            log(run_dir, cfg, metrics, step)
+            tracker.add_evaluation(run_dir, cfg, metrics, step)
         except Exception as e:  # a tracker's own failure (a store gone, a server down) leaves the evaluation standing
-            print(f"note: the evaluation is not logged to {name}: {run.first_line(e)}", file=sys.stderr)
-
-
-def _evaluation_to_tensorboard(run_dir: Path, cfg: config.Config, metrics: dict, step: int) -> None:
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(run_dir / "tensorboard")) as writer:
-        for key, value in metrics.items():
-            writer.add_scalar(key, value, step)
-
-
-def _evaluation_to_mlflow(run_dir: Path, cfg: config.Config, metrics: dict, step: int) -> None:
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
-    recorded = _recorded(run_dir, "mlflow")
-    if not recorded.get("run_id"):
-        raise AvaeError(f"{run_dir / TRACKERS} records no MLflow run (the run was trained by an earlier avae)")
-    client = MlflowClient(recorded.get("tracking_uri") or _own_store(run_dir))
-    now = int(time.time() * 1000)
-    client.log_batch(recorded["run_id"], metrics=[Metric(key, value, now, step) for key, value in metrics.items()])
-
-
-def _evaluation_to_wandb(run_dir: Path, cfg: config.Config, metrics: dict, step: int) -> None:
-    wandb_run = _wandb_run(run_dir, cfg)
-    try:
-        wandb_run.summary.update(metrics)
-    finally:
-        wandb_run.finish()
+            print(f"note: the evaluation is not logged to {tracker.label}: {run.first_line(e)}", file=sys.stderr)
 
 
 def from_settings(settings) -> list[Callback]:
@@ -455,7 +465,4 @@ def from_settings(settings) -> list[Callback]:
     callbacks: list[Callback] = [Figures(), MetricsLog()]
     if settings.progress:
         callbacks.append(ProgressBar())
-    for enabled, tracker in ((settings.tensorboard, TensorBoard), (settings.wandb, WandB), (settings.mlflow, MLflow)):
-        if enabled:
-            callbacks.append(tracker())
-    return callbacks
+    return callbacks + [tracker() for tracker in TRACKER_CALLBACKS if getattr(settings, tracker.setting)]
