@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from avae import config, hardware, nets, run, trainer
+from avae import config, hardware, machine_load, nets, run, trainer
 from avae.errors import AvaeError
 from avae.data import load_data
 from avae.models import seeded_model
@@ -183,7 +183,7 @@ def test_threads_take_the_cores_that_other_work_leaves_free(monkeypatch):
 
 
 def test_busy_cores_counts_the_work_of_other_processes():
-    if hardware._busy_seconds() is None:
+    if machine_load._busy_seconds() is None:
         pytest.skip("no /proc/stat")
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -196,7 +196,7 @@ def test_busy_cores_counts_the_work_of_other_processes():
 
 def test_a_cgroup_cpu_quota_limits_the_cores(monkeypatch):
     files = {"/sys/fs/cgroup/cpu.max": "150000 100000\n"}
-    monkeypatch.setattr(hardware, "_read", lambda path: files.get(str(path)))
+    monkeypatch.setattr(machine_load, "_read", lambda path: files.get(str(path)))
     assert hardware.cgroup_cpu_quota() == 1.5 and hardware.available_cores() == min(2, len(os.sched_getaffinity(0)))
     files["/sys/fs/cgroup/cpu.max"] = "max 100000\n"
     assert hardware.cgroup_cpu_quota() is None
@@ -214,3 +214,20 @@ def test_bad_hardware_settings_are_rejected(mnist_root, tmp_path, setting):
     with pytest.raises(AvaeError):
         trainer.start(config.resolve(None, tiny(mnist_root, setting)), tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("busy, given, expected", [(1.6, None, "PASSIVE"), (0.2, None, None), (1.6, "ACTIVE", "ACTIVE")])
+def test_openmp_waits_passively_only_beside_other_work_and_never_over_the_users_setting(busy, given, expected):
+    """Decided in a fresh interpreter (before torch starts OpenMP), with the machine's load made up."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": given} if given else {})
+    code = (f"from avae import machine_load as m; m.busy_cores = lambda: {busy}; m.available_cores = lambda: 2; "
+            "m.openmp_waits_passively(); import os, torch; print(os.environ.get('OMP_WAIT_POLICY'))")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == str(expected)
+
+
+def test_openmp_wait_policy_is_left_alone_once_torch_is_imported(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(machine_load, "busy_cores", lambda: 100.0)
+    assert not machine_load.openmp_waits_passively() and "OMP_WAIT_POLICY" not in os.environ

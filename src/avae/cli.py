@@ -9,8 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import atomic, schema
+from . import atomic, machine_load, schema
 from .errors import AvaeError
+
+COMPUTING = ("train", "demo", "evaluate", "fit-sampler", "benchmark")  # commands whose threads share the machine
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # --help, or a bad flag (already reported in one line)
         return e.code if isinstance(e.code, int) else 0
+    if args.command in COMPUTING:
+        machine_load.openmp_waits_passively()  # before torch starts OpenMP, which reads it once
     try:
         return args.run(args) or 0
     except AvaeError as e:

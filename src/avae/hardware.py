@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from .kde_bandwidth import cache_path, read_json_cache, write_json_cache
+from .machine_load import QUIET_SHARE, available_cores, busy_cores, cgroup_cpu_quota, load_average  # noqa: F401
 
 AUTO = "auto"
 # environment variables that change which kernels run (set them to emulate a smaller CPU)
@@ -36,7 +37,6 @@ KERNEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_I
                     "OMP_NUM_THREADS")
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # /proc/cpuinfo names (x86 and Arm)
 BF16_MARGIN = 1.15  # bfloat16 must beat float32 by this factor: a near tie keeps the exact float32
-QUIET_SHARE = 0.5  # share of the cores other work may keep busy for timings to count; above it rules decide
 PROBE_BATCH = 64  # images per timed inference pass while precision and layout are chosen
 MAX_TRAIN_PROBE = 128  # the timed training step takes the run's batch, up to this many images
 INFERENCE_BATCHES = (64, 256, 1024)  # images per inference call, each timed on the last of them
@@ -54,40 +54,6 @@ def _cpuinfo() -> dict[str, str]:
         key, _, value = line.partition(":")
         fields[key.strip()] = value.strip()
     return fields
-
-
-def available_cores() -> int:
-    """The cores this process may use: its CPU affinity, and its cgroup's CPU quota (containers, SLURM)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    quota = cgroup_cpu_quota()
-    return max(1, min(cores, math.ceil(quota))) if quota else cores
-
-
-def cgroup_cpu_quota() -> float | None:
-    """CPUs' worth of time the cgroup may use (cgroup v2 cpu.max, or v1's CFS quota); None: no limit."""
-    for path, parse in ((Path("/sys/fs/cgroup/cpu.max"), lambda t: t.split()),
-                        (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), lambda t: [t.strip(), _read(
-                            Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))])):
-        text = _read(path)
-        if text is None:
-            continue
-        quota, period = (parse(text) + [None])[:2]
-        try:
-            quota, period = float(quota), float(period)
-        except (TypeError, ValueError):  # "max": no limit
-            return None
-        return quota / period if quota > 0 and period > 0 else None
-    return None
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text()
-    except OSError:
-        return None
 
 
 def machine() -> dict:
@@ -129,28 +95,6 @@ def threads() -> int:
     cores = available_cores()
     share = max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(1, min(share, math.floor(cores - busy_cores() + 0.5)))
-
-
-def busy_cores(window: float = 0.1) -> float:
-    """Cores that other processes keep busy now: the machine's busy CPU time over a short window
-    (/proc/stat) less this process's own. The load average, which lags a minute behind, stands in
-    where /proc/stat is missing."""
-    first = _busy_seconds()
-    if first is None:
-        return load_average()
-    own, start = sum(os.times()[:2]), time.perf_counter()
-    time.sleep(window)
-    others = (_busy_seconds() - first) - (sum(os.times()[:2]) - own)
-    return max(0.0, others / (time.perf_counter() - start))
-
-
-def _busy_seconds() -> float | None:
-    """CPU seconds all cores have spent busy since boot (/proc/stat's first line), or None."""
-    line = (_read(Path("/proc/stat")) or "").partition("\n")[0].split()
-    if not line or line[0] != "cpu":
-        return None
-    ticks = [int(v) for v in line[1:9]]  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def apply(cfg, model, choices: dict):
@@ -204,11 +148,6 @@ def rules(candidates: list[str], basis: str) -> dict:
     measurements in BENCHMARKS.md chose most often on AVX2 and AVX-512 CPUs)."""
     return {"train_precision": "float32", "channels_last": True, "inference_precision": candidates[-1],
             "inference_channels_last": True, "inference_batch": 256, "basis": basis, "seconds": {}}
-
-
-def load_average() -> float:
-    """The 1-minute load average (0 where the system does not report one)."""
-    return getattr(os, "getloadavg", lambda: (0.0,))()[0]
 
 
 def _measure(model, candidates, train_batch: int) -> dict:
