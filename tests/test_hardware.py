@@ -197,14 +197,14 @@ def test_busy_cores_counts_the_work_of_other_processes():
 def test_a_cgroup_cpu_quota_limits_the_cores(monkeypatch):
     files = {"/sys/fs/cgroup/cpu.max": "150000 100000\n"}
     monkeypatch.setattr(machine_load, "_read", lambda path: files.get(str(path)))
-    assert hardware.cgroup_cpu_quota() == 1.5 and hardware.available_cores() == min(2, len(os.sched_getaffinity(0)))
+    assert machine_load.cgroup_cpu_quota() == 1.5 and machine_load.available_cores() == min(2, len(os.sched_getaffinity(0)))
     files["/sys/fs/cgroup/cpu.max"] = "max 100000\n"
-    assert hardware.cgroup_cpu_quota() is None
+    assert machine_load.cgroup_cpu_quota() is None
     files.clear()
     files |= {"/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "50000\n", "/sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n"}
-    assert hardware.cgroup_cpu_quota() == 0.5 and hardware.available_cores() == 1
+    assert machine_load.cgroup_cpu_quota() == 0.5 and machine_load.available_cores() == 1
     files["/sys/fs/cgroup/cpu/cpu.cfs_quota_us"] = "-1\n"
-    assert hardware.cgroup_cpu_quota() is None
+    assert machine_load.cgroup_cpu_quota() is None
 
 
 @pytest.mark.parametrize("setting", ["train.precision=half", "train.channels_last=maybe", "train.threads=0",

@@ -12,12 +12,16 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from . import schema
 from .errors import AvaeError
 from .schema import setting
+
+if TYPE_CHECKING:
+    from .models import ModelSettings
 
 
 class _Loader(yaml.SafeLoader):
@@ -234,7 +238,7 @@ class Config:
     sections data, model (the common settings and the model's own Params together) and train."""
 
     data: DataSettings
-    model: "ModelSettings"  # the settings every model has
+    model: ModelSettings  # the settings every model has
     params: object  # the chosen model's own settings: an instance of MODELS[model.name].Params
     train: TrainSettings
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from .kde_bandwidth import cache_path, read_json_cache, write_json_cache
-from .machine_load import QUIET_SHARE, available_cores, busy_cores, cgroup_cpu_quota, load_average  # noqa: F401
+from .machine_load import QUIET_SHARE, available_cores, busy_cores
 
 AUTO = "auto"
 # environment variables that change which kernels run (set them to emulate a smaller CPU)
