@@ -182,6 +182,29 @@ def test_threads_take_the_cores_that_other_work_leaves_free(monkeypatch):
     assert hardware.threads() == torch.get_num_threads()
 
 
+def test_more_threads_than_free_cores_is_named_in_one_line(monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(hardware, "available_cores", lambda: 4)
+    monkeypatch.setattr(hardware, "busy_cores", lambda: 2.6)
+    warning = hardware.threads_warning(3)
+    assert warning == ("train.threads=3, but other work keeps 2.6 of this machine's 4 cores busy: every operation "
+                       "waits for its slowest thread, so train.threads=1 (what auto takes now) is likely faster")
+    assert hardware.threads_warning(1) is None
+    monkeypatch.setattr(hardware, "busy_cores", lambda: 0.0)
+    assert hardware.threads_warning(4) is None
+    assert "train.threads=4 (what auto takes now)" in hardware.threads_warning(8)  # more than the machine has
+
+
+def test_training_warns_when_train_threads_exceeds_the_free_cores(mnist_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(hardware, "busy_cores", lambda: float(hardware.available_cores()))
+    settings = tiny(mnist_root, "train.threads=2", "train.precision=float32", "train.channels_last=false")
+    trainer.start(config.resolve(None, settings), tmp_path / "busy")
+    assert capsys.readouterr().err.count("warning: train.threads=2, but other work keeps") == 1
+    trainer.start(config.resolve(None, tiny(mnist_root, "train.precision=float32", "train.channels_last=false")),
+                  tmp_path / "auto")
+    assert "warning" not in capsys.readouterr().err  # auto takes what is free
+
+
 def test_busy_cores_counts_the_work_of_other_processes():
     if machine_load._busy_seconds() is None:
         pytest.skip("no /proc/stat")

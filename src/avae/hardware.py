@@ -92,9 +92,25 @@ def threads() -> int:
     slows every step: where fewer than two cores are free, one thread is the fastest."""
     if "OMP_NUM_THREADS" in os.environ:
         return torch.get_num_threads()
+    return _free_threads(busy_cores())
+
+
+def _free_threads(busy: float) -> int:
     cores = available_cores()
     share = max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, min(share, math.floor(cores - busy_cores() + 0.5)))
+    return max(1, min(share, math.floor(cores - busy + 0.5)))
+
+
+def threads_warning(asked: int) -> str | None:
+    """One line where train.threads asks for more threads than the cores other work leaves free
+    (what `auto` would take now), else None."""
+    busy = busy_cores()
+    free = _free_threads(busy)
+    if asked <= free:
+        return None
+    return (f"train.threads={asked}, but other work keeps {busy:.1f} of this machine's {available_cores()} cores "
+            f"busy: every operation waits for its slowest thread, so train.threads={free} (what auto takes now) "
+            f"is likely faster")
 
 
 def apply(cfg, model, choices: dict):

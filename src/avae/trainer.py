@@ -40,6 +40,8 @@ class Trainer:
         self.settings = self.cfg.train
         self.seed = self.settings.seed
         self.threads = self._set_threads()
+        if self.settings.threads and self.dist.is_main and (warning := hardware.threads_warning(self.settings.threads)):
+            tqdm.write(f"warning: {warning}", file=sys.stderr)
         if self.dist.enabled and self.settings.batch_size < 2 * self.dist.world:
             raise AvaeError(f"train.batch_size {self.settings.batch_size} is too small for {self.dist.world} ranks")
         self.memory_format = torch.channels_last if self.settings.channels_last else torch.contiguous_format
