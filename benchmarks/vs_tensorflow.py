@@ -56,6 +56,9 @@ train.threads = N, train.device = cpu, train.figures_every = 0, train.progress =
 train.checkpoint_minutes large (no checkpoint inside the timed loop, as on the TF side), and
 `--precision float32` (train.precision = model.kde_precision = float32) or `auto` (both left to
 the library). Its loop time is the trainer's own `train_s`; a callback stamps each step's end.
+Before torch starts, the runner does what the `avae` commands do on a busy machine: OpenMP's
+threads wait passively (`machine_load.openmp_waits_passively`; recorded as "omp_wait_policy").
+Records without that field were taken before it did (the first matrix in vs_tensorflow.jsonl).
 What `auto` (and the layout / KDE-call settings, which are auto in both avae cells) resolved to is
 recorded from the run's resolved config ("resolved"; "auto_basis" says whether a measurement or
 the rules for a busy machine decided). The library caches those choices and the bandwidth in
@@ -213,8 +216,10 @@ print("%s%s" % (args["mark"], json.dumps({
 AVAE_RUNNER = r'''
 import time
 T0, P0 = time.time(), time.perf_counter()
-import json, sys
+import json, os, sys
 args = json.loads(sys.argv[1])
+from avae.machine_load import openmp_waits_passively  # torch-free; as the avae commands do before torch starts
+openmp_waits_passively()
 import avae
 import torch
 P_import = time.perf_counter()
@@ -248,7 +253,8 @@ print("%s%s" % (args["mark"], json.dumps({
                  "interop": torch.get_num_interop_threads(),
                  "latent_dim": cfg["model"]["latent_dim"], "width": cfg["model"]["width"],
                  "kde_size": cfg["model"]["kde_size"], "refresh_every": cfg["model"]["kde_refresh_every"],
-                 "h_opt": rec["h_opt"], "h": rec["h"], "auto_basis": auto.get("basis")},
+                 "h_opt": rec["h_opt"], "h": rec["h"], "auto_basis": auto.get("basis"),
+                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
     "versions": {"avae": avae.__version__, "torch": torch.__version__, "python": sys.version.split()[0]},
 })), flush=True)
 '''
