@@ -92,7 +92,7 @@ def test_gmm_recovers_three_clusters_and_beats_one_gaussian_on_held_out_codes():
 
 RING_TRAIN, RING_HELDOUT = 1200, 1000
 SMALL = {"flow": {"transforms": 2, "hidden": 32, "lr": 5e-3, "batch_size": 100, "max_epochs": 15},
-         "latent_diffusion": {"timesteps": 50, "hidden": 64, "lr": 5e-3, "batch_size": 32, "max_epochs": 60}}
+         "latent_diffusion": {"timesteps": 50, "hidden": 64, "lr": 2e-3, "batch_size": 64, "max_epochs": 300}}
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,16 @@ def test_neural_samplers_fit_a_ring_better_than_a_gaussian(ring_fits, name):
             sampler.log_prob(ring(3, 2))
     radius = sampler.sample(2000, torch.Generator().manual_seed(4)).double().norm(dim=1)
     assert abs(float(radius.median()) - 2.0) < 0.15
+
+
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])
+def test_latent_diffusion_noises_a_code_to_pure_noise_at_any_number_of_timesteps(schedule):
+    pytest.importorskip("diffusers")
+    for timesteps in (2, 10, 50, 200, 1000):
+        scheduler = make("latent_diffusion", 2, timesteps=timesteps, schedule=schedule).scheduler()
+        # sampling starts from N(0, I), so the last noised code must keep (almost) nothing of the code
+        assert float(scheduler.alphas_cumprod[-1]) < 1e-3, timesteps
+        assert 0 < float(scheduler.betas.min()) and float(scheduler.betas.max()) < 1, timesteps
 
 
 def test_state_round_trip_gives_identical_samples(ring_fits):
@@ -287,6 +297,13 @@ def test_a_sampler_fitted_for_another_checkpoint_is_refused(run_dir, capsys, tmp
         model.sample(2, sampler="gmm")
     fails(capsys, "sample", run_dir, "--sampler", "gmm", "--checkpoint", "best", "--out", tmp_path / "b",
           says="has no gmm sampler for its best checkpoint; fit one with `avae fit-sampler")
+
+
+def test_a_sampler_fitted_by_an_earlier_version_of_it_is_refused(run_dir, capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(samplers.sampler_class("gmm"), "version", 2)  # as if gmm had changed since the fit
+    err = fails(capsys, "sample", run_dir, "--sampler", "gmm", "--out", tmp_path / "s",
+                says="gmm-last.pt was fitted by version 1 of the gmm sampler, which draws differently")
+    assert f"fit it again with `avae fit-sampler {run_dir} --sampler gmm`" in err
 
 
 def test_missing_files_settings_and_packages_are_one_line_errors(run_dir, capsys, monkeypatch, tmp_path):

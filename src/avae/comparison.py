@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import config, pages, run
 from .errors import AvaeError
-from .metrics.catalogue import HEADLINES, Metric, describe, headline_metrics, lookup
+from .metrics.catalogue import HEADLINES, SAMPLER_HEADLINES, Metric, headline_metrics, lookup, sampler_metrics
 
 COMPARISON = "comparison.html"  # what `avae compare --out FOLDER` writes there
 
@@ -37,7 +37,7 @@ def compare(run_dirs) -> dict:
     metrics = {name: [lookup(r, where) for r in results] for name, where in HEADLINES.items()}
     fitted = dict.fromkeys(s for r in results for s in r.get("samplers", {}) if s != "prior")
     metrics |= {f"{row}:{sampler}": [lookup(r, f"samplers.{sampler}.{where}") for r in results]
-                for sampler in fitted for row, where in SAMPLER_ROWS.items()}
+                for sampler in fitted for row, where in SAMPLER_HEADLINES.items()}
     keys = sorted(set().union(*configs))
     settings = {k: [c.get(k) for c in configs] for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1}
     names = [d.name for d in run_dirs]
@@ -68,20 +68,12 @@ def _samples_picture(run_dir: Path, result: dict) -> Path | None:
     return run_dir / entry["file"] if entry and pages.picture_intact(entry, run_dir) else None
 
 
-# the rows of each fitted sampler (evaluate --samplers), as "row:sampler"
-SAMPLER_ROWS = {"fd_N": "sample_quality.frechet_distance", "prd_precision_N": "sample_quality.prd.precision",
-                "prd_recall_N": "sample_quality.prd.recall", "sliced_ks": "latent_fit.sliced_ks",
-                "codes_log_likelihood": "latent_fit.log_likelihood_per_dim"}
-
-
 def metric_of(name: str) -> Metric:
     """The label and direction of a row: a headline, or a fitted sampler's row "row:sampler"."""
     if name in HEADLINES:
         return headline_metrics()[name]
     row, _, sampler = name.partition(":")
-    where = SAMPLER_ROWS[row]
-    base = describe(f"sample_quality.N.{where.removeprefix('sample_quality.')}" if where.startswith("sample_quality.")
-                    else f"samplers.*.{where}")
+    base = sampler_metrics()[row]
     return Metric(f"{base.label}, {sampler} sampler", base.better, base.unit)
 
 

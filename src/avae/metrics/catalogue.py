@@ -128,6 +128,7 @@ HEADLINES = {
     "norm_ks": "latent_quality.norm_chi2_test.ks_statistic",
     "norm_ks_prior": "latent_quality.norm_chi2_test_prior.ks_statistic",
     "collapsed_axes": "latent_quality.collapsed_axes.count",
+    "nll": "likelihood.nll_nats",  # where defined: the VAE family and vamp (evaluate.json says why elsewhere)
     "mse_per_pixel": "latent_quality.reconstruction.mse_per_pixel",
     "sse_per_image": "latent_quality.reconstruction.sse_per_image",
     "factor_vae": "disentanglement.factor_vae.score",

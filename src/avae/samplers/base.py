@@ -68,6 +68,7 @@ class Sampler:
     requires: ClassVar[tuple[str, str] | None] = None
     has_density: ClassVar[bool] = True
     fitted: ClassVar[bool] = True  # False for `prior`, the model's own sampler (nothing to fit or save)
+    version: ClassVar[int] = 1  # raised when a change makes a saved fit of this sampler draw differently
 
     @dataclass(frozen=True)
     class Settings:

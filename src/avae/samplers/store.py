@@ -1,7 +1,7 @@
 """Samplers of a run: fitted to its codes, kept in its directory, found again for its checkpoint.
 
   RUN_DIR/samplers/NAME-CHECKPOINT.pt   one fitted sampler (e.g. gmm-last.pt), written atomically:
-      {"format", "sampler", "latent_dim", "settings" (plain values), "checkpoint",
+      {"format", "sampler", "version" (of that sampler), "latent_dim", "settings" (plain values), "checkpoint",
        "checkpoint_sha256" (of the checkpoint file whose codes it was fitted to), "codes" (how the
        codes were drawn), "report" (its FitReport), "state" (tensors), "avae"}
       — read back with torch.load(path, weights_only=True).
@@ -83,7 +83,7 @@ def fit_sampler(run_dir, sampler: str, settings: dict | None = None, *, codes: i
     if not cls.fitted:
         return Fitted(fitted, report, None)
     record = {
-        "format": FORMAT, "sampler": cls.name, "latent_dim": model.latent_dim,
+        "format": FORMAT, "sampler": cls.name, "version": cls.version, "latent_dim": model.latent_dim,
         "settings": dataclasses.asdict(values), "checkpoint": checkpoint, "checkpoint_sha256": sha256,
         "codes": {"size": codes, "heldout": heldout, "seed": seed, "what": z.what, "split": "train",
                   "train": len(z.train), "held_out": len(z.heldout)},
@@ -191,6 +191,9 @@ def _read(run_dir: Path, cls, checkpoint: str, sha256: str) -> Sampler:
     if record["format"] != FORMAT:
         raise AvaeError(f"{path} was written in format {record['format']} (this avae reads {FORMAT}); "
                         f"{_refit(run_dir, cls.name, checkpoint)}")
+    if record.get("version", 1) != cls.version:
+        raise AvaeError(f"{path} was fitted by version {record.get('version', 1)} of the {cls.name} sampler, which "
+                        f"draws differently from this avae's version {cls.version}; {_refit(run_dir, cls.name, checkpoint)}")
     if record["checkpoint_sha256"] != sha256:
         raise AvaeError(f"{path} was fitted for another checkpoint (SHA-256 {str(record['checkpoint_sha256'])[:12]}…, "
                         f"checkpoints/{checkpoint}.pt is {sha256[:12]}…); {_refit(run_dir, cls.name, checkpoint)}")
