@@ -21,6 +21,9 @@ class FlowSampler(training.NeuralSampler):
 
     @dataclass(frozen=True)
     class Settings(training.TrainingSettings):
+        # a step's time is mostly per-call overhead: 512 codes fitted 10,000 in 53 s against 63 s for 256, and
+        # as well (benchmarks/BENCHMARKS.md, "Samplers fitted after training")
+        batch_size: int = setting(512, minimum=1)
         kind: str = setting("nsf", choices=("nsf", "maf"))  # neural spline flow or masked autoregressive (affine)
         transforms: int = setting(3, minimum=1, maximum=64)  # autoregressive transforms
         hidden: int = setting(64, minimum=1)  # width of each transform's hidden layers
