@@ -21,7 +21,7 @@ class FlowSampler(training.NeuralSampler):
 
     @dataclass(frozen=True)
     class Settings(training.TrainingSettings):
-        # a step's time is mostly per-call overhead: 512 codes fitted 10,000 in 53 s against 63 s for 256, and
+        # a step's time is mostly per-call overhead: 512 codes fitted 10,000 in 59 s against 63 s for 256, and
         # as well (benchmarks/BENCHMARKS.md, "Samplers fitted after training")
         batch_size: int = setting(512, minimum=1)
         kind: str = setting("nsf", choices=("nsf", "maf"))  # neural spline flow or masked autoregressive (affine)

@@ -52,7 +52,7 @@ class LatentDiffusionSampler(training.NeuralSampler):
     class Settings(training.TrainingSettings):
         max_epochs: int = setting(1000, minimum=1)
         # epochs without a better early-stopping loss before stopping: the denoising loss flattens long before
-        # the samples stop improving (on a ring, 50 stopped at epoch 115 with samples worse than one Gaussian's)
+        # the samples stop improving
         patience: int = setting(200, minimum=1)
         timesteps: int = setting(200, minimum=2, maximum=10000)  # diffusion steps (training and sampling)
         schedule: str = setting("linear", choices=("linear", "scaled_linear", "squaredcos_cap_v2"))  # diffusers beta_schedule
