@@ -15,6 +15,7 @@ from avae.errors import AvaeError
 from avae.evaluation import evaluate
 from avae.likelihood import Likelihood
 from avae.metrics import marginal_likelihood as ml
+from avae.metrics.catalogue import headlines
 from avae.models import DataSpec, build_model
 from avae.models.vae import VAE
 from avae.user_nets import UserNetworks
@@ -241,6 +242,10 @@ def test_evaluate_reports_the_likelihood_of_a_vae(vae_run, capsys):
     assert section["neg_elbo_nats"] == pytest.approx(again["neg_elbo_nats"], rel=1e-9)
     text = (vae_run / "evaluate.html").read_text()
     assert "<h2>Log-likelihood</h2>" in text and "negative log-likelihood (IWAE bound) (nats) ↓" in text
+    # a headline of the benchmark and of `avae compare`
+    assert headlines(result, {})["nll"] == section["nll_nats"]
+    assert main(["compare", str(vae_run), str(vae_run)]) == 0
+    assert "negative log-likelihood (IWAE bound) ↓" in capsys.readouterr().out
 
     with pytest.raises(AvaeError, match="likelihood_samples"):
         evaluate(vae_run, n=60, features="random", likelihood_samples=-1, progress=False)
