@@ -187,8 +187,9 @@ def test_more_threads_than_free_cores_is_named_in_one_line(monkeypatch):
     monkeypatch.setattr(hardware, "available_cores", lambda: 4)
     monkeypatch.setattr(hardware, "busy_cores", lambda: 2.6)
     warning = hardware.threads_warning(3)
-    assert warning == ("train.threads=3, but other work keeps 2.6 of this machine's 4 cores busy: every operation "
-                       "waits for its slowest thread, so train.threads=1 (what auto takes now) is likely faster")
+    assert warning == ("train.threads=3 is more than the 1 core(s) free for this process (of 4; other work keeps 2.6 "
+                       "busy): every operation waits for its slowest thread, so train.threads=1 (what auto takes now) "
+                       "is likely faster")
     assert hardware.threads_warning(1) is None
     monkeypatch.setattr(hardware, "busy_cores", lambda: 0.0)
     assert hardware.threads_warning(4) is None
@@ -199,7 +200,7 @@ def test_training_warns_when_train_threads_exceeds_the_free_cores(mnist_root, tm
     monkeypatch.setattr(hardware, "busy_cores", lambda: float(hardware.available_cores()))
     settings = tiny(mnist_root, "train.threads=2", "train.precision=float32", "train.channels_last=false")
     trainer.start(config.resolve(None, settings), tmp_path / "busy")
-    assert capsys.readouterr().err.count("warning: train.threads=2, but other work keeps") == 1
+    assert capsys.readouterr().err.count("warning: train.threads=2 is more than the 1 core(s) free") == 1
     trainer.start(config.resolve(None, tiny(mnist_root, "train.precision=float32", "train.channels_last=false")),
                   tmp_path / "auto")
     assert "warning" not in capsys.readouterr().err  # auto takes what is free

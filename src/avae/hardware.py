@@ -108,9 +108,9 @@ def threads_warning(asked: int) -> str | None:
     free = _free_threads(busy)
     if asked <= free:
         return None
-    return (f"train.threads={asked}, but other work keeps {busy:.1f} of this machine's {available_cores()} cores "
-            f"busy: every operation waits for its slowest thread, so train.threads={free} (what auto takes now) "
-            f"is likely faster")
+    return (f"train.threads={asked} is more than the {free} core(s) free for this process (of {available_cores()}; "
+            f"other work keeps {busy:.1f} busy): every operation waits for its slowest thread, so "
+            f"train.threads={free} (what auto takes now) is likely faster")
 
 
 def apply(cfg, model, choices: dict):
