@@ -28,7 +28,7 @@ def test_plan_expands_models_seeds_and_settings(tmp_path):
     jobs = plan(load_suite(str(path)))
     assert [j.name for j in jobs] == ["mnist-avae-s0", "mnist-avae-s1", "mnist-ae-s0", "mnist-ae-s1"]
     assert jobs[0].settings["model.kde_size"] == 100 and "model.kde_size" not in jobs[2].settings
-    assert len(plan(load_suite("paper-cpu"))) == 54  # 6 models × 3 datasets × 3 seeds
+    assert len(plan(load_suite("paper-cpu"))) == 57  # (7 + 6 + 6 models) × 3 seeds: vamp on Fashion-MNIST only
 
 
 def sections(cfg) -> dict:

@@ -193,8 +193,10 @@ def test_each_finished_disentanglement_metric_is_kept(evaluated, run_dir, monkey
 def test_sigint_to_the_command_keeps_the_phases_and_exits_130(run_dir):
     """A real Ctrl-C (SIGINT) to `avae evaluate`, sent while PRD scores INT."""
     flags = ["-n", "60", "--seed", "5", "--features", "random"]
+    # SIGINT as a terminal delivers it, even where the tests run with it ignored (a shell's background job)
     proc = subprocess.Popen([sys.executable, "-m", "avae", "evaluate", str(run_dir), *flags], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     shown = ""
     while "prd_INT ..." not in shown:  # the step's name is printed before it starts, its seconds after
         char = proc.stdout.read(1)
