@@ -4,7 +4,7 @@ import json
 import yaml
 
 from avae import config
-from avae.benchmark import load_suite, plan
+from avae.benchmark import load_suite, only_seeds, plan
 from avae.cli import main
 from fixtures import write_mnist
 from pagecheck import check_page
@@ -131,9 +131,28 @@ def test_benchmark_runs_skips_and_resumes(tmp_path, capsys):
     part = json.loads((tmp_path / "res" / "tiny-mnist.json").read_text())
     assert len(part["records"]) == 4 and part["command"] == "avae benchmark --suite tiny --datasets mnist"
     assert (done / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
+    # and so does a part of its seeds
+    assert main(args + ["--datasets", "mnist", "--seeds", "1"]) == 0
+    part = json.loads((tmp_path / "res" / "tiny-mnist-s1.json").read_text())
+    assert [(r["model"], r["seed"]) for r in part["records"]] == [("avae", 1), ("ae", 1)]
+    assert part["command"] == "avae benchmark --suite tiny --datasets mnist --seeds 1"
+    assert {n for by_model in part["summary"]["mnist"].values() for _, _, n in by_model.values()} == {1}
+    assert (tmp_path / "res" / "tiny-mnist-s1.md").read_text().startswith("# Benchmark suite `tiny` (mnist; seeds 1)")
+    assert (done / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
     capsys.readouterr()
     assert main(args + ["--datasets", "cifar10"]) == 2
     assert "suite tiny has no dataset cifar10; it has: mnist" in capsys.readouterr().err
+    for seeds, says in (("2", "suite tiny has no seed 2; its seeds are: 0, 1"), ("one", "--seeds takes seeds separated")):
+        assert main(args + ["--seeds", seeds]) == 2
+        assert says in capsys.readouterr().err
+
+
+def test_a_part_of_the_seeds_leaves_out_experiments_with_none_of_them():
+    suite = {"name": "s", "seeds": [0, 1], "experiments": [
+        {"dataset": "mnist", "models": ["ae"]}, {"dataset": "dsprites", "models": ["ae"], "seeds": [5, 6]}]}
+    assert [j.name for j in plan(only_seeds(suite, [1]))] == ["mnist-ae-s1"]
+    assert [j.name for j in plan(only_seeds(suite, [6, 0]))] == ["mnist-ae-s0", "dsprites-ae-s6"]
+    assert [j.name for j in plan(only_seeds({**suite, "seeds": [0]}, [5]))] == ["dsprites-ae-s5"]
 
 
 def test_unknown_suite_is_a_user_error(capsys):

@@ -66,14 +66,17 @@ def planned_by(command: str) -> tuple[dict, list[str]]:
     """The suite (or part of it) that a results file's `avae benchmark` command plans today, and its samplers."""
     argv = shlex.split(command)
     flags = dict(zip(argv[4::2], argv[5::2]))
-    assert argv[:3] == ["avae", "benchmark", "--suite"] and len(argv) % 2 == 0 and set(flags) <= {"--datasets", "--samplers"}
+    assert argv[:3] == ["avae", "benchmark", "--suite"] and len(argv) % 2 == 0
+    assert set(flags) <= {"--datasets", "--seeds", "--samplers"}
     suite = benchmark.load_suite(argv[3])
     if "--datasets" in flags:
         suite = benchmark.only_datasets(suite, flags["--datasets"].split(","))
+    if "--seeds" in flags:
+        suite = benchmark.only_seeds(suite, [int(s) for s in flags["--seeds"].split(",")])
     return suite, flags.get("--samplers", "prior").split(",")
 
 
-@pytest.mark.parametrize("results", [RESULTS, RESULTS.with_name("paper-cpu-fashion_mnist.json")], ids=lambda p: p.stem)
+@pytest.mark.parametrize("results", [RESULTS, RESULTS.with_name("paper-cpu-fashion_mnist-s0-1.json")], ids=lambda p: p.stem)
 def test_committed_results_agree_with_their_records_and_the_command_they_name(results):
     """The committed JSON is consistent in itself, whatever values a re-run gives: the command it
     records still plans each of its runs with the same settings, and every number it reports

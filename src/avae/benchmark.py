@@ -159,13 +159,14 @@ def plan(suite: dict) -> list[Job]:
 def run_suite(name: str, runs_root: Path = Path("benchmarks/runs"), results_root: Path = Path("benchmarks/results"),
               data_root: str | None = None, datasets: list[str] | None = None, *, trust_code: bool = False,
               launcher: str = "local", options: launchers.Options | None = None,
-              resources: dict | None = None, samplers: str | None = None) -> Path:
+              resources: dict | None = None, samplers: str | None = None, seeds: list[int] | None = None) -> Path:
     """Train and evaluate every unfinished run of a suite through `launcher` (local, submitit, ray),
     then write the results. A run that fails is named (its log and the last line of its error) and
     the others go on; then nothing is written but the runs, and calling again resumes the failed ones.
     `resources` (launchers.Resources values) override the suite's for every run; `samplers` ('prior,gmm')
-    the suite's evaluation samplers: a finished run not scored with all of them is scored again."""
-    suite, jobs = _suite_jobs(name, datasets, resources, samplers)
+    the suite's evaluation samplers: a finished run not scored with all of them is scored again.
+    `datasets`, `seeds`: the part of the suite to run (results: <suite>[-<datasets>][-s<seeds>].*)."""
+    suite, jobs = _suite_jobs(name, datasets, resources, samplers, seeds)
     folder = Path(runs_root) / suite["name"]
     options = options or launchers.Options()
     if options.folder is None:
@@ -192,10 +193,12 @@ def run_suite(name: str, runs_root: Path = Path("benchmarks/runs"), results_root
 
 
 def _suite_jobs(name: str, datasets: list[str] | None, resources: dict | None,
-                samplers: str | None = None) -> tuple[dict, list[Job]]:
+                samplers: str | None = None, seeds: list[int] | None = None) -> tuple[dict, list[Job]]:
     suite = with_samplers(load_suite(name), samplers)
     if datasets:
         suite = only_datasets(suite, datasets)
+    if seeds:
+        suite = only_seeds(suite, seeds)
     given = config.check_section("resources", launchers.Resources, {k: v for k, v in (resources or {}).items()
                                                                        if v is not None})
     jobs = plan(suite)
@@ -253,10 +256,10 @@ def _job_command(job: Job, suite_name: str, runs_root: Path, data_root: str | No
 
 def job_commands(name: str, runs_root: Path = Path("benchmarks/runs"), data_root: str | None = None,
                  datasets: list[str] | None = None, *, trust_code: bool = False,
-                 resources: dict | None = None, samplers: str | None = None) -> list[str]:
+                 resources: dict | None = None, samplers: str | None = None, seeds: list[int] | None = None) -> list[str]:
     """One shell command per unfinished run of a suite, for any scheduler: run them in any order, in
     any number at a time, then `avae benchmark --suite NAME` writes the results."""
-    suite, jobs = _suite_jobs(name, datasets, resources, samplers)
+    suite, jobs = _suite_jobs(name, datasets, resources, samplers, seeds)
     folder = Path(runs_root) / suite["name"]
     root = str(Path(data_root).expanduser().resolve()) if data_root else None
     names = suite_samplers(suite)
@@ -363,6 +366,26 @@ def only_datasets(suite: dict, datasets: list[str]) -> dict:
             "datasets": list(datasets)}
 
 
+def only_seeds(suite: dict, seeds: list[int]) -> dict:
+    """The part of a suite with `seeds` (of its own); its runs are the full suite's, its results files are its own."""
+    def kept(exp_seeds):
+        return [s for s in exp_seeds if s in seeds]
+
+    known = sorted({s for exp in suite["experiments"] for s in exp.get("seeds") or suite.get("seeds", [0])})
+    unknown = [str(s) for s in seeds if s not in known]
+    if unknown:
+        raise AvaeError(f"suite {suite['name']} has no seed {', '.join(unknown)}; its seeds are: "
+                        f"{', '.join(map(str, known))}")
+    shared, experiments = kept(suite.get("seeds", [0])), []
+    for exp in suite["experiments"]:  # an experiment left with none of its seeds is left out
+        own = exp.get("seeds")
+        if own and kept(own):
+            experiments.append({**exp, "seeds": kept(own)})
+        elif not own and shared:
+            experiments.append(exp)
+    return {**suite, "seeds": shared, "only_seeds": list(seeds), "experiments": experiments}
+
+
 def _record(run_dir: Path, job: Job, names: list[str] | None = None) -> dict:
     result = json.loads((run_dir / run.EVALUATION).read_text())
     epochs = run.read_metrics(run_dir)
@@ -409,8 +432,8 @@ def summarise_samplers(records: list[dict]) -> dict:
 
 
 def results_stem(suite: dict) -> str:
-    part = suite.get("datasets")
-    return suite["name"] + (f"-{'-'.join(part)}" if part else "")
+    part, seeds = suite.get("datasets"), suite.get("only_seeds")
+    return suite["name"] + (f"-{'-'.join(part)}" if part else "") + (f"-s{'-'.join(map(str, seeds))}" if seeds else "")
 
 
 def write_results(suite: dict, records: list[dict], results_root: Path, perf: dict,
@@ -418,7 +441,7 @@ def write_results(suite: dict, records: list[dict], results_root: Path, perf: di
     """The results JSON, Markdown and HTML with the suite's performance section; `samplers`: the
     `--samplers` the command was given (None: the suite file's)."""
     results_root.mkdir(parents=True, exist_ok=True)
-    part = suite.get("datasets")
+    part, seeds = suite.get("datasets"), suite.get("only_seeds")
     stem = results_stem(suite)
     machine = performance.machine()
     hours = {"train": sum(sum(r["training"]["epoch_times_s"]) for r in records) / 3600,
@@ -431,18 +454,21 @@ def write_results(suite: dict, records: list[dict], results_root: Path, perf: di
                 "python": platform.python_version(), "machine": machine, "compute_hours": hours,
                 "written": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "command": f"avae benchmark --suite {suite['name']}" + (f" --datasets {','.join(part)}" if part else "")
-                + (f" --samplers {samplers}" if samplers else "")}
+                + (f" --seeds {','.join(map(str, seeds))}" if seeds else "") + (f" --samplers {samplers}" if samplers else "")}
     out = results_root / f"{stem}.json"
     run.write_json(out, payload)
     pages.write_pages(payload, out)
     return out
 
 
-def rewrite_pages(name: str, results_root: Path, datasets: list[str] | None = None) -> Path:
+def rewrite_pages(name: str, results_root: Path, datasets: list[str] | None = None,
+                  seeds: list[int] | None = None) -> Path:
     """Rewrite a suite's .md and .html from its results JSON, without training or evaluating."""
     suite = load_suite(name)
     if datasets:
         suite = only_datasets(suite, datasets)
+    if seeds:
+        suite = only_seeds(suite, seeds)
     path = Path(results_root) / f"{results_stem(suite)}.json"
     if not path.is_file():
         raise AvaeError(f"no results {path} to rewrite pages from; run `avae benchmark --suite {name}` first")

@@ -203,6 +203,7 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--results", default="benchmarks/results", help="folder for <suite>.json/.md/.html")
     k.add_argument("--data-root", help="folder holding the datasets' files")
     k.add_argument("--datasets", help="comma-separated part of the suite to run (results: <suite>-<datasets>.*)")
+    k.add_argument("--seeds", help="comma-separated seeds of the suite to run (results: <suite>[-<datasets>]-s<seeds>.*)")
     k.add_argument("--pages-only", action="store_true",
                    help="rewrite the .md and .html pages from the results JSON; train and evaluate nothing")
     k.add_argument("--launcher", choices=list(LAUNCHERS), default="local",
@@ -444,6 +445,7 @@ def _benchmark(args) -> int:
     from .benchmark import job_commands, rewrite_pages, run_named, run_suite
 
     datasets = args.datasets.split(",") if args.datasets else None
+    seeds = _seeds(args.seeds) if args.seeds else None
     resources = {name: getattr(args, name) for name in schema.fields(launchers.Resources)}
     if args.samplers is not None:  # an unknown name is refused before anything runs
         from .samplers import parse_names
@@ -461,13 +463,13 @@ def _benchmark(args) -> int:
                                   ("--ray-address", args.ray_address, "ray")):
         if value and args.launcher != launcher:
             raise AvaeError(f"{flag} goes with --launcher {launcher}")
-    if args.only and datasets:
-        raise AvaeError("--only names one run; leave out --datasets")
+    if args.only and (datasets or seeds):
+        raise AvaeError(f"--only names one run; leave out {'--datasets' if datasets else '--seeds'}")
     if args.pages_only:
-        out = rewrite_pages(args.suite, Path(args.results), datasets)
+        out = rewrite_pages(args.suite, Path(args.results), datasets, seeds)
     elif args.jobs:
         commands = job_commands(args.suite, Path(args.runs), _absolute(args.data_root), datasets,
-                                trust_code=args.trust_code, resources=resources, samplers=args.samplers)
+                                trust_code=args.trust_code, resources=resources, samplers=args.samplers, seeds=seeds)
         print(f"# {len(commands)} unfinished run(s): run these commands in any order, then `avae benchmark --suite "
               f"{args.suite}` (with the same --runs and --results) writes the results", file=sys.stderr)
         for command in commands:
@@ -485,9 +487,17 @@ def _benchmark(args) -> int:
                                     address=args.ray_address)
         out = run_suite(args.suite, Path(args.runs), Path(args.results), args.data_root, datasets,
                         trust_code=args.trust_code, launcher=args.launcher, options=options, resources=resources,
-                        samplers=args.samplers)
+                        samplers=args.samplers, seeds=seeds)
     print(f"results: {out}, {out.with_suffix('.md')}, {out.with_suffix('.html')}")
     return 0
+
+
+def _seeds(text: str) -> list[int]:
+    """Seeds from '0,1'; anything else is one line."""
+    try:
+        return [int(item) for item in text.split(",")]
+    except ValueError:
+        raise AvaeError(f"--seeds takes seeds separated by commas (e.g. 0,1), got {text!r}") from None
 
 
 def _bandwidth(args) -> int:

@@ -496,7 +496,9 @@ def paper_reference(dataset: str, paper: dict | None = None) -> dict:
 
 def markdown(suite: dict, summary: dict, sampler_summary: dict | None = None) -> str:
     paper = paper_results()
-    part = f" ({', '.join(suite['datasets'])})" if suite.get("datasets") else ""
+    bits = ([", ".join(suite["datasets"])] if suite.get("datasets") else []) + (
+        [f"seeds {', '.join(map(str, suite['only_seeds']))}"] if suite.get("only_seeds") else [])
+    part = f" ({'; '.join(bits)})" if bits else ""
     lines = [f"# Benchmark suite `{suite['name']}`{part}", "", str(suite.get("description", "")).strip(), "",
              "Mean ± std over seeds (population std). ↑ higher is better, ↓ lower is better. In brackets: the "
              "paper's value (see each dataset's note for what it compares to).", "", TARGETS_NOTE, ""]
