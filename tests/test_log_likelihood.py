@@ -225,7 +225,7 @@ def test_draws_are_seeded_per_image(vae_run):
     assert torch.equal(torch.get_rng_state(), state)
 
 
-def test_evaluate_reports_the_likelihood_of_a_vae(vae_run, capsys):
+def test_evaluate_reports_the_likelihood_of_a_vae(vae_run, capsys, tmp_path):
     assert main(["evaluate", str(vae_run), "-n", "60", "--features", "random", "--likelihood-samples", "30",
                  "--likelihood-images", "50"]) == 0
     assert "NLL " in capsys.readouterr().out
@@ -244,7 +244,7 @@ def test_evaluate_reports_the_likelihood_of_a_vae(vae_run, capsys):
     assert "<h2>Log-likelihood</h2>" in text and "negative log-likelihood (IWAE bound) (nats) ↓" in text
     # a headline of the benchmark and of `avae compare`
     assert headlines(result, {})["nll"] == section["nll_nats"]
-    assert main(["compare", str(vae_run), str(vae_run)]) == 0
+    assert main(["compare", str(vae_run), str(vae_run), "--out", str(tmp_path)]) == 0
     assert "negative log-likelihood (IWAE bound) ↓" in capsys.readouterr().out
 
     with pytest.raises(AvaeError, match="likelihood_samples"):
