@@ -53,8 +53,8 @@ def bn_running_stats(module):
 def test_log_prior_equals_a_loop_over_the_components_in_float64():
     model = small_vamp(components=5).eval()
     mu_k, logvar_k = model.prior_components()
-    # the components are the encoder's posterior at the clamped pseudo-inputs
-    out = model.encoder(model.pseudo_inputs.clamp(0, 1))
+    # the components are the encoder's posterior at the clamped pseudo-inputs, on their own batch statistics
+    out = copy.deepcopy(model.encoder).train()(model.pseudo_inputs.clamp(0, 1))
     torch.testing.assert_close(mu_k, out[:, :4])
     torch.testing.assert_close(logvar_k, out[:, 4:])
     assert len(set(mu_k[:, 0].tolist())) == 5  # distinct components
@@ -126,7 +126,7 @@ def test_one_standard_normal_component_gives_the_vae_single_sample_kl():
     torch.testing.assert_close(val["kl"].double(), independent_vae_kl(z, mu, logvar), rtol=1e-5, atol=1e-5)
 
 
-def test_pseudo_inputs_get_their_own_encoder_call_in_the_batchs_mode():
+def test_pseudo_inputs_get_their_own_encoder_call_on_their_own_statistics_in_either_mode():
     model = small_vamp(components=8)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.encoder.modules())
     before = copy.deepcopy(model.encoder)
@@ -149,15 +149,19 @@ def test_pseudo_inputs_get_their_own_encoder_call_in_the_batchs_mode():
     mu_k.sum().backward()
     assert model.pseudo_inputs.grad.abs().sum() > 0  # the prior is learnt
 
-    # in evaluation mode, with the running statistics; cached until a weight changes
+    # in evaluation mode the same components (the prior sampled from is the prior trained against), not
+    # those of the running statistics; cached until a weight changes; the running statistics left alone
     model.eval()
     with torch.no_grad():
         first = model.prior_components()
         assert model.prior_components()[0] is first[0]
-        torch.testing.assert_close(torch.cat(first, 1), model.encoder(model.pseudo_inputs.clamp(0, 1)))
+        torch.testing.assert_close(torch.cat(first, 1), torch.cat([mu_k, logvar_k], 1).detach())
+        assert not torch.allclose(torch.cat(first, 1), model.encoder(model.pseudo_inputs.clamp(0, 1)), atol=1e-3)
+        assert all(torch.equal(b, state[n]) for n, b in model.encoder.named_buffers())
         model.pseudo_inputs.add_(0.1)
         again = model.prior_components()
     assert again[0] is not first[0] and not torch.equal(again[0], first[0])
+    assert not model.encoder.training
 
 
 # --- generation -------------------------------------------------------------------------------

@@ -20,13 +20,14 @@ and decoder, so the pseudo-inputs have their own Adam (`pseudo_lr`, fixed: the t
 schedule does not reach it), stepped in `after_step` on the gradient of the same backward pass
 (averaged over ranks under torchrun); its state is checkpointed through `extra_state`.
 
-Batch norm. The K pseudo-inputs are encoded once per loss evaluation, in a call of their own and
-in the encoder's current mode (the batch's). Encoding them together with the batch would mix their
-statistics into the batch's. In training mode their call normalises with the statistics of the K
-pseudo-inputs and leaves the running statistics alone (it runs on copies of the encoder's
-buffers), so the statistics used in evaluation remain those of the data. In evaluation mode
-(validation, sampling) the components come from the running statistics and are cached until a
-weight, buffer or pseudo-input changes.
+Batch norm. The K pseudo-inputs are encoded in a call of their own (encoding them together with
+the batch would mix their statistics into the batch's), and batch norm normalises them with the
+statistics of the K pseudo-inputs, in training and in evaluation alike: the prior that generation
+draws from and the NLL scores against is the very one the KL trained against. (With the data's
+running statistics in evaluation, the components of a trained model sat near the origin, far from
+the codes: on paper-cpu's Fashion-MNIST its samples had a Fréchet distance of 394 against the
+VAE's 111.) The call runs on copies of the encoder's buffers, so the running statistics remain the
+data's. Outside training the components are cached until a weight, buffer or pseudo-input changes.
 
 Generation draws a component uniformly, then z ~ q(z | u_k), with the encoder in evaluation mode.
 """
@@ -90,19 +91,24 @@ class VampVAE(GaussianVAE):
         return self.pseudo_inputs.clamp(lo, hi)
 
     def prior_components(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(μ_k, log σ_k²), each (K, l) in float32: the encoder's posterior at the pseudo-inputs, in the
-        encoder's current mode, from one encoder call of their own."""
-        if self.encoder.training:
-            # their own batch statistics; the running statistics stay the data's (copies take the update)
-            buffers = {name: b.clone() for name, b in self.encoder.named_buffers()}
-            out = functional_call(self.encoder, buffers, (self.pseudo_images(),)).float()
-            return out[:, : self.latent_dim], out[:, self.latent_dim :]
-        if torch.is_grad_enabled():  # someone wants gradients through the prior: nothing cached
-            return self.posterior(self.pseudo_images())
+        """(μ_k, log σ_k²), each (K, l) in float32: the encoder's posterior at the pseudo-inputs, from one
+        encoder call of their own normalised by their own batch statistics, whatever the encoder's mode."""
+        if self.encoder.training or torch.is_grad_enabled():  # being trained: nothing cached
+            return self._components()
         key = self._weights_key()
         if key is None or self._cached is None or self._cached[0] != key:
-            self._cached = (key, self.posterior(self.pseudo_images()))
+            self._cached = (key, self._components())
         return self._cached[1]
+
+    def _components(self) -> tuple[torch.Tensor, torch.Tensor]:
+        was_training = self.encoder.training
+        self.encoder.train()  # batch norm on the pseudo-inputs' own statistics, updating copies of the buffers
+        try:
+            buffers = {name: b.clone() for name, b in self.encoder.named_buffers()}
+            out = functional_call(self.encoder, buffers, (self.pseudo_images(),)).float()
+        finally:
+            self.encoder.train(was_training)
+        return out[:, : self.latent_dim], out[:, self.latent_dim :]
 
     def _weights_key(self):
         """What the evaluation-mode components depend on, changed by any in-place update (an optimizer
@@ -115,7 +121,7 @@ class VampVAE(GaussianVAE):
 
     @torch.no_grad()
     def inference_components(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The components generation draws from: the encoder in evaluation mode, whatever its mode now."""
+        """The components generation draws from (cached as in evaluation mode), whatever the encoder's mode now."""
         was_training = self.encoder.training
         self.encoder.eval()
         try:
