@@ -367,7 +367,8 @@ def only_datasets(suite: dict, datasets: list[str]) -> dict:
 
 
 def only_seeds(suite: dict, seeds: list[int]) -> dict:
-    """The part of a suite with `seeds` (of its own); its runs are the full suite's, its results files are its own."""
+    """The part of a suite with `seeds` (each one of its seeds); its runs are the full suite's, its results files
+    are its own. An experiment left with none of its seeds is left out."""
     def kept(exp_seeds):
         return [s for s in exp_seeds if s in seeds]
 
@@ -377,7 +378,7 @@ def only_seeds(suite: dict, seeds: list[int]) -> dict:
         raise AvaeError(f"suite {suite['name']} has no seed {', '.join(unknown)}; its seeds are: "
                         f"{', '.join(map(str, known))}")
     shared, experiments = kept(suite.get("seeds", [0])), []
-    for exp in suite["experiments"]:  # an experiment left with none of its seeds is left out
+    for exp in suite["experiments"]:
         own = exp.get("seeds")
         if own and kept(own):
             experiments.append({**exp, "seeds": kept(own)})

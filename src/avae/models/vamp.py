@@ -29,7 +29,7 @@ the codes: on paper-cpu's Fashion-MNIST its samples had a Fréchet distance of 3
 VAE's 111.) The call runs on copies of the encoder's buffers, so the running statistics remain the
 data's. Outside training the components are cached until a weight, buffer or pseudo-input changes.
 
-Generation draws a component uniformly, then z ~ q(z | u_k), with the encoder in evaluation mode.
+Generation draws a component uniformly, then z ~ q(z | u_k).
 """
 from __future__ import annotations
 
