@@ -97,6 +97,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import re
@@ -106,6 +107,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from threads_under_load import busy_processes  # (benchmarks/ is on the path of a script run from it)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "vs_tensorflow.jsonl"
@@ -297,20 +300,6 @@ def authors_code(path: Path, work: Path) -> tuple[Path, str | None]:
     sys.exit(f"vs_tensorflow: {path} is neither a checkout of Surojit-Utah/AVAE nor its git folder")
 
 
-def start_busy(count: int) -> list:
-    """`count` processes that spin without sleeping, until stop_busy."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
-    time.sleep(2 if count else 0)  # let them take their cores
-    return procs
-
-
-def stop_busy(procs: list) -> None:
-    for proc in procs:
-        proc.kill()
-        proc.wait()
-    procs.clear()
-
-
 def child_env(side: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # threads come from the settings
     if side == "tf":
@@ -462,25 +451,20 @@ def main() -> None:
         ctx["authors_code"], ctx["authors_commit"] = authors_code(Path(args.authors).resolve(), work)
     print(f"work folder {work}; {len(cells)} cell(s), {args.steps} steps, m = {args.kde_size}; "
           f"results -> {args.out}", flush=True)
-    spinners: list = []
     try:
         if not args.no_warmup:  # fills caches (bandwidth, avae's auto choices, bytecode, page cache); not recorded
             warm = argparse.Namespace(**{**vars(args), "steps": 2})
             for side, precision in dict.fromkeys((side, precision) for _, _, side, precision, _ in cells):
                 run_cell(side, precision, 1, 0, warm, ctx, f"warmup-{side}-{precision}")
             print("warm-up done", flush=True)
-        current = None
-        for busy, threads, side, precision, repeat in cells:
-            if busy != current:  # the spinners stay for every cell of a busy level
-                stop_busy(spinners)
-                spinners.extend(start_busy(busy))
-                current = busy
-            record = run_cell(side, precision, threads, busy, args, ctx, f"{side}-{precision}-t{threads}-b{busy}")
-            record["repeat"] = repeat
-            append(record, args.out)
-            show(record)
+        for busy, level in itertools.groupby(cells, key=lambda cell: cell[0]):
+            with busy_processes(busy):  # the spinners stay for every cell of a busy level
+                for _, threads, side, precision, repeat in level:
+                    record = run_cell(side, precision, threads, busy, args, ctx, f"{side}-{precision}-t{threads}-b{busy}")
+                    record["repeat"] = repeat
+                    append(record, args.out)
+                    show(record)
     finally:
-        stop_busy(spinners)
         if args.keep:
             print(f"kept {work}")
         else:
