@@ -194,11 +194,7 @@ def run_suite(name: str, runs_root: Path = Path("benchmarks/runs"), results_root
 
 def _suite_jobs(name: str, datasets: list[str] | None, resources: dict | None,
                 samplers: str | None = None, seeds: list[int] | None = None) -> tuple[dict, list[Job]]:
-    suite = with_samplers(load_suite(name), samplers)
-    if datasets:
-        suite = only_datasets(suite, datasets)
-    if seeds:
-        suite = only_seeds(suite, seeds)
+    suite = _part(with_samplers(load_suite(name), samplers), datasets, seeds)
     given = config.check_section("resources", launchers.Resources, {k: v for k, v in (resources or {}).items()
                                                                        if v is not None})
     jobs = plan(suite)
@@ -366,6 +362,12 @@ def only_datasets(suite: dict, datasets: list[str]) -> dict:
             "datasets": list(datasets)}
 
 
+def _part(suite: dict, datasets: list[str] | None, seeds: list[int] | None) -> dict:
+    """The part of a suite that --datasets and --seeds name (the whole suite without them)."""
+    suite = only_datasets(suite, datasets) if datasets else suite
+    return only_seeds(suite, seeds) if seeds else suite
+
+
 def only_seeds(suite: dict, seeds: list[int]) -> dict:
     """The part of a suite with `seeds` (each one of its seeds); its runs are the full suite's, its results files
     are its own. An experiment left with none of its seeds is left out."""
@@ -465,11 +467,7 @@ def write_results(suite: dict, records: list[dict], results_root: Path, perf: di
 def rewrite_pages(name: str, results_root: Path, datasets: list[str] | None = None,
                   seeds: list[int] | None = None) -> Path:
     """Rewrite a suite's .md and .html from its results JSON, without training or evaluating."""
-    suite = load_suite(name)
-    if datasets:
-        suite = only_datasets(suite, datasets)
-    if seeds:
-        suite = only_seeds(suite, seeds)
+    suite = _part(load_suite(name), datasets, seeds)
     path = Path(results_root) / f"{results_stem(suite)}.json"
     if not path.is_file():
         raise AvaeError(f"no results {path} to rewrite pages from; run `avae benchmark --suite {name}` first")
