@@ -245,3 +245,25 @@ def test_the_catalogue_labels_prd_by_the_f_beta_each_number_is():
         beta = next(b for symbol, b in betas.items() if f"({symbol})" in label)
         expected = gen.max_f_beta(np.array(result["curve_precision"]), np.array(result["curve_recall"]), beta)
         assert result[name] == pytest.approx(expected), label
+
+
+def test_feature_classifier_weights_do_not_depend_on_the_thread_count(mnist_root, tmp_path, monkeypatch):
+    """The classifier is trained on first use by whichever process evaluates first, with the threads
+    the machine's load gave it; its weights (and every FD in its space) must not depend on them."""
+    from avae import config
+    from avae.data import load_data
+    from avae.metrics.features import classifier_features
+
+    data = load_data(config.resolve(None, ["data.name=mnist", f"data.root={mnist_root}"]), cut=False)
+    weights, before = [], torch.get_num_threads()
+    try:
+        for threads in (2, 1):
+            monkeypatch.setenv("AVAE_CACHE_DIR", str(tmp_path / f"cache{threads}"))
+            torch.set_num_threads(threads)
+            torch.manual_seed(threads)  # what ran before must not matter either
+            weights.append(classifier_features(data, epochs=1, max_train=500, progress=False).net.state_dict())
+        assert torch.get_num_threads() == 1  # the caller's setting is left as it was
+    finally:
+        torch.set_num_threads(before)
+    for name, w in weights[0].items():
+        assert torch.equal(w, weights[1][name]), name

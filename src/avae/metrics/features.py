@@ -25,9 +25,10 @@ from torch import nn
 from ..kde_bandwidth import cache_path
 from ..data import Dataset, Subset, to_float
 from ..errors import AvaeError
+from ..hardware import one_thread
 from ..atomic import save_file
 
-CLASSIFIER_VERSION = 1
+CLASSIFIER_VERSION = 2  # 2: weights from the seed alone, trained on one thread
 FEATURE_DIM = 128
 
 
@@ -141,13 +142,15 @@ def classifier_features(data: Dataset, seed: int = 0, epochs: int = 3, max_train
     c, size = data.shape[0], data.shape[1]
     train_targets = targets_of(data.train, data)
     classes = [int(train_targets[:, k].max()) + 1 for k in range(train_targets.shape[1])]
-    net = FeatureNet(c, size, classes)
+    with torch.random.fork_rng(devices=[]):  # the initial weights come from `seed` alone, not from what ran before
+        torch.manual_seed(seed)
+        net = FeatureNet(c, size, classes)
     if path.is_file():
         state = torch.load(path, weights_only=True)
         net.load_state_dict(state["weights"])
         return ClassifierFeatures(net, data.value_range, state["accuracy"], path)
-    torch.manual_seed(seed)
-    _fit(net, data, train_targets, seed, epochs, max_train, progress)
+    with one_thread():
+        _fit(net, data, train_targets, seed, epochs, max_train, progress)
     held_out = data.test if data.test is not None else data.val
     accuracy = _accuracy(net, data, held_out)
     path.parent.mkdir(parents=True, exist_ok=True)

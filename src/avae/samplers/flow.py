@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..schema import setting
+from ..hardware import one_thread
 from . import training
 from .base import register_sampler
 
@@ -46,13 +47,13 @@ class FlowSampler(training.NeuralSampler):
     def sample(self, n, generator=None):
         # the flow's base is N(0, I): its noise drawn here, from the generator, then mapped back
         eps = torch.randn(self._check_n(n), self.latent_dim, generator=generator)
-        with training.one_thread():
+        with one_thread():
             x = self.net().transform.inv(eps) if n else eps
         return self.unstandardised(x)
 
     @torch.no_grad()
     def log_prob(self, z):
         x = self.standardised(z)
-        with training.one_thread():
+        with one_thread():
             log_p = torch.cat([self.net().log_prob(part) for part in x.split(4096)]).double()
         return log_p - torch.log(self.scale).sum()  # the change of variables of the standardisation

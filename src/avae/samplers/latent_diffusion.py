@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..schema import setting
+from ..hardware import one_thread
 from . import training
 from .base import register_sampler
 
@@ -91,7 +92,7 @@ class LatentDiffusionSampler(training.NeuralSampler):
         if n:
             schedule = self.scheduler()
             schedule.set_timesteps(self.settings.timesteps)
-            with training.one_thread():
+            with one_thread():
                 for t in schedule.timesteps:
                     eps = self.net(x, t.expand(len(x)))
                     x = schedule.step(eps, int(t), x, generator=generator).prev_sample

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import math
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import AvaeError
+from ..hardware import one_thread
 from ..schema import setting
 from .base import Sampler, _stream, check_state
 
@@ -40,20 +40,6 @@ def split(codes: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor
                         "stopping; give more codes (--codes) or a smaller val_fraction")
     order = np.random.default_rng(_stream(seed, 4)).permutation(len(codes))
     return codes[order[n_stop:]], codes[order[:n_stop]]
-
-
-@contextmanager
-def one_thread():
-    """torch on one thread, restored afterwards: the neural samplers' networks are small, and their
-    steps run faster on one thread than on several that wait on each other (5–13× on a busy 2-core
-    machine; on a quiet one two threads fitted the flow in 57 s against 63 s), and one thread makes
-    a fit independent of the machine's load: the same codes, settings and seed, the same sampler."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def fit_early_stopping(net: nn.Module, loss: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
