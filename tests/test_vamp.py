@@ -210,6 +210,26 @@ def test_samples_are_seeded_and_match_the_moment_matched_gaussian():
     assert model.encoder.training and all(torch.equal(b, running[n]) for n, b in model.encoder.named_buffers())
 
 
+def test_its_own_sampler_scores_codes_by_the_mixture_density_itself():
+    """The `prior` sampler's log density of vamp is the mixture's (float64, in chunks), not the
+    moment-matched Gaussian's, so a fit report and evaluate.json give it a log-likelihood."""
+    from avae.samplers.prior import PriorSampler
+
+    model = small_vamp(components=5).eval()
+    sampler = PriorSampler.of_model(model)
+    assert sampler.has_density
+    z = model.sample_latent(23, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        reference = torch.logsumexp(direct_log_prior(z, *model.prior_components()), 1) - math.log(5)
+    log_p = sampler.log_prob(z)
+    assert log_p.dtype == torch.float64 and log_p.shape == (23,)
+    torch.testing.assert_close(log_p, reference, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(model.sampling_log_prob(z, chunk=4), log_p, rtol=0, atol=1e-12)
+    mean, tril = model.sampling_gaussian()
+    gaussian = torch.distributions.MultivariateNormal(mean, scale_tril=tril).log_prob(z.double())
+    assert not torch.allclose(log_p, gaussian, atol=0.1)
+
+
 # --- training -----------------------------------------------------------------------------------
 def train_steps(model, optimizer, x, steps, first_seed=0):
     model.train()

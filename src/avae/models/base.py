@@ -136,6 +136,13 @@ class Model(nn.Module):
         is drawn in their dtype. The prior N(0, I) unless a model says otherwise."""
         return torch.zeros(self.latent_dim), torch.eye(self.latent_dim)
 
+    def sampling_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log density (n,) in float64 nats of each code z (n, l) under what `sample_latent` draws from:
+        the Gaussian of `sampling_gaussian` unless a model says otherwise."""
+        from ..samplers.base import gaussian_log_prob
+
+        return gaussian_log_prob(z, *self.sampling_gaussian())
+
     def sampler_tensors(self) -> dict[str, torch.Tensor]:
         """What `avae export` writes as sampler.pt: the Gaussian's {"mean", "scale_tril"} (a model
         that samples from a mixture writes {"weights", "means", "scale_trils"})."""

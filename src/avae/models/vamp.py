@@ -163,6 +163,14 @@ class VampVAE(GaussianVAE):
         eps = torch.randn(n, self.latent_dim, generator=generator)
         return mu_k[k] + torch.exp(0.5 * logvar_k[k]) * eps
 
+    @torch.no_grad()
+    def sampling_log_prob(self, z: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
+        """log p(z) (n,) in float64 under the mixture generation draws from, in chunks of codes
+        (the (n, K, l) terms of all n at once would not fit in memory)."""
+        mu_k, logvar_k = (t.detach().double().cpu() for t in self.inference_components())
+        z = z.detach().double().cpu()
+        return torch.cat([log_mixture_prior(z[i : i + chunk], mu_k, logvar_k) for i in range(0, len(z), chunk)])
+
     def sampler_tensors(self) -> dict[str, torch.Tensor]:
         """The mixture itself, in the export format of a Gaussian mixture: uniform weights, the
         components' means and diagonal scales."""

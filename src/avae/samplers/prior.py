@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Sampler, gaussian_log_prob, register_sampler
+from .base import Sampler, register_sampler
 
 
 @register_sampler
@@ -30,11 +30,12 @@ class PriorSampler(Sampler):
 
     @property
     def has_density(self) -> bool:
-        """A density where the model draws from the Gaussian it declares (models that override
-        sample_latent draw from something else)."""
+        """A density where the model draws from the Gaussian it declares, or declares the density
+        of what it draws from (other models that override sample_latent draw from something else)."""
         from ..models import Model
 
-        return type(self.model).sample_latent is Model.sample_latent
+        kind = type(self.model)
+        return kind.sample_latent is Model.sample_latent or kind.sampling_log_prob is not Model.sampling_log_prob
 
     def _fit(self, codes, seed):
         """Nothing to fit: the report scores the model's own sampler, the reference for the others."""
@@ -45,8 +46,7 @@ class PriorSampler(Sampler):
     def log_prob(self, z):
         if not self.has_density:
             return super().log_prob(z)
-        mean, scale_tril = self.model.sampling_gaussian()
-        return gaussian_log_prob(z, mean, scale_tril)
+        return self.model.sampling_log_prob(z)
 
     def state_dict(self):
         return {}
