@@ -108,7 +108,8 @@ def one_thread():
     samplers, the feature classifier): a sum splits differently over other thread counts, so one
     thread makes the trained weights independent of the machine's load (same data, settings and
     seed, same weights); and such small steps run faster on one thread than on several that wait
-    on each other (the flow: 5–13× on a busy 2-core machine; on a quiet one 63 s against 57 s)."""
+    on each other (the flow: 5–13× faster on a busy 2-core machine; on a quiet one 63 s against two
+    threads' 57 s)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
