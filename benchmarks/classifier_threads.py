@@ -53,7 +53,7 @@ def main() -> None:
     data = load_data(config.resolve(None, ["data.name=fashion_mnist"]), cut=False)
     targets = features.targets_of(data.train, data)
     rows = []
-    for busy in (0, args.busy):
+    for busy in sorted({0, args.busy}):
         with busy_processes(busy):
             load = os.getloadavg()[0]
             seconds, weights = {1: [], 2: []}, {1: [], 2: []}
