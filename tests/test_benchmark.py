@@ -158,3 +158,19 @@ def test_a_part_of_the_seeds_leaves_out_experiments_with_none_of_them():
 def test_unknown_suite_is_a_user_error(capsys):
     assert main(["benchmark", "--suite", "nope"]) == 2
     assert "unknown suite 'nope'" in capsys.readouterr().err
+
+
+def test_the_bfloat16_peak_is_measured_only_where_the_hardware_computes_it(monkeypatch):
+    """Emulated (an AVX2 CPU), one 2048² bfloat16 product takes about a minute: a results file there
+    records the float32 peak alone, and its pages say why bfloat16 is missing."""
+    from avae import hardware, pages, performance
+
+    measured = []
+    monkeypatch.setattr(performance, "gemm_peak", lambda dtype, device="cpu": measured.append(dtype) or 100.0)
+    for native, dtypes, says in ((False, ["float32"], "bfloat16 not measured (emulated on this hardware)"),
+                                 (True, ["float32", "bfloat16"], "100 GFLOP/s in bfloat16")):
+        monkeypatch.setattr(hardware, "native_bf16", lambda device, facts=None: native)
+        measured.clear()
+        peaks = performance.measure([])["gemm_peak_gflops"]
+        assert [str(d).removeprefix("torch.") for d in measured] == dtypes == list(peaks)
+        assert pages.peaks_text(peaks) == f"100 GFLOP/s in float32, {says}"

@@ -67,7 +67,9 @@ def measure(records: list[dict], trust_code: bool = False) -> dict:
     from .kde_bandwidth import bandwidth
 
     device = "cuda" if torch.cuda.is_available() else "cpu"  # where `train.device: auto` trains
-    peaks = {"float32": gemm_peak(torch.float32, device), "bfloat16": gemm_peak(torch.bfloat16, device)}
+    peaks = {"float32": gemm_peak(torch.float32, device)}
+    if hardware.native_bf16(torch.device(device)):  # emulated, a 2048² product takes about a minute and tells nothing
+        peaks["bfloat16"] = gemm_peak(torch.bfloat16, device)
     out: dict = {"device": device, "gemm_peak_gflops": peaks, "datasets": {}}
     for dataset in sorted({r["dataset"] for r in records}):
         rows = [r for r in records if r["dataset"] == dataset]
