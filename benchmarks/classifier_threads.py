@@ -29,10 +29,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def fit_once(data, targets, threads: int, images: int, epochs: int) -> tuple[float, torch.Tensor]:
     """Seconds of one classifier fit on `threads` threads, and its first layer's weights."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        classes = [int(targets[:, k].max()) + 1 for k in range(targets.shape[1])]
-        net = features.FeatureNet(data.shape[0], data.shape[1], classes)
+    net = features.initial_net(data, targets, seed=0)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -139,12 +139,8 @@ def classifier_features(data: Dataset, seed: int = 0, epochs: int = 3, max_train
                         progress: bool = True) -> ClassifierFeatures:
     """The cached feature classifier of a dataset, trained on first use."""
     path = classifier_path(data, seed, epochs, max_train)
-    c, size = data.shape[0], data.shape[1]
     train_targets = targets_of(data.train, data)
-    classes = [int(train_targets[:, k].max()) + 1 for k in range(train_targets.shape[1])]
-    with torch.random.fork_rng(devices=[]):  # the initial weights come from `seed` alone, not from what ran before
-        torch.manual_seed(seed)
-        net = FeatureNet(c, size, classes)
+    net = initial_net(data, train_targets, seed)
     if path.is_file():
         state = torch.load(path, weights_only=True)
         net.load_state_dict(state["weights"])
@@ -156,6 +152,15 @@ def classifier_features(data: Dataset, seed: int = 0, epochs: int = 3, max_train
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(lambda tmp: torch.save({"weights": net.state_dict(), "accuracy": accuracy}, tmp), path)
     return ClassifierFeatures(net, data.value_range, accuracy, path)
+
+
+def initial_net(data: Dataset, targets: np.ndarray, seed: int) -> FeatureNet:
+    """An untrained FeatureNet with one head per target column, its initial weights drawn from
+    `seed` alone (not from what ran before in the process)."""
+    classes = [int(targets[:, k].max()) + 1 for k in range(targets.shape[1])]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return FeatureNet(data.shape[0], data.shape[1], classes)
 
 
 def classifier_path(data: Dataset, seed: int = 0, epochs: int = 3, max_train: int = 10000) -> Path:
